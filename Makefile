@@ -1,0 +1,29 @@
+# berth build. `make` builds every binary into ./bin/.
+GO      ?= go
+# The runtime carries a small C constructor (internal/nsenter); it is linked
+# statically so that exec of the runtime skips the dynamic loader.
+CGO_ENABLED := 1
+LDFLAGS := -s -w -extldflags=-static
+GOFLAGS_BUILD := -trimpath -buildvcs=false
+
+BINS := bin/berth-runtime
+
+.PHONY: all clean test test-unit vet fmt
+all: $(BINS)
+
+bin/berth-runtime: FORCE
+	CGO_ENABLED=$(CGO_ENABLED) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $@ ./cmd/berth-runtime
+
+FORCE:
+
+test-unit:
+	$(GO) test ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -l -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin
