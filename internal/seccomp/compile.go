@@ -589,10 +589,16 @@ func (c *compiler) ret(v uint32) {
 	c.a.ret(v)
 }
 
+// islandSegments bounds the subtrees whose leaves share an "island": the
+// distinct verdicts of the subtree, each emitted once after it, which its
+// comparisons jump to directly. A leaf then costs no instruction of its own
+// and every jump stays within the 255 instructions a conditional reaches.
+const islandSegments = 96
+
 // tree emits a binary search over the segments' start numbers; A holds nr.
 func (c *compiler) tree(segs []segment) {
-	if len(segs) == 1 {
-		c.leaf(segs[0].leaf)
+	if len(segs) <= islandSegments {
+		c.islandTree(segs)
 		return
 	}
 	mid := len(segs) / 2
@@ -601,6 +607,56 @@ func (c *compiler) tree(segs []segment) {
 	c.tree(segs[:mid])
 	c.a.place(right)
 	c.tree(segs[mid:])
+}
+
+func (c *compiler) islandTree(segs []segment) {
+	if len(segs) == 1 {
+		c.leaf(segs[0].leaf)
+		return
+	}
+	island := map[string]label{}
+	var order []leaf
+	target := func(l leaf) label {
+		k := fmt.Sprintf("r%x", l.ret)
+		if l.body != nil {
+			k = "b" + l.key
+		}
+		if lb, ok := island[k]; ok {
+			return lb
+		}
+		lb := c.a.newLabel()
+		island[k] = lb
+		order = append(order, l)
+		return lb
+	}
+	// node emits one comparison; a child that is a single segment is a jump
+	// into the island, a bigger one is emitted after it. Every path ends in
+	// a jump, so nothing falls through into the island.
+	var node func(segs []segment)
+	node = func(segs []segment) {
+		mid := len(segs) / 2
+		left, right := segs[:mid], segs[mid:]
+		lt, rt := next, c.a.newLabel()
+		if len(left) == 1 {
+			lt = target(left[0].leaf)
+		}
+		if len(right) == 1 {
+			rt = target(right[0].leaf)
+		}
+		c.a.jmpIf(unix.BPF_JGE, uint32(right[0].start), rt, lt)
+		if len(left) > 1 {
+			node(left)
+		}
+		if len(right) > 1 {
+			c.a.place(rt)
+			node(right)
+		}
+	}
+	node(segs)
+	for _, l := range order {
+		c.a.place(target(l))
+		c.leaf(l)
+	}
 }
 
 func (c *compiler) leaf(l leaf) {
@@ -617,19 +673,93 @@ func (c *compiler) leaf(l leaf) {
 	c.a.jump(lb)
 }
 
-// body emits the argument checks of one system call: each alternative's
-// comparisons, on success its action, on failure the next alternative, and
+// body emits the argument checks of one system call: the alternatives in
+// order, consecutive ones with the same action sharing one return, and
 // finally the fallback.
 func (c *compiler) body(b *body) {
-	for _, al := range b.alts {
-		fail := c.a.newLabel()
-		for _, cd := range al.conds {
-			c.cond(cd, b.bits, next, fail)
+	alts := b.alts
+	for i := 0; i < len(alts); {
+		j := i + 1
+		for j < len(alts) && alts[j].action == alts[i].action {
+			j++
 		}
-		c.ret(al.action)
+		pass, fail := c.a.newLabel(), c.a.newLabel()
+		c.altRun(alts[i:j], b.bits, pass, fail)
+		c.a.place(pass)
+		c.ret(alts[i].action)
 		c.a.place(fail)
+		i = j
 	}
 	c.ret(b.fallback)
+}
+
+// altRun emits alternatives that share one action: any that holds jumps to
+// pass, when none does control goes to fail.
+func (c *compiler) altRun(alts []alt, bits int, pass, fail label) {
+	for k := 0; k < len(alts); {
+		nextAlt := fail
+		// Single equality tests of one argument (Docker's socket domains):
+		// load the argument once and compare it with each value in turn.
+		if m := eqRun(alts[k:], bits); m >= 2 {
+			if k+m < len(alts) {
+				nextAlt = c.a.newLabel()
+			}
+			first := alts[k].conds[0]
+			if bits == 64 {
+				c.a.loadAbs(c.hi(first.index))
+				c.a.jmpIf(unix.BPF_JEQ, uint32(first.value>>32), next, nextAlt)
+			}
+			c.a.loadAbs(c.lo(first.index))
+			for x := range m {
+				onFail := next
+				if x == m-1 {
+					onFail = nextAlt
+				}
+				c.a.jmpIf(unix.BPF_JEQ, uint32(alts[k+x].conds[0].value), pass, onFail)
+			}
+			if nextAlt != fail {
+				c.a.place(nextAlt)
+			}
+			k += m
+			continue
+		}
+		if k+1 < len(alts) {
+			nextAlt = c.a.newLabel()
+		}
+		conds := alts[k].conds
+		for x, cd := range conds {
+			onPass := next
+			if x == len(conds)-1 {
+				onPass = pass
+			}
+			c.cond(cd, bits, onPass, nextAlt)
+		}
+		if nextAlt != fail {
+			c.a.place(nextAlt)
+		}
+		k++
+	}
+}
+
+// eqRun is how many alternatives at the start of alts are a single
+// SCMP_CMP_EQ on the same argument (and, on 64-bit ABIs, the same high half).
+func eqRun(alts []alt, bits int) int {
+	single := func(a alt) (cond, bool) {
+		return a.conds[0], len(a.conds) == 1 && a.conds[0].op == specs.OpEqualTo
+	}
+	first, ok := single(alts[0])
+	if !ok {
+		return 0
+	}
+	n := 1
+	for _, a := range alts[1:] {
+		c, ok := single(a)
+		if !ok || c.index != first.index || (bits == 64 && c.value>>32 != first.value>>32) {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 // cond emits one comparison that continues at pass or fail. On 64-bit ABIs

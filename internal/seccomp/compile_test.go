@@ -559,7 +559,9 @@ func TestValidation(t *testing.T) {
 		{"unknown arch", ok(func(s *specs.LinuxSeccomp) { s.Architectures = []specs.Arch{specs.ArchX86, "SCMP_ARCH_Z80"} }), `linux.seccomp.architectures[1]: unknown architecture "SCMP_ARCH_Z80"`},
 		{"arch without table", ok(func(s *specs.LinuxSeccomp) { s.Architectures = []specs.Arch{specs.ArchPARISC} }), "linux.seccomp.architectures[0]: unsupported architecture SCMP_ARCH_PARISC: berth has no system call table for it"},
 		{"other byte order", ok(func(s *specs.LinuxSeccomp) { s.Architectures = []specs.Arch{specs.ArchX86, specs.ArchS390X} }), "linux.seccomp.architectures[1]: SCMP_ARCH_S390X has big-endian byte order but the native architecture SCMP_ARCH_X86_64 has little-endian"},
-		{"unknown flag", ok(func(s *specs.LinuxSeccomp) { s.Flags = []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagLog, "SECCOMP_FILTER_FLAG_NEW_LISTENER"} }), `linux.seccomp.flags[1]: unknown flag "SECCOMP_FILTER_FLAG_NEW_LISTENER"`},
+		{"unknown flag", ok(func(s *specs.LinuxSeccomp) {
+			s.Flags = []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagLog, "SECCOMP_FILTER_FLAG_NEW_LISTENER"}
+		}), `linux.seccomp.flags[1]: unknown flag "SECCOMP_FILTER_FLAG_NEW_LISTENER"`},
 		{"metadata without path", ok(func(s *specs.LinuxSeccomp) { s.ListenerMetadata = "x" }), "linux.seccomp.listenerMetadata: set without linux.seccomp.listenerPath"},
 		{"notify without path", ok(func(s *specs.LinuxSeccomp) { s.Syscalls[1].Action = specs.ActNotify }), "linux.seccomp.syscalls[1].action: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath for the agent"},
 		{"unknown action", ok(func(s *specs.LinuxSeccomp) { s.Syscalls[2].Action = "SCMP_ACT_FOO" }), `linux.seccomp.syscalls[2].action: unknown action "SCMP_ACT_FOO"`},
@@ -606,4 +608,48 @@ func TestValidEdgeCases(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEqualityRuns covers the shortcut for consecutive single equality
+// tests with one action (load once, compare many), and where a run ends.
+func TestEqualityRuns(t *testing.T) {
+	eq := func(idx uint, v uint64) []specs.LinuxSeccompArg {
+		return []specs.LinuxSeccompArg{{Index: idx, Op: specs.OpEqualTo, Value: v}}
+	}
+	s := &specs.LinuxSeccomp{
+		DefaultAction: specs.ActErrno,
+		Architectures: []specs.Arch{specs.ArchX86},
+		Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"socket"}, Action: specs.ActAllow, Args: eq(0, 1)},
+			{Names: []string{"socket"}, Action: specs.ActAllow, Args: eq(0, 2)},
+			{Names: []string{"socket"}, Action: specs.ActAllow, Args: eq(0, 0x1_0000_0003)}, // other high half
+			{Names: []string{"socket"}, Action: specs.ActAllow, Args: eq(0, 0x1_0000_0004)},
+			{Names: []string{"socket"}, Action: specs.ActAllow, Args: eq(1, 5)}, // other argument
+			{Names: []string{"socket"}, Action: specs.ActAllow, Args: eq(1, 6)},
+			{Names: []string{"socket"}, Action: specs.ActLog, Args: eq(0, 7)}, // other action
+			{Names: []string{"socket"}, Action: specs.ActLog, Args: eq(0, 8)},
+		},
+	}
+	p := mustCompile(t, s, specs.ArchX86_64)
+	sock64 := func(args ...uint64) call { return x86_64(nr(t, specs.ArchX86_64, "socket"), args...) }
+	sock32 := func(args ...uint64) call { return i386(nr(t, specs.ArchX86, "socket"), args...) }
+	checkAll(t, newVM(t, p, false), p, []expect{
+		{"1", sock64(1), allow},
+		{"2", sock64(2), allow},
+		{"3 without the high half", sock64(3), eperm},
+		{"0x1_0000_0003", sock64(0x1_0000_0003), allow},
+		{"0x1_0000_0004", sock64(0x1_0000_0004), allow},
+		{"0x1_0000_0001", sock64(0x1_0000_0001), eperm},
+		{"arg1 5", sock64(0, 5), allow},
+		{"arg1 6", sock64(9, 6), allow},
+		{"arg1 7", sock64(9, 7), eperm},
+		{"7 logs", sock64(7), retLog},
+		{"8 logs", sock64(8), retLog},
+		{"9", sock64(9), eperm},
+		{"x86: 3 (truncated 0x1_0000_0003)", sock32(3), allow},
+		{"x86: 2", sock32(2), allow},
+		{"x86: arg1 6", sock32(0, 6), allow},
+		{"x86: 8", sock32(8), retLog},
+		{"x86: 9", sock32(9), eperm},
+	})
 }
