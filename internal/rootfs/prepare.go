@@ -1,0 +1,297 @@
+package rootfs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/berthproject/berth/internal/fsroot"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// preparer carries what Prepare needs from step to step.
+type preparer struct {
+	c *Config
+	// root is the rootfs mount (the rootfs bound onto itself): every path of
+	// the container is resolved below it.
+	root *os.File
+	// rootPath is the kernel's name for root, to relate resolved descriptors
+	// back to container paths.
+	rootPath string
+}
+
+// Prepare builds the container's filesystem view below c.Rootfs. It runs in the
+// container init, in the init's own new mount namespace, before Enter:
+//
+//  1. "/" becomes MS_SLAVE|MS_REC (or linux.rootfsPropagation), so nothing
+//     mounted from here on reaches the host; the mount holding the rootfs is
+//     made private if it is shared (pivot_root refuses shared parents);
+//  2. the rootfs is bound onto itself, so that it is a mount point;
+//  3. the spec's mounts, in order, each destination resolved inside the rootfs
+//     (missing directories, or an empty file for a bind of a file, created);
+//  4. if /dev is a fresh mount (usually a tmpfs): the default devices, the
+//     spec's devices, /dev/fd, /dev/std{in,out,err}, /dev/core and /dev/ptmx ->
+//     pts/ptmx; if /dev is not mounted only the spec's devices; if /dev is a
+//     bind mount nothing.
+//
+// Nothing is made read-only that must still be written: Finalize does that
+// after Enter.
+func Prepare(c *Config) error {
+	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
+	if c.RootfsPropagation != "" {
+		var ok bool
+		if prop, ok = rootPropagation[c.RootfsPropagation]; !ok {
+			return fmt.Errorf("linux.rootfsPropagation: unknown propagation %q", c.RootfsPropagation)
+		}
+	}
+	if err := unix.Mount("", "/", "", prop, ""); err != nil {
+		return fmt.Errorf("set propagation of / to %s: %w", c.RootfsPropagation, err)
+	}
+	if err := privateParent(c.Rootfs); err != nil {
+		return err
+	}
+	if err := unix.Mount(c.Rootfs, c.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind rootfs %s onto itself: %w", c.Rootfs, err)
+	}
+	root, err := os.OpenFile(c.Rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open rootfs: %w", err)
+	}
+	defer root.Close()
+	rootPath, err := fsroot.Path(root)
+	if err != nil {
+		return err
+	}
+	p := &preparer{c: c, root: root, rootPath: rootPath}
+
+	for i, m := range c.Mounts {
+		if err := p.mountSpec(m); err != nil {
+			return fmt.Errorf("mounts[%d] (%s on %s): %w", i, m.Type, m.Destination, err)
+		}
+	}
+	return p.setupDev()
+}
+
+// privateParent makes the mount that holds rootfs private if it is shared:
+// pivot_root(2) refuses a new root whose parent mount is shared, and a bind under
+// a shared mount would propagate out.
+func privateParent(rootfs string) error {
+	parent, err := os.OpenFile(path.Dir(rootfs), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open parent of rootfs: %w", err)
+	}
+	defer parent.Close()
+	id, err := fsroot.MountID(parent)
+	if err != nil {
+		return err
+	}
+	infos, err := readMountinfo()
+	if err != nil {
+		return err
+	}
+	for _, mi := range infos {
+		if uint64(mi.ID) != id || !mi.shared() {
+			continue
+		}
+		if err := unix.Mount("", mi.Mountpoint, "", unix.MS_PRIVATE, ""); err != nil {
+			return fmt.Errorf("make %s (parent mount of the rootfs) private: %w", mi.Mountpoint, err)
+		}
+	}
+	return nil
+}
+
+// mountSpec makes one mount of the spec.
+func (p *preparer) mountSpec(m specs.Mount) error {
+	opts, err := ParseMountOptions(m.Type, m.Options)
+	if err != nil {
+		return err
+	}
+	dest := path.Clean(m.Destination)
+	if !path.IsAbs(m.Destination) || dest == "/" {
+		return fmt.Errorf("destination %q must be an absolute path below /", m.Destination)
+	}
+	if opts.Bind() {
+		return p.mountBind(dest, m.Source, opts)
+	}
+
+	flags := opts.Flags
+	switch m.Type {
+	case "cgroup":
+		return p.mountCgroup(dest, opts)
+	case "tmpfs":
+		// Read-only comes after the mode is set (and for /dev, after
+		// Finalize made the devices).
+		flags &^= unix.MS_RDONLY
+	}
+
+	mnt, err := p.mountNew(dest, m.Source, m.Type, flags, p.label(m.Type, opts.Data))
+	switch {
+	case err == nil:
+	case p.c.UserNS && errors.Is(err, unix.EPERM) && m.Type == "sysfs":
+		// A user namespace that does not own the network namespace may not
+		// mount sysfs: show the host's, like runc.
+		opts.Flags |= unix.MS_BIND | unix.MS_REC
+		return p.mountBind(dest, "/sys", opts)
+	case p.c.UserNS && errors.Is(err, unix.EPERM) && m.Type == "mqueue":
+		// Likewise for an IPC namespace it does not own.
+		opts.Flags |= unix.MS_BIND
+		return p.mountBind(dest, "/dev/mqueue", opts)
+	case p.c.UserNS && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY)) && m.Type == "cgroup2":
+		return p.mountCgroup(dest, opts)
+	default:
+		return err
+	}
+	defer mnt.Close()
+	if m.Type == "tmpfs" && opts.Flags&unix.MS_RDONLY != 0 && dest != "/dev" {
+		if err := setAttr(mnt, unix.MOUNT_ATTR_RDONLY, 0, false); err != nil {
+			return err
+		}
+	}
+	return p.finish(mnt, opts)
+}
+
+// mountNew places a new mount (not a bind) on dest inside the rootfs and returns
+// a descriptor of its root. A tmpfs without a mode= keeps the mode of the
+// directory it covers.
+func (p *preparer) mountNew(dest, source, fstype string, flags uintptr, data string) (*os.File, error) {
+	target, err := p.target(dest, false, fstype, source, false)
+	if err != nil {
+		return nil, err
+	}
+	defer target.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(target.Fd()), &st); err != nil {
+		return nil, fmt.Errorf("stat %s: %w", dest, err)
+	}
+	mnt, err := fsroot.Mount(p.root, target, source, fstype, flags, data)
+	if err != nil {
+		return nil, err
+	}
+	if fstype == "tmpfs" && !hasDataKey(data, "mode") {
+		if err := unix.Chmod(fsroot.FdPath(mnt), st.Mode&07777); err != nil {
+			mnt.Close()
+			return nil, fmt.Errorf("chmod tmpfs on %s: %w", dest, err)
+		}
+	}
+	return mnt, nil
+}
+
+// mountBind binds the host path source onto dest inside the rootfs, then
+// applies the options' flags: to the bind alone, or with "rbind" to every mount
+// below it too (a read-only rbind must not leave writable submounts).
+func (p *preparer) mountBind(dest, source string, opts MountOptions) error {
+	fi, err := os.Stat(source)
+	if err != nil {
+		return fmt.Errorf("bind source: %w", err)
+	}
+	target, err := p.target(dest, !fi.IsDir(), "bind", source, true)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	mnt, err := fsroot.Mount(p.root, target, source, "", unix.MS_BIND|(opts.Flags&unix.MS_REC), "")
+	if err != nil {
+		return err
+	}
+	defer mnt.Close()
+	set, clr := setattrOf(opts.Flags&^(unix.MS_BIND|unix.MS_REC), opts.Cleared)
+	if set != 0 || clr != 0 {
+		if err := setAttr(mnt, set, clr, opts.Recursive()); err != nil {
+			return fmt.Errorf("apply options to bind of %s on %s: %w", source, dest, err)
+		}
+	}
+	return p.finish(mnt, opts)
+}
+
+// finish applies what comes after a mount exists: the propagation options and
+// the recursive attributes ("rro", ...).
+func (p *preparer) finish(mnt *os.File, opts MountOptions) error {
+	if err := setPropagation(mnt, opts.Propagation); err != nil {
+		return err
+	}
+	if opts.RecursiveSet != 0 || opts.RecursiveClear != 0 {
+		if err := setAttr(mnt, opts.RecursiveSet, opts.RecursiveClear, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// target resolves dest inside the rootfs, creating it (a directory, or with
+// file an empty file) if missing, and checks that where it resolved to is an
+// allowed destination.
+func (p *preparer) target(dest string, file bool, fstype, source string, bind bool) (*os.File, error) {
+	var (
+		f   *os.File
+		err error
+	)
+	if file {
+		f, err = fsroot.MkFile(p.root, dest, 0o644)
+	} else {
+		f, err = fsroot.MkdirAll(p.root, dest, 0o755)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mount point %s: %w", dest, err)
+	}
+	resolved, err := p.containerPath(f)
+	if err == nil {
+		err = checkDestination(resolved, fstype, source, bind)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("mount point %s: %w", dest, err)
+	}
+	return f, nil
+}
+
+// containerPath is the path inside the container of f, a descriptor below the
+// rootfs.
+func (p *preparer) containerPath(f *os.File) (string, error) {
+	hostPath, err := fsroot.Path(f)
+	if err != nil {
+		return "", err
+	}
+	if hostPath == p.rootPath {
+		return "/", nil
+	}
+	rel, ok := strings.CutPrefix(hostPath, strings.TrimSuffix(p.rootPath, "/")+"/")
+	if !ok {
+		return "", fmt.Errorf("%s resolved outside the rootfs, to %s", f.Name(), hostPath)
+	}
+	return "/" + rel, nil
+}
+
+func (p *preparer) symlink(target, link string) error {
+	if err := fsroot.Symlink(p.root, target, link); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	return nil
+}
+
+// label adds the SELinux mount label to the data of filesystems that take one.
+func (p *preparer) label(fstype, data string) string {
+	if p.c.MountLabel == "" {
+		return data
+	}
+	switch fstype {
+	case "proc", "sysfs", "cgroup", "cgroup2", "bind":
+		return data
+	}
+	ctx := fmt.Sprintf("context=%q", p.c.MountLabel)
+	if data == "" {
+		return ctx
+	}
+	return data + "," + ctx
+}
+
+func hasDataKey(data, key string) bool {
+	for _, o := range strings.Split(data, ",") {
+		if strings.HasPrefix(o, key+"=") {
+			return true
+		}
+	}
+	return false
+}
