@@ -66,19 +66,19 @@ func (c *Cache) Program(s *specs.LinuxSeccomp) (*Program, error) {
 	return p, nil
 }
 
-// cacheKey hashes what the program depends on. The listener path and
-// metadata only matter as "is there a listener", so containers that differ
-// only there share an entry.
+// cacheKey hashes what the program depends on. The listener path only
+// matters as "is there one" and the metadata not at all, so containers that
+// differ only there share an entry.
 func cacheKey(s *specs.LinuxSeccomp, native specs.Arch) (string, error) {
 	if s == nil {
 		return "", invalid("linux.seccomp", "no filter given")
 	}
 	canon := *s
-	if canon.ListenerPath != "" {
-		canon.ListenerPath = "set"
-	}
-	if canon.ListenerMetadata != "" {
-		canon.ListenerMetadata = "set"
+	switch {
+	case canon.ListenerPath != "":
+		canon.ListenerPath, canon.ListenerMetadata = "set", ""
+	case canon.ListenerMetadata != "":
+		canon.ListenerMetadata = "set" // invalid without a path; keep it so
 	}
 	b, err := json.Marshal(&canon)
 	if err != nil {
