@@ -1,0 +1,47 @@
+package integration
+
+import (
+	"slices"
+	"testing"
+)
+
+// deviation is a behaviour in which a reference runtime is known to be lax
+// about the spec, or which it lacks. A test calls skip to pass over it for
+// that reference runtime only: berth is never in a deviation's list.
+type deviation struct {
+	runtimes []string // the reference runtimes concerned: "runc", "crun"
+	why      string
+}
+
+func (d deviation) skip(t *testing.T) {
+	t.Helper()
+	if d.applies() {
+		t.Skipf("reference runtime %s %s", rt.name, d.why)
+	}
+}
+
+// applies reports whether the runtime under test has the deviation, for
+// tests that work around it instead of skipping; they log why.
+func (d deviation) applies() bool {
+	return !isBerth() && slices.Contains(d.runtimes, rt.name)
+}
+
+func (d deviation) log(t *testing.T) {
+	t.Helper()
+	t.Logf("reference runtime %s %s", rt.name, d.why)
+}
+
+// The complete list of known deviations of the reference runtimes.
+var (
+	noTimeNamespace = deviation{[]string{"runc"},
+		"(1.1.5) does not support time namespaces or linux.timeOffsets (added in runc 1.2)"}
+)
+
+var (
+	noEvents   = deviation{[]string{"crun"}, "(1.8.1) has no `events` command"}
+	noFeatures = deviation{[]string{"crun"}, "(1.8.1) has no `features` command"}
+)
+
+var updateNoUnits = deviation{[]string{"crun"}, "(1.8.1) `update --memory` takes bytes only, not 64M"}
+
+var listTableNames = deviation{[]string{"crun"}, "(1.8.1) `list` prints NAME and PATH columns instead of runc's ID ... OWNER"}
