@@ -45,3 +45,6 @@ var (
 var updateNoUnits = deviation{[]string{"crun"}, "(1.8.1) `update --memory` takes bytes only, not 64M"}
 
 var listTableNames = deviation{[]string{"crun"}, "(1.8.1) `list` prints NAME and PATH columns instead of runc's ID ... OWNER"}
+
+var execEnvReplaces = deviation{[]string{"crun"},
+	"(1.8.1) `exec --env` replaces the container's environment instead of adding to it (PATH is lost)"}

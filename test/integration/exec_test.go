@@ -18,15 +18,17 @@ func TestExec(t *testing.T) {
 		args     []string
 		wantOut  string
 		wantCode int
+		dev      deviation
 	}{
-		{"stdout and exit code", nil, []string{"sh", "-c", "echo hi; exit 5"}, "hi\n", 5},
-		{"cwd", []string{"--cwd", "/tmp"}, []string{"pwd"}, "/tmp\n", 0},
-		{"env", []string{"--env", "FOO=bar baz"}, []string{"sh", "-c", `echo "$FOO"`}, "bar baz\n", 0},
-		{"user", []string{"-u", "1000:1000"}, []string{"sh", "-c", "id -u; id -g"}, "1000\n1000\n", 0},
-		{"missing binary", nil, []string{"/no/such/binary"}, "", -2}, // any non-zero
+		{"stdout and exit code", nil, []string{"sh", "-c", "echo hi; exit 5"}, "hi\n", 5, deviation{}},
+		{"cwd", []string{"--cwd", "/tmp"}, []string{"pwd"}, "/tmp\n", 0, deviation{}},
+		{"env", []string{"--env", "FOO=bar baz"}, []string{"sh", "-c", `echo "$FOO"`}, "bar baz\n", 0, execEnvReplaces},
+		{"user", []string{"-u", "1000:1000"}, []string{"sh", "-c", "id -u; id -g"}, "1000\n1000\n", 0, deviation{}},
+		{"missing binary", nil, []string{"/no/such/binary"}, "", -2, deviation{}}, // any non-zero
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			tt.dev.skip(t)
 			args := append(append(append([]string{"exec"}, tt.flags...), c.id), tt.args...)
 			r := c.rt(args...)
 			switch {
