@@ -17,7 +17,7 @@ import (
 
 // compilerVersion is part of every cache key; change it whenever the
 // compiler would emit a different program for the same spec.
-const compilerVersion = "berth-seccomp-1"
+const compilerVersion = "berth-seccomp-2"
 
 // Cache keeps compiled programs on disk so that a filter is compiled once,
 // not at every container start. Entries are named by the sha256 of the

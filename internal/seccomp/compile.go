@@ -54,7 +54,7 @@ const (
 const badArchAction = retKillThread
 
 // retENOSYS answers system calls newer than the filter knows about (see
-// compiler.enosys).
+// filter.enosys).
 const retENOSYS = retErrno | uint32(unix.ENOSYS)
 
 // actionValue translates an OCI action and its errnoRet into a filter return
@@ -146,7 +146,10 @@ type filter struct {
 	rules         []rule
 	flags         uint32
 	notify        bool
-	enosys        bool
+	// enosys: numbers above the largest the spec names on an ABI return
+	// ENOSYS, for the ABIs in enosysFor.
+	enosys    bool
+	enosysFor map[specs.Arch]bool
 }
 
 // Compile validates s and returns the BPF program for the native
@@ -185,6 +188,7 @@ func validate(s *specs.LinuxSeccomp, native specs.Arch) (*filter, error) {
 		return nil, fmt.Errorf("seccomp: native architecture %q is not supported: %w", native, ErrInvalid)
 	}
 	f.arches = []arch{nat}
+	f.enosysFor = map[specs.Arch]bool{}
 	for i, name := range s.Architectures {
 		field := fmt.Sprintf("linux.seccomp.architectures[%d]", i)
 		if _, known := archInfo[name]; !known && !isSpecArch(name) {
@@ -197,6 +201,7 @@ func validate(s *specs.LinuxSeccomp, native specs.Arch) (*filter, error) {
 		if a.bigEndian != nat.bigEndian {
 			return nil, invalid(field, "%s has %s byte order but the native architecture %s has %s", name, endian(a.bigEndian), native, endian(nat.bigEndian))
 		}
+		f.enosysFor[a.name] = true
 		dup := false
 		for _, b := range f.arches {
 			dup = dup || b.name == a.name
@@ -249,7 +254,8 @@ func validate(s *specs.LinuxSeccomp, native specs.Arch) (*filter, error) {
 	// runc prepends a stub answering ENOSYS to system calls newer than any
 	// the profile names, so that new programs fall back to older calls
 	// (clone3 -> clone) instead of failing with the default EPERM; not when
-	// the default lets calls through anyway.
+	// the default lets calls through anyway, and only for the ABIs the spec
+	// lists in architectures (an unlisted native ABI gets no stub in runc).
 	switch s.DefaultAction {
 	case specs.ActAllow, specs.ActLog, specs.ActTrace:
 	default:
@@ -350,11 +356,12 @@ type abiPlan struct {
 	maxNr  uint32 // largest number any rule names, for the ENOSYS stub
 	anyNr  bool
 	lo, hi uint32 // the ABI's number range, inclusive
+	abi    specs.Arch
 }
 
 // plan decides each system call of ABI a.
 func (f *filter) plan(a arch) abiPlan {
-	p := abiPlan{byNr: map[uint32]leaf{}, lo: 0, hi: ^uint32(0)}
+	p := abiPlan{byNr: map[uint32]leaf{}, lo: 0, hi: ^uint32(0), abi: a.name}
 	switch a.name {
 	case specs.ArchX86_64:
 		p.hi = x32SyscallBit - 1
@@ -447,7 +454,7 @@ func (f *filter) segments(p abiPlan, out []segment) []segment {
 		if from > to {
 			return
 		}
-		if f.enosys && p.anyNr {
+		if f.enosys && f.enosysFor[p.abi] && p.anyNr {
 			if from <= uint64(p.maxNr) {
 				add(from, leaf{ret: f.defaultAction})
 			}

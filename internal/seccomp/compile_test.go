@@ -139,8 +139,9 @@ func TestAllowList(t *testing.T) {
 	})
 }
 
-// TestENOSYSStub checks runc's rule: numbers above the largest one the
-// profile names answer ENOSYS unless the default lets calls through.
+// TestENOSYSStub checks runc's rule: on the ABIs the spec lists, numbers
+// above the largest one the profile names answer ENOSYS unless the default
+// lets calls through.
 func TestENOSYSStub(t *testing.T) {
 	a := specs.ArchX86_64
 	openat := nr(t, a, "openat") // 257
@@ -168,6 +169,7 @@ func TestENOSYSStub(t *testing.T) {
 			p := mustCompile(t, &specs.LinuxSeccomp{
 				DefaultAction:   tt.def,
 				DefaultErrnoRet: tt.errno,
+				Architectures:   []specs.Arch{a},
 				Syscalls:        []specs.LinuxSyscall{{Names: []string{"read", "openat"}, Action: rule}},
 			}, a)
 			v := newVM(t, p, false)
@@ -179,6 +181,21 @@ func TestENOSYSStub(t *testing.T) {
 			})
 		})
 	}
+}
+
+func TestENOSYSStubOnlyForListedABIs(t *testing.T) {
+	// runc builds its stub from linux.seccomp.architectures alone: the
+	// native ABI, when not listed, keeps the default action.
+	a := specs.ArchX86_64
+	p := mustCompile(t, &specs.LinuxSeccomp{
+		DefaultAction: specs.ActErrno,
+		Architectures: []specs.Arch{specs.ArchX86},
+		Syscalls:      []specs.LinuxSyscall{{Names: []string{"read"}, Action: specs.ActAllow}},
+	}, a)
+	checkAll(t, newVM(t, p, false), p, []expect{
+		{"x86_64 above read", x86_64(nr(t, a, "read") + 500), eperm},
+		{"x86 above read", i386(nr(t, specs.ArchX86, "read") + 500), enosys},
+	})
 }
 
 func TestArguments64(t *testing.T) {

@@ -27,10 +27,14 @@
 //
 // Each block loads the system call number once and walks a binary search
 // over the ranges of numbers with the same verdict (jge comparisons, depth
-// about log2 of the number of ranges), ending in a return or a jump to a
-// shared "body" that checks arguments. Bodies are deduplicated. Docker's
-// default profile for amd64 (x86_64, x86, x32) compiles to about 650
-// instructions; the kernel accepts 4096.
+// about log2 of the number of ranges). The comparisons jump straight to a
+// small "island" of the distinct verdicts placed after each subtree of up
+// to 96 ranges: a return, or a jump to a shared "body" that checks
+// arguments. Bodies are deduplicated; consecutive equality tests of one
+// argument load it once. Docker's default profile for amd64 (x86_64, x86,
+// x32) compiles to 407 instructions in about 0.6 ms; the kernel accepts
+// 4096. Jumps beyond the 255 instructions a conditional jump reaches get a
+// trampoline (see the assembler).
 //
 // # Semantics, following runc on libseccomp
 //
@@ -60,7 +64,9 @@
 //   - Like runc's ENOSYS stub: unless the default action is ALLOW, LOG or
 //     TRACE, numbers greater than the largest one the spec names on an ABI
 //     return ERRNO(ENOSYS), so programs fall back from system calls newer
-//     than the profile (clone3 -> clone) instead of failing with EPERM.
+//     than the profile (clone3 -> clone) instead of failing with EPERM. As
+//     in runc this covers the ABIs listed in architectures only, and an ABI
+//     on which the spec names nothing gets no stub.
 //   - Not done: libseccomp's rewriting of rules on multiplexed calls
 //     (socketcall, ipc on x86, s390, ppc): name socketcall/ipc explicitly.
 //
