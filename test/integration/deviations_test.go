@@ -48,3 +48,6 @@ var listTableNames = deviation{[]string{"crun"}, "(1.8.1) `list` prints NAME and
 
 var execEnvReplaces = deviation{[]string{"crun"},
 	"(1.8.1) `exec --env` replaces the container's environment instead of adding to it (PATH is lost)"}
+
+var crunTimeNamespace = deviation{[]string{"crun"},
+	"(1.8.1) fails to start any container with a time namespace here (\"write to sync socket: Connection reset by peer\"), though the kernel supports it (unshare --time works)"}
