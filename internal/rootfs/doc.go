@@ -9,7 +9,7 @@
 //
 //	init                                   rootfs
 //	 |  Prepare(c) ----------------------->  / rslave (or rootfsPropagation); rootfs's
-//	 |                                       parent private if shared; rootfs bound onto
+//	 |                                       mount private if shared; rootfs bound onto
 //	 |                                       itself; spec mounts in order; /dev devices,
 //	 |                                       symlinks, ptmx
 //	 |  createRuntime/createContainer hooks (host paths still visible)

@@ -15,6 +15,10 @@ import (
 // procfs and sysfs mounts were hidden. The working directory is "/" afterwards.
 // A linux.rootfsPropagation other than the private ones is then applied to the
 // new "/".
+//
+// pivot_root, chroot and chdir act on the filesystem context that all threads
+// of a Go process share; Enter must not run on a thread that unshared it
+// (unshare(CLONE_FS), as before a setns into a mount namespace).
 func Enter(c *Config) error {
 	var err error
 	if c.NoPivot {

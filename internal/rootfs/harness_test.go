@@ -47,6 +47,9 @@ type childSpec struct {
 	// Tmpfs are host paths on which the child mounts a tmpfs before Prepare
 	// (submounts for rbind tests), in its own namespace.
 	Tmpfs []string
+	// SelfBinds are host paths the child binds onto themselves before
+	// Prepare, making them mount points (as an overlay rootfs is).
+	SelfBinds []string
 	// Cgroups are cgroup directories the child moves itself into first.
 	Cgroups []string
 	// NewCgroupNS unshares a cgroup namespace after joining Cgroups, so its
@@ -101,6 +104,11 @@ func runChild(specPath string) int {
 			return fail("setup tmpfs "+p, err)
 		}
 	}
+	for _, p := range spec.SelfBinds {
+		if err := unix.Mount(p, p, "", unix.MS_BIND, ""); err != nil {
+			return fail("setup bind "+p, err)
+		}
+	}
 	c := &spec.Config
 	if err := Prepare(c); err != nil {
 		return fail("Prepare", err)
@@ -126,10 +134,12 @@ mi() { echo MI-BEGIN; cat /proc/self/mountinfo; echo MI-END; }
 // run is one container: the child with the given namespaces, its stdout, and
 // the checks that the host is untouched afterwards.
 type run struct {
-	t       *testing.T
-	tmp     string // the test's temp dir; rootfs is tmp/rootfs
-	rootfs  string
-	userNS  bool
+	t      *testing.T
+	tmp    string // the test's temp dir; rootfs is tmp/rootfs
+	rootfs string
+	userNS bool
+	// hostNet keeps the host's network namespace (no CLONE_NEWNET).
+	hostNet bool
 	cgroups []string
 }
 
@@ -235,6 +245,9 @@ func (r *run) start(spec childSpec, cgroupNS bool) (stdout, childErr string) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET,
 		Pdeathsig:  syscall.SIGKILL,
+	}
+	if r.hostNet {
+		cmd.SysProcAttr.Cloneflags &^= syscall.CLONE_NEWNET
 	}
 	if r.userNS {
 		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER

@@ -27,8 +27,8 @@ type preparer struct {
 // container init, in the init's own new mount namespace, before Enter:
 //
 //  1. "/" becomes MS_SLAVE|MS_REC (or linux.rootfsPropagation), so nothing
-//     mounted from here on reaches the host; the mount holding the rootfs is
-//     made private if it is shared (pivot_root refuses shared parents);
+//     mounted from here on reaches the host; the mount the rootfs is on is
+//     made private if it is shared (pivot_root refuses shared mounts);
 //  2. the rootfs is bound onto itself, so that it is a mount point;
 //  3. the spec's mounts, in order, each destination resolved inside the rootfs
 //     (missing directories, or an empty file for a bind of a file, created);
@@ -38,7 +38,8 @@ type preparer struct {
 //     bind mount nothing.
 //
 // Nothing is made read-only that must still be written: Finalize does that
-// after Enter.
+// after Enter. Prepare does not undo anything when it fails: the init is
+// expected to exit, and its mount namespace goes with it.
 func Prepare(c *Config) error {
 	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
 	if c.RootfsPropagation != "" {
@@ -50,7 +51,7 @@ func Prepare(c *Config) error {
 	if err := unix.Mount("", "/", "", prop, ""); err != nil {
 		return fmt.Errorf("set propagation of / to %s: %w", c.RootfsPropagation, err)
 	}
-	if err := privateParent(c.Rootfs); err != nil {
+	if err := privateRootfsMount(c.Rootfs); err != nil {
 		return err
 	}
 	if err := unix.Mount(c.Rootfs, c.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
@@ -75,16 +76,18 @@ func Prepare(c *Config) error {
 	return p.setupDev()
 }
 
-// privateParent makes the mount that holds rootfs private if it is shared:
-// pivot_root(2) refuses a new root whose parent mount is shared, and a bind under
-// a shared mount would propagate out.
-func privateParent(rootfs string) error {
-	parent, err := os.OpenFile(path.Dir(rootfs), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+// privateRootfsMount makes the mount that rootfs is on private if it is
+// shared: its own mount when it is a mount point (an overlay), else the mount
+// holding the directory. pivot_root(2) refuses a new root whose parent mount is
+// shared or that is shared itself, and the self-bind copies the propagation of
+// its source.
+func privateRootfsMount(rootfs string) error {
+	f, err := os.OpenFile(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open parent of rootfs: %w", err)
+		return fmt.Errorf("open rootfs: %w", err)
 	}
-	defer parent.Close()
-	id, err := fsroot.MountID(parent)
+	defer f.Close()
+	id, err := fsroot.MountID(f)
 	if err != nil {
 		return err
 	}
@@ -97,7 +100,7 @@ func privateParent(rootfs string) error {
 			continue
 		}
 		if err := unix.Mount("", mi.Mountpoint, "", unix.MS_PRIVATE, ""); err != nil {
-			return fmt.Errorf("make %s (parent mount of the rootfs) private: %w", mi.Mountpoint, err)
+			return fmt.Errorf("make %s (the mount of the rootfs) private: %w", mi.Mountpoint, err)
 		}
 	}
 	return nil

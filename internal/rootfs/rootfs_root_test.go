@@ -1,6 +1,7 @@
 package rootfs
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -235,14 +236,58 @@ func TestUserNamespace(t *testing.T) {
 	checkDefault(t, out, true)
 }
 
-func TestRootPropagationShared(t *testing.T) {
+// TestRootPropagationShared: with "rshared" every mount becomes shared, which
+// pivot_root refuses for the rootfs's own mount; Prepare makes that one private
+// and Enter gives the container's / the asked propagation afterwards. Both a
+// rootfs that is a plain directory and one that is a mount point (as an overlay
+// is) must work.
+// TestUserNamespaceHostNetwork: a user namespace that does not own the network
+// namespace may not mount sysfs; the host's /sys is bound instead, read-only
+// down to its last submount.
+func TestUserNamespaceHostNetwork(t *testing.T) {
 	r := newRun(t)
+	r.userNS, r.hostNet = true, true
 	c := r.defaultConfig()
-	c.RootfsPropagation = "rshared"
-	out := r.mustStart(childSpec{Config: c, Script: "mi\n"}, false)
-	mi, ok := mountAt(containerMounts(t, out), "/")
-	if !ok || !mi.shared() {
-		t.Errorf("container / = %+v, want a shared mount", mi)
+	c.UserNS = true
+	out := r.mustStart(childSpec{Config: c, Script: "mi\nw /sys/kernel/uevent_helper\n"}, false)
+	mounts := containerMounts(t, out)
+	sys, ok := mountAt(mounts, "/sys")
+	if !ok || sys.FSType != "sysfs" || !hasOption(sys.Options, "ro") {
+		t.Errorf("/sys = %+v, want a read-only sysfs", sys)
+	}
+	below := 0
+	for _, mi := range mounts {
+		if strings.HasPrefix(mi.Mountpoint, "/sys/") {
+			below++
+			if !hasOption(mi.Options, "ro") {
+				t.Errorf("%s under the bound /sys is writable: %s", mi.Mountpoint, mi.Options)
+			}
+		}
+	}
+	if below == 0 {
+		t.Errorf("no mounts below /sys; want the host's submounts and the cgroup tree")
+	}
+	if got := line(t, out, "WRITE", "/sys/kernel/uevent_helper"); got != "Read-only file system" {
+		t.Errorf("write /sys/kernel/uevent_helper: %q, want Read-only file system", got)
+	}
+}
+
+func TestRootPropagationShared(t *testing.T) {
+	for _, mountPoint := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rootfs is a mount point=%v", mountPoint), func(t *testing.T) {
+			r := newRun(t)
+			c := r.defaultConfig()
+			c.RootfsPropagation = "rshared"
+			spec := childSpec{Config: c, Script: "mi\n"}
+			if mountPoint {
+				spec.SelfBinds = []string{r.rootfs}
+			}
+			out := r.mustStart(spec, false)
+			mi, ok := mountAt(containerMounts(t, out), "/")
+			if !ok || !mi.shared() {
+				t.Errorf("container / = %+v, want a shared mount", mi)
+			}
+		})
 	}
 }
 
