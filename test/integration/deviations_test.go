@@ -51,3 +51,9 @@ var execEnvReplaces = deviation{[]string{"crun"},
 
 var crunTimeNamespace = deviation{[]string{"crun"},
 	"(1.8.1) fails to start any container with a time namespace here (\"write to sync socket: Connection reset by peer\"), though the kernel supports it (unshare --time works)"}
+
+var runcRootfsShared = deviation{[]string{"runc"},
+	"(1.1.5) leaves the container's root mount private when rootfsPropagation is shared or rshared"}
+
+var crunBindShared = deviation{[]string{"crun"},
+	"(1.8.1) leaves a bind mount with the rshared option a slave (master:N, no shared:N) under rootfsPropagation rslave"}

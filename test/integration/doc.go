@@ -9,10 +9,14 @@
 // table and for which reference runtime passes what.
 //
 // crun 1.8 refuses this project's hybrid cgroup hosts ("cgroups in hybrid
-// mode not supported"), so every crun invocation runs in a private mount
+// mode not supported"), so every crun invocation runs in its own mount
 // namespace where /sys/fs/cgroup/unified is unmounted:
 //
-//	unshare --mount --propagation private sh -c 'umount /sys/fs/cgroup/unified && exec "$0" "$@"' crun ARGS...
+//	unshare --mount --propagation unchanged sh -c \
+//	  'mount --make-rprivate /sys/fs/cgroup && umount /sys/fs/cgroup/unified && exec "$0" "$@"' crun ARGS...
 //
-// unshare and sh exec in place, so the pid the suite sees is crun's.
+// The propagation of the other mounts is left unchanged so that mount
+// propagation tests see crun as it runs on a host; /sys/fs/cgroup is made
+// private first so that the umount cannot reach the host. unshare and sh
+// exec in place, so the pid the suite sees is crun's.
 package integration

@@ -135,8 +135,8 @@ func repoRoot() (string, error) {
 // namespace without the cgroup2 mount, see the package doc.
 func (r runtimeUnderTest) command(ctx context.Context, args ...string) *exec.Cmd {
 	if r.name == "crun" {
-		wrapped := append([]string{"--mount", "--propagation", "private", "sh", "-c",
-			`umount /sys/fs/cgroup/unified && exec "$0" "$@"`, r.path}, args...)
+		wrapped := append([]string{"--mount", "--propagation", "unchanged", "sh", "-c",
+			`mount --make-rprivate /sys/fs/cgroup && umount /sys/fs/cgroup/unified && exec "$0" "$@"`, r.path}, args...)
 		return exec.CommandContext(ctx, "unshare", wrapped...)
 	}
 	return exec.CommandContext(ctx, r.path, args...)
