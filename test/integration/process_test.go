@@ -269,4 +269,3 @@ func TestSysctl(t *testing.T) {
 		t.Errorf("the host's ip_forward changed from %q to %q", host, now)
 	}
 }
-
