@@ -235,7 +235,7 @@ func blockDevice() string {
 
 func TestRootApplySetReadBack(t *testing.T) {
 	m, l, path := rootCgroup(t)
-	c := startChild(t, "sleep")
+	c := startChild(t, "count", filepath.Join(t.TempDir(), "count"))
 	if err := m.Apply(c.pid()); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -309,9 +309,15 @@ func TestRootApplySetReadBack(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Stats: %v", err)
 	}
-	if s.Memory.Usage.Limit != 64<<20 || s.Pids.Current < 1 || s.Pids.Limit != 50 || s.CPU.Usage.Total == 0 {
-		t.Errorf("Stats = memory limit %d, pids %d/%d, cpu %d; want 64 MiB, >= 1/50, > 0",
-			s.Memory.Usage.Limit, s.Pids.Current, s.Pids.Limit, s.CPU.Usage.Total)
+	if s.Memory.Usage.Limit != 64<<20 || s.Pids.Current < 1 || s.Pids.Limit != 50 {
+		t.Errorf("Stats = memory limit %d, pids %d/%d; want 64 MiB, >= 1/50", s.Memory.Usage.Limit, s.Pids.Current, s.Pids.Limit)
+	}
+	// The counting child uses cpu time in the cgroup: the stats see it.
+	for s.CPU.Usage.Total == 0 {
+		time.Sleep(10 * time.Millisecond)
+		if s, err = m.Stats(); err != nil {
+			t.Fatalf("Stats: %v", err)
+		}
 	}
 	pids, err := m.Pids()
 	if err != nil || len(pids) != 1 || pids[0] != c.pid() {
@@ -354,7 +360,7 @@ func TestRootOOM(t *testing.T) {
 	if s.Memory.EventCount.OOMKill < 1 {
 		t.Errorf("after an OOM kill, stats oom_kill = %d, want >= 1", s.Memory.EventCount.OOMKill)
 	}
-	if s.Memory.Usage.Max < 16<<20 || s.Memory.Usage.Max > 32<<20 {
+	if s.Memory.Usage.Max < 16<<20 || s.Memory.Usage.Max > 33<<20 {
 		t.Errorf("after an OOM kill, peak usage = %d, want near the 32 MiB limit", s.Memory.Usage.Max)
 	}
 	if !l.hasV1("memory") && s.Memory.EventCount.Max < 1 {
