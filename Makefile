@@ -4,7 +4,7 @@ GO      ?= go
 # statically so that exec of the runtime skips the dynamic loader.
 CGO_ENABLED := 1
 LDFLAGS := -s -w -extldflags=-static
-GOFLAGS_BUILD := -trimpath -buildvcs=false
+GOFLAGS_BUILD := -trimpath -buildvcs=false -tags netgo,osusergo
 
 BINS := bin/berth-runtime
 

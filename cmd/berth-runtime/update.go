@@ -1,0 +1,112 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/spf13/cobra"
+)
+
+func updateCmd(g *globals) *cobra.Command {
+	var resFile string
+	var (
+		memory, memRes, memSwap, pidsLimit, cpuQuota, cpuRtRuntime int64
+		cpuShares, cpuPeriod, cpuRtPeriod                          uint64
+		cpusetCpus, cpusetMems                                     string
+		blkioWeight                                                uint16
+	)
+	cmd := &cobra.Command{
+		Use:   "update [flags] CONTAINER_ID",
+		Short: "change the resource limits of a container",
+		Args:  exactArgs(1, "CONTAINER_ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var res specs.LinuxResources
+			if resFile != "" {
+				var in io.Reader = os.Stdin
+				if resFile != "-" {
+					f, err := os.Open(resFile)
+					if err != nil {
+						return fmt.Errorf("--resources: %w", err)
+					}
+					defer f.Close()
+					in = f
+				}
+				if err := json.NewDecoder(in).Decode(&res); err != nil {
+					return fmt.Errorf("--resources %s: %w", resFile, err)
+				}
+			}
+			fl := cmd.Flags()
+			mem := func() *specs.LinuxMemory {
+				if res.Memory == nil {
+					res.Memory = &specs.LinuxMemory{}
+				}
+				return res.Memory
+			}
+			cpu := func() *specs.LinuxCPU {
+				if res.CPU == nil {
+					res.CPU = &specs.LinuxCPU{}
+				}
+				return res.CPU
+			}
+			if fl.Changed("memory") {
+				mem().Limit = &memory
+			}
+			if fl.Changed("memory-reservation") {
+				mem().Reservation = &memRes
+			}
+			if fl.Changed("memory-swap") {
+				mem().Swap = &memSwap
+			}
+			if fl.Changed("cpu-shares") {
+				cpu().Shares = &cpuShares
+			}
+			if fl.Changed("cpu-quota") {
+				cpu().Quota = &cpuQuota
+			}
+			if fl.Changed("cpu-period") {
+				cpu().Period = &cpuPeriod
+			}
+			if fl.Changed("cpu-rt-runtime") {
+				cpu().RealtimeRuntime = &cpuRtRuntime
+			}
+			if fl.Changed("cpu-rt-period") {
+				cpu().RealtimePeriod = &cpuRtPeriod
+			}
+			if fl.Changed("cpuset-cpus") {
+				cpu().Cpus = cpusetCpus
+			}
+			if fl.Changed("cpuset-mems") {
+				cpu().Mems = cpusetMems
+			}
+			if fl.Changed("pids-limit") {
+				res.Pids = &specs.LinuxPids{Limit: &pidsLimit}
+			}
+			if fl.Changed("blkio-weight") {
+				res.BlockIO = &specs.LinuxBlockIO{Weight: &blkioWeight}
+			}
+			r, err := g.runtime()
+			if err != nil {
+				return err
+			}
+			return r.Update(args[0], &res)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&resFile, "resources", "r", "", "path to a JSON file of linux.resources (\"-\" for stdin)")
+	f.Int64Var(&memory, "memory", 0, "memory limit in bytes (-1: unlimited)")
+	f.Int64Var(&memRes, "memory-reservation", 0, "memory reservation (soft limit) in bytes")
+	f.Int64Var(&memSwap, "memory-swap", 0, "memory plus swap limit in bytes (-1: unlimited)")
+	f.Int64Var(&pidsLimit, "pids-limit", 0, "maximum number of processes (-1 or 0: unlimited)")
+	f.Uint64Var(&cpuShares, "cpu-shares", 0, "CPU shares (relative weight)")
+	f.Int64Var(&cpuQuota, "cpu-quota", 0, "CPU CFS quota in microseconds per period (-1: unlimited)")
+	f.Uint64Var(&cpuPeriod, "cpu-period", 0, "CPU CFS period in microseconds")
+	f.Int64Var(&cpuRtRuntime, "cpu-rt-runtime", 0, "realtime runtime in microseconds")
+	f.Uint64Var(&cpuRtPeriod, "cpu-rt-period", 0, "realtime period in microseconds")
+	f.StringVar(&cpusetCpus, "cpuset-cpus", "", "CPUs allowed (0-3, 0,1)")
+	f.StringVar(&cpusetMems, "cpuset-mems", "", "memory nodes allowed (0-3, 0,1)")
+	f.Uint16Var(&blkioWeight, "blkio-weight", 0, "block I/O weight (10-1000)")
+	return cmd
+}

@@ -1,0 +1,154 @@
+package nsenter
+
+// #cgo CFLAGS: -Wall -O2
+import "C"
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+)
+
+// EnvInit names the bootstrap socket's file descriptor in a re-executed
+// runtime process. It is the only bootstrap environment variable.
+const EnvInit = "_BERTH_INIT"
+
+// Record types; keep in sync with nsenter.c.
+const (
+	recCloneFlags  = 1
+	recJoin        = 2
+	recTimeOffsets = 3
+	recFork        = 4
+	recEnd         = 5
+	recJoinUser    = 6
+
+	msgUsermap    = 101
+	msgUsermapAck = 102
+	msgPid        = 103
+	msgError      = 104
+)
+
+// maxRecord bounds what ReadRecord accepts, so that a confused peer cannot
+// make us allocate without limit.
+const maxRecord = 16 << 20
+
+func init() {
+	// In the re-executed init the main goroutine stays on the main thread
+	// for good: credentials, capabilities, seccomp and no_new_privs are
+	// per-thread and are set on it right before execve.
+	if os.Getenv(EnvInit) != "" {
+		runtime.LockOSThread()
+	}
+}
+
+// IsInit reports whether this process was started as a container init or
+// exec process by the runtime.
+func IsInit() bool { return os.Getenv(EnvInit) != "" }
+
+// Bootstrap says which namespaces the C stage joins and creates.
+type Bootstrap struct {
+	UserNS      string   // user namespace to join first ("" for none)
+	Join        []string // other namespaces to join, in this order
+	Unshare     uintptr  // CLONE_NEW* flags to create after the joins
+	TimeOffsets string   // content for /proc/self/timens_offsets
+	Fork        bool     // fork once more so the init enters pid and time namespaces
+}
+
+// WriteRecord writes one protocol record.
+func WriteRecord(w io.Writer, typ uint32, payload []byte) error {
+	buf := make([]byte, 8+len(payload))
+	binary.NativeEndian.PutUint32(buf[0:], typ)
+	binary.NativeEndian.PutUint32(buf[4:], uint32(len(payload)))
+	copy(buf[8:], payload)
+	_, err := w.Write(buf)
+	return err
+}
+
+// ReadRecord reads one protocol record.
+func ReadRecord(r io.Reader) (typ uint32, payload []byte, err error) {
+	var hdr [8]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	typ = binary.NativeEndian.Uint32(hdr[0:])
+	n := binary.NativeEndian.Uint32(hdr[4:])
+	if n > maxRecord {
+		return 0, nil, fmt.Errorf("record %d of %d bytes is too long", typ, n)
+	}
+	payload = make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return 0, nil, err
+	}
+	return typ, payload, nil
+}
+
+func u32(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
+
+// Encode renders the bootstrap as the records the C stage reads.
+func (b *Bootstrap) Encode() []byte {
+	var sb strings.Builder
+	put := func(typ uint32, p []byte) { _ = WriteRecord(&sb, typ, p) }
+	if b.UserNS != "" {
+		put(recJoinUser, []byte(b.UserNS))
+	}
+	for _, p := range b.Join {
+		put(recJoin, []byte(p))
+	}
+	if b.Unshare != 0 {
+		put(recCloneFlags, u32(uint32(b.Unshare)))
+	}
+	if b.TimeOffsets != "" {
+		put(recTimeOffsets, []byte(b.TimeOffsets))
+	}
+	if b.Fork {
+		put(recFork, u32(1))
+	}
+	put(recEnd, nil)
+	return []byte(sb.String())
+}
+
+// ErrStage0 marks an error reported by the C stage.
+var ErrStage0 = errors.New("namespace setup")
+
+// Drive runs the parent's side of the bootstrap with the child whose pid is
+// stage0Pid: it sends b, writes the user namespace maps when asked (mapUser),
+// and returns the host pid of the process that carries on as the init.
+func Drive(conn io.ReadWriter, stage0Pid int, b *Bootstrap, mapUser func(pid int) error) (int, error) {
+	if _, err := conn.Write(b.Encode()); err != nil {
+		return 0, fmt.Errorf("send namespace bootstrap: %w", err)
+	}
+	for {
+		typ, payload, err := ReadRecord(conn)
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return 0, fmt.Errorf("%w: the child exited before reporting its pid", ErrStage0)
+			}
+			return 0, fmt.Errorf("%w: read: %v", ErrStage0, err)
+		}
+		switch typ {
+		case msgUsermap:
+			if mapUser == nil {
+				return 0, fmt.Errorf("%w: unexpected user map request", ErrStage0)
+			}
+			if err := mapUser(stage0Pid); err != nil {
+				return 0, err
+			}
+			if err := WriteRecord(conn, msgUsermapAck, nil); err != nil {
+				return 0, fmt.Errorf("%w: ack user map: %v", ErrStage0, err)
+			}
+		case msgPid:
+			if len(payload) != 4 {
+				return 0, fmt.Errorf("%w: bad pid message", ErrStage0)
+			}
+			return int(int32(binary.NativeEndian.Uint32(payload))), nil
+		case msgError:
+			return 0, fmt.Errorf("%w: %s", ErrStage0, strings.TrimPrefix(string(payload), "nsenter: "))
+		default:
+			return 0, fmt.Errorf("%w: unexpected message %d", ErrStage0, typ)
+		}
+	}
+}

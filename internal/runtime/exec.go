@@ -1,0 +1,192 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/console"
+	"github.com/berthproject/berth/internal/ocispec"
+)
+
+// ExecOpts are the options of exec besides the process itself.
+type ExecOpts struct {
+	Detach        bool
+	PidFile       string
+	ConsoleSocket string // where to send the pty master; "" with a terminal: relay our own terminal
+	PreserveFds   int
+	Stdio         [3]*os.File
+}
+
+// Exec runs p in the running container id. Without Detach it waits and
+// returns the process's exit code.
+func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
+	if err := CheckID(id); err != nil {
+		return -1, err
+	}
+	st, err := readState(r.dir(id), id)
+	if err != nil {
+		return -1, err
+	}
+	switch s := r.status(st); s {
+	case "running", "created":
+	default:
+		return -1, fmt.Errorf("%w: cannot exec in a container that is %s", ErrState, s)
+	}
+	if err := ocispec.ValidateProcess("process", p, ocispec.CurrentHost()); err != nil {
+		return -1, err
+	}
+	spec := st.Config
+	var seccompProg []byte
+	if spec.Linux.Seccomp != nil {
+		prog, err := r.seccompCache().Program(spec.Linux.Seccomp)
+		if err != nil {
+			return -1, err
+		}
+		if seccompProg, err = prog.MarshalBinary(); err != nil {
+			return -1, err
+		}
+	}
+	cg, err := r.cgroup(st)
+	if err != nil {
+		return -1, err
+	}
+
+	// Join every namespace the container's init is in that differs from
+	// ours.
+	has := map[specs.LinuxNamespaceType]specs.LinuxNamespace{}
+	for _, n := range spec.Linux.Namespaces {
+		f, _ := ocispec.NSFile(n.Type)
+		path := "/proc/" + strconv.Itoa(st.Pid) + "/ns/" + f
+		if sameNS(path, "/proc/self/ns/"+f) {
+			continue
+		}
+		has[n.Type] = specs.LinuxNamespace{Type: n.Type, Path: path}
+	}
+	boot := bootstrapFor(&specs.Linux{}, has, "")
+
+	var extra []*os.File
+	var consoleRecv *os.File
+	if p.Terminal {
+		sockPath := o.ConsoleSocket
+		var sock *os.File
+		if sockPath != "" {
+			if sock, err = dialUnix(sockPath, "--console-socket"); err != nil {
+				return -1, err
+			}
+		} else {
+			// No console socket: receive the master ourselves and relay
+			// our terminal to it.
+			pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return -1, err
+			}
+			sock = os.NewFile(uintptr(pair[1]), "console")
+			consoleRecv = os.NewFile(uintptr(pair[0]), "console-recv")
+			defer consoleRecv.Close()
+		}
+		defer sock.Close()
+		extra = append(extra, sock)
+	}
+	preserve, err := preservedFds(o.PreserveFds)
+	if err != nil {
+		return -1, err
+	}
+	stdio := o.Stdio
+	for i, f := range []*os.File{os.Stdin, os.Stdout, os.Stderr} {
+		if stdio[i] == nil {
+			stdio[i] = f
+		}
+	}
+	c, fds, err := spawn(spawnOpts{preserve: preserve, extra: extra, stdio: stdio, boot: boot, cg: cg})
+	if err != nil {
+		return -1, err
+	}
+	defer c.conn.Close()
+	cfg := initConfig{
+		Kind: "exec", ID: id, Bundle: st.Bundle, Spec: spec, Process: p, Seccomp: seccompProg,
+		HostPid: c.pid, PreserveFds: o.PreserveFds, FifoFd: -1, ConsoleFd: -1, ListenerFd: -1,
+	}
+	if p.Terminal {
+		cfg.ConsoleFd = fds[0]
+	}
+	b, err := json.Marshal(&cfg)
+	if err != nil {
+		c.kill()
+		return -1, err
+	}
+	if err := writeMsg(c.conn, msgConfig, b); err != nil {
+		c.kill()
+		return -1, fmt.Errorf("send exec config: %w", err)
+	}
+	for _, f := range extra {
+		f.Close()
+	}
+	typ, payload, err := readMsg(c.conn)
+	switch {
+	case err == nil && typ == msgError:
+		c.kill()
+		return -1, errors.New(string(payload))
+	case err != nil && !errors.Is(err, io.EOF):
+		c.kill()
+		return -1, fmt.Errorf("exec: %w", err)
+	case err == nil:
+		c.kill()
+		return -1, fmt.Errorf("exec: unexpected message %d", typ)
+	}
+	// EOF: the process runs.
+	if o.PidFile != "" {
+		if err := writePidFile(o.PidFile, c.pid); err != nil {
+			return -1, err
+		}
+	}
+	if o.Detach {
+		return 0, nil
+	}
+	if consoleRecv != nil {
+		master, err := console.RecvFd(consoleRecv)
+		if err != nil {
+			return -1, err
+		}
+		go func() { _ = console.Relay(master, os.Stdin, os.Stdout) }()
+	}
+	stop := forwardSignals(c.pid)
+	defer stop()
+	return c.wait()
+}
+
+func sameNS(a, b string) bool {
+	var sa, sb unix.Stat_t
+	if unix.Stat(a, &sa) != nil || unix.Stat(b, &sb) != nil {
+		return false
+	}
+	return sa.Dev == sb.Dev && sa.Ino == sb.Ino
+}
+
+// forwardSignals passes the signals we receive on to pid, as runc does for
+// foreground processes. The returned function stops it.
+func forwardSignals(pid int) func() {
+	ch := make(chan os.Signal, 32)
+	signal.Notify(ch) // never Ignore SIGCHLD: that would reap our child for us
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-ch:
+				if sig, ok := s.(unix.Signal); ok && sig != unix.SIGCHLD && sig != unix.SIGURG && sig != unix.SIGWINCH {
+					_ = unix.Kill(pid, sig)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(ch); close(done) }
+}

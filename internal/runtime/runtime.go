@@ -1,0 +1,123 @@
+package runtime
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/cgroups"
+	"github.com/berthproject/berth/internal/seccomp"
+)
+
+// DefaultRoot is where container state lives unless --root says otherwise.
+const DefaultRoot = "/run/berth-runtime"
+
+// Runtime is the runtime on one state root.
+type Runtime struct {
+	Root    string          // state directory root
+	Systemd bool            // cgroupsPath is in systemd's slice:prefix:name form
+	Cgroups cgroups.Options // where the cgroup filesystems are
+	Log     *slog.Logger    // warnings (failed poststop hooks, ...)
+}
+
+// New returns a runtime on root, creating the root directory if needed.
+func New(root string, log *slog.Logger) (*Runtime, error) {
+	if root == "" {
+		root = DefaultRoot
+	}
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(root, 0o711); err != nil {
+		return nil, fmt.Errorf("create state root: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return &Runtime{Root: root, Log: log}, nil
+}
+
+func (r *Runtime) cgroup(st *State) (cgroups.Manager, error) {
+	return cgroups.New(st.CgroupPath, r.Cgroups)
+}
+
+func (r *Runtime) seccompCache() *seccomp.Cache {
+	return &seccomp.Cache{Dir: filepath.Join(r.Root, ".seccomp")}
+}
+
+// sealedExe returns a read-only view of the running binary to re-execute.
+//
+// A process of the container can open /proc/PID/exe of a runtime process
+// that has joined it (the init before execve, an exec) and, once that
+// process is gone, write through it to the runtime binary on the host
+// (CVE-2019-5736). We execute a detached, read-only bind mount of our own
+// binary (open_tree + mount_setattr): /proc/PID/exe then resolves to that
+// mount and any open for writing fails with EROFS. The mount is attached to
+// no mount namespace; it goes away with the last process using it, so
+// nothing is left behind. Where the kernel lacks these calls we fall back to
+// a sealed memfd copy.
+//
+// The returned fd is close-on-exec and placed above the descriptors exec.Cmd
+// rearranges, so that /proc/self/fd/N still names it when the child execs.
+func sealedExe() (*os.File, error) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, "/proc/self/exe", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err == nil {
+		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOSUID}
+		if err = unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+			unix.Close(fd)
+		}
+	}
+	if err != nil {
+		if fd, err = memfdExe(); err != nil {
+			return nil, err
+		}
+	}
+	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 100)
+	unix.Close(fd)
+	if err != nil {
+		return nil, fmt.Errorf("seal runtime binary: %w", err)
+	}
+	return os.NewFile(uintptr(high), "berth-runtime"), nil
+}
+
+// memfdExe copies the binary into a sealed memfd.
+func memfdExe() (int, error) {
+	src, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return -1, fmt.Errorf("seal runtime binary: %w", err)
+	}
+	defer src.Close()
+	fd, err := unix.MemfdCreate("berth-runtime", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return -1, fmt.Errorf("seal runtime binary: %w", err)
+	}
+	dst := os.NewFile(uintptr(fd), "memfd")
+	st, err := src.Stat()
+	if err == nil {
+		var n int
+		for off := int64(0); off < st.Size() && err == nil; off += int64(n) {
+			n, err = unix.Sendfile(fd, int(src.Fd()), nil, int(st.Size()-off))
+			if n == 0 && err == nil {
+				break
+			}
+		}
+	}
+	if err == nil {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SEAL|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE)
+	}
+	if err != nil {
+		dst.Close()
+		return -1, fmt.Errorf("seal runtime binary: %w", err)
+	}
+	nfd, err := unix.Dup(fd)
+	dst.Close()
+	if err != nil {
+		return -1, err
+	}
+	unix.CloseOnExec(nfd)
+	return nfd, nil
+}

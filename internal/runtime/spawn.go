@@ -1,0 +1,228 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/cgroups"
+	"github.com/berthproject/berth/internal/nsenter"
+	"github.com/berthproject/berth/internal/rootfs"
+)
+
+// Records of the Go-side protocol (see doc.go); the nsenter records use
+// numbers below 200.
+const (
+	msgConfig    = 201
+	msgHooks     = 202
+	msgHooksDone = 203
+	msgReady     = 204
+	msgError     = 205
+)
+
+// initConfig is everything the init (or exec) process needs, sent as JSON.
+type initConfig struct {
+	Kind         string         `json:"kind"` // "create" or "exec"
+	ID           string         `json:"id"`
+	Bundle       string         `json:"bundle"`
+	Spec         *specs.Spec    `json:"spec"`
+	Process      *specs.Process `json:"process"`
+	Rootfs       rootfs.Config  `json:"rootfs"`
+	Seccomp      []byte         `json:"seccomp,omitempty"`
+	NoNewKeyring bool           `json:"noNewKeyring,omitempty"`
+	NewNetNS     bool           `json:"newNetNS,omitempty"`
+	NewUTSNS     bool           `json:"newUTSNS,omitempty"`
+	HostPid      int            `json:"hostPid"`
+	PreserveFds  int            `json:"preserveFds"`
+	FifoFd       int            `json:"fifoFd"`
+	ConsoleFd    int            `json:"consoleFd"`
+	ListenerFd   int            `json:"listenerFd"`
+}
+
+// child is a runtime process started into a container's namespaces.
+type child struct {
+	stage0 *exec.Cmd
+	pid    int      // host pid of the init / exec process
+	forked bool     // pid is a child of ours distinct from stage0
+	conn   *os.File // our end of the protocol socket
+
+	console *os.File // where the pty master arrives when we relay the terminal
+}
+
+// spawnOpts say how to start a child.
+type spawnOpts struct {
+	preserve []*os.File // become fds 3.. in the child
+	extra    []*os.File // after the sync socket; their fd numbers are returned
+	stdio    [3]*os.File
+	boot     nsenter.Bootstrap
+	cg       cgroups.Manager
+	res      *specs.LinuxResources // written to cg after the child joined it (create)
+	linux    *specs.Linux          // for user namespace maps
+}
+
+// spawn starts the runtime binary as stage0, puts it in the cgroup, drives
+// the namespace bootstrap and returns the child with the fd numbers its
+// extra files got.
+func spawn(o spawnOpts) (c *child, fds []int, err error) {
+	exe, err := sealedExe()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer exe.Close()
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	parent := os.NewFile(uintptr(pair[0]), "sync-parent")
+	childEnd := os.NewFile(uintptr(pair[1]), "sync-child")
+	defer childEnd.Close()
+
+	files := append([]*os.File{}, o.preserve...)
+	syncFd := 3 + len(files)
+	files = append(files, childEnd)
+	for i, f := range o.extra {
+		files = append(files, f)
+		fds = append(fds, syncFd+1+i)
+	}
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/fd/" + strconv.Itoa(int(exe.Fd())),
+		Args:       []string{"berth-runtime", "init"},
+		Env:        []string{nsenter.EnvInit + "=" + strconv.Itoa(syncFd)},
+		Stdin:      o.stdio[0],
+		Stdout:     o.stdio[1],
+		Stderr:     o.stdio[2],
+		ExtraFiles: files,
+	}
+	if err := cmd.Start(); err != nil {
+		parent.Close()
+		return nil, nil, fmt.Errorf("start container init: %w", err)
+	}
+	c = &child{stage0: cmd, pid: cmd.Process.Pid, conn: parent}
+	defer func() {
+		if err != nil {
+			c.kill()
+			c.conn.Close()
+			c = nil
+		}
+	}()
+	childEnd.Close()
+	if o.cg != nil {
+		if err := o.cg.Apply(cmd.Process.Pid); err != nil {
+			return c, nil, fmt.Errorf("join cgroup: %w", err)
+		}
+		if o.res != nil {
+			if err := o.cg.Set(o.res); err != nil {
+				return c, nil, fmt.Errorf("apply linux.resources: %w", err)
+			}
+		}
+	}
+	var mapUser func(int) error
+	if o.boot.Unshare&unix.CLONE_NEWUSER != 0 {
+		mapUser = func(pid int) error { return writeIDMaps(pid, o.linux) }
+	}
+	pid, err := nsenter.Drive(parent, cmd.Process.Pid, &o.boot, mapUser)
+	if err != nil {
+		return c, nil, err
+	}
+	if o.boot.Fork {
+		c.pid, c.forked = pid, true
+		if err := cmd.Wait(); err != nil {
+			return c, nil, fmt.Errorf("namespace setup: %w", err)
+		}
+	}
+	return c, fds, nil
+}
+
+// kill stops the child and reaps it.
+func (c *child) kill() {
+	if c.forked && c.pid > 0 {
+		_ = unix.Kill(c.pid, unix.SIGKILL)
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(c.pid, &ws, 0, nil)
+	}
+	if c.stage0.ProcessState == nil {
+		_ = c.stage0.Process.Kill()
+		_ = c.stage0.Wait()
+	}
+}
+
+// wait waits for the init / exec process to exit and returns its exit code
+// the way a shell reports it (128+signal when killed).
+func (c *child) wait() (int, error) {
+	var ws unix.WaitStatus
+	if c.forked {
+		for {
+			_, err := unix.Wait4(c.pid, &ws, 0, nil)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return -1, fmt.Errorf("wait for pid %d: %w", c.pid, err)
+			}
+			break
+		}
+	} else {
+		err := c.stage0.Wait()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			return -1, err
+		}
+		ws = c.stage0.ProcessState.Sys().(unix.WaitStatus)
+	}
+	if ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return ws.ExitStatus(), nil
+}
+
+// writeIDMaps writes the user namespace maps of pid.
+func writeIDMaps(pid int, l *specs.Linux) error {
+	render := func(m []specs.LinuxIDMapping) []byte {
+		var b strings.Builder
+		for _, e := range m {
+			fmt.Fprintf(&b, "%d %d %d\n", e.ContainerID, e.HostID, e.Size)
+		}
+		return []byte(b.String())
+	}
+	p := "/proc/" + strconv.Itoa(pid)
+	if err := os.WriteFile(p+"/uid_map", render(l.UIDMappings), 0); err != nil {
+		return fmt.Errorf("linux.uidMappings: write %s/uid_map: %w", p, err)
+	}
+	if err := os.WriteFile(p+"/gid_map", render(l.GIDMappings), 0); err != nil {
+		return fmt.Errorf("linux.gidMappings: write %s/gid_map: %w", p, err)
+	}
+	return nil
+}
+
+// readMsg reads one protocol record; EOF becomes io.EOF.
+func readMsg(f *os.File) (uint32, []byte, error) { return nsenter.ReadRecord(f) }
+
+func writeMsg(f *os.File, typ uint32, payload []byte) error {
+	return nsenter.WriteRecord(f, typ, payload)
+}
+
+// nsFlags are the clone flags of each namespace type.
+var nsFlags = map[specs.LinuxNamespaceType]uintptr{
+	specs.PIDNamespace:     unix.CLONE_NEWPID,
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.MountNamespace:   unix.CLONE_NEWNS,
+	specs.IPCNamespace:     unix.CLONE_NEWIPC,
+	specs.UTSNamespace:     unix.CLONE_NEWUTS,
+	specs.UserNamespace:    unix.CLONE_NEWUSER,
+	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
+	specs.TimeNamespace:    unix.CLONE_NEWTIME,
+}
+
+// joinOrder is the order in which existing namespaces are joined after the
+// user namespace; mount comes last among them only for readability, as all
+// are opened before any is joined.
+var joinOrder = []specs.LinuxNamespaceType{
+	specs.IPCNamespace, specs.UTSNamespace, specs.NetworkNamespace, specs.PIDNamespace,
+	specs.CgroupNamespace, specs.TimeNamespace, specs.MountNamespace,
+}

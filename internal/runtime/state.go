@@ -1,0 +1,292 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Sentinel kinds of errors, checked with errors.Is.
+var (
+	ErrNotExist = errors.New("container does not exist")
+	ErrExist    = errors.New("container already exists")
+	ErrState    = errors.New("container is not in the right state")
+	ErrInvalid  = errors.New("invalid argument")
+)
+
+// stateVersion is the schema version of state.json. Bump it and add a
+// migration in readState when the layout changes.
+const stateVersion = 1
+
+// Phases a container goes through before its status can be read from the
+// kernel alone.
+const (
+	phaseCreating = "creating" // create has not finished
+	phaseCreated  = "created"  // the init reported ready
+)
+
+// State is what the runtime records about one container (state.json).
+type State struct {
+	Version    int         `json:"version"`
+	ID         string      `json:"id"`
+	Bundle     string      `json:"bundle"`
+	Rootfs     string      `json:"rootfs"`
+	Pid        int         `json:"pid,omitempty"`
+	PidStart   uint64      `json:"pidStart,omitempty"` // start time of Pid in clock ticks, against pid reuse
+	Created    time.Time   `json:"created"`
+	CgroupPath string      `json:"cgroupPath"`
+	Phase      string      `json:"phase"`
+	Owner      string      `json:"owner,omitempty"`
+	Config     *specs.Spec `json:"config"`
+}
+
+// Status values beyond the spec's created, running and stopped.
+const (
+	StatusPaused = "paused"
+)
+
+var validID = regexp.MustCompile(`^[A-Za-z0-9_+.-]+$`)
+
+// CheckID refuses ids that are empty, too long, or could name another path.
+func CheckID(id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: container id must not be empty", ErrInvalid)
+	}
+	if len(id) > 1024 || !validID.MatchString(id) || id == "." || id == ".." {
+		return fmt.Errorf("%w: invalid container id %q (allowed: letters, digits, _ + . -)", ErrInvalid, id)
+	}
+	return nil
+}
+
+func (r *Runtime) dir(id string) string { return filepath.Join(r.Root, id) }
+
+func statePath(dir string) string { return filepath.Join(dir, "state.json") }
+func fifoPath(dir string) string  { return filepath.Join(dir, "exec.fifo") }
+
+// writeState stores st atomically.
+func writeState(dir string, st *State) error {
+	st.Version = stateVersion
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".state-*")
+	if err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), statePath(dir)); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write state: %w", err)
+	}
+	return nil
+}
+
+func readState(dir, id string) (*State, error) {
+	b, err := os.ReadFile(statePath(dir))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			if _, derr := os.Stat(dir); derr == nil {
+				// A create killed before its first write: nothing but the
+				// directory exists; report it so delete can remove it.
+				return &State{ID: id, Phase: phaseCreating}, nil
+			}
+			return nil, fmt.Errorf("%w: %s", ErrNotExist, id)
+		}
+		return nil, fmt.Errorf("read state of %s: %w", id, err)
+	}
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("read state of %s: %w", id, err)
+	}
+	if st.Version > stateVersion {
+		return nil, fmt.Errorf("state of %s has schema version %d; this berth-runtime knows up to %d", id, st.Version, stateVersion)
+	}
+	return &st, nil
+}
+
+// lock takes the exclusive lock of a container directory. The returned
+// file is the lock: close it to release.
+func lock(dir, id string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s", ErrNotExist, id)
+		}
+		return nil, err
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock container %s: %w", id, err)
+	}
+	// A delete may have removed the directory while we waited.
+	if _, err := os.Stat(dir); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s", ErrNotExist, id)
+	}
+	return f, nil
+}
+
+// procStart returns the start time of pid (field 22 of /proc/PID/stat) and
+// whether it is a zombie.
+func procStart(pid int) (start uint64, zombie bool, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, false, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	start, err = strconv.ParseUint(f[19], 10, 64)
+	return start, f[0] == "Z" || f[0] == "X", err
+}
+
+// alive reports whether the recorded init process still exists (and is not
+// a zombie, and is not another process that reused its pid).
+func (st *State) alive() bool {
+	if st.Pid <= 0 {
+		return false
+	}
+	start, zombie, err := procStart(st.Pid)
+	if err != nil || zombie {
+		return false
+	}
+	return st.PidStart == 0 || start == st.PidStart
+}
+
+// status derives the container's status from the kernel.
+func (r *Runtime) status(st *State) string {
+	if st.Phase == phaseCreating {
+		if st.alive() {
+			return "creating"
+		}
+		return "stopped"
+	}
+	if !st.alive() {
+		return "stopped"
+	}
+	if _, err := os.Lstat(fifoPath(r.dir(st.ID))); err == nil {
+		return "created"
+	}
+	if cg, err := r.cgroup(st); err == nil {
+		if frozen, err := cg.Frozen(); err == nil && frozen {
+			return StatusPaused
+		}
+	}
+	return "running"
+}
+
+// SpecState returns the container's state in the runtime-spec's shape.
+func (r *Runtime) specState(st *State, status string) *specs.State {
+	s := &specs.State{
+		Version: specs.Version,
+		ID:      st.ID,
+		Status:  specs.ContainerState(status),
+		Bundle:  st.Bundle,
+	}
+	if status != "stopped" {
+		s.Pid = st.Pid
+	}
+	if st.Config != nil {
+		s.Annotations = st.Config.Annotations
+	}
+	return s
+}
+
+// Info is one container as `list` and `state` show it.
+type Info struct {
+	specs.State
+	Rootfs  string    `json:"rootfs"`
+	Created time.Time `json:"created"`
+	Owner   string    `json:"owner"`
+}
+
+// State returns the state of container id.
+func (r *Runtime) State(id string) (*Info, error) {
+	if err := CheckID(id); err != nil {
+		return nil, err
+	}
+	st, err := readState(r.dir(id), id)
+	if err != nil {
+		return nil, err
+	}
+	return r.info(st), nil
+}
+
+func (r *Runtime) info(st *State) *Info {
+	owner := st.Owner
+	if owner == "" {
+		owner = "root"
+	}
+	return &Info{State: *r.specState(st, r.status(st)), Rootfs: st.Rootfs, Created: st.Created, Owner: owner}
+}
+
+// List returns every container under the root, sorted by id.
+func (r *Runtime) List() ([]*Info, error) {
+	ents, err := os.ReadDir(r.Root)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []*Info
+	for _, e := range ents {
+		if !e.IsDir() || CheckID(e.Name()) != nil {
+			continue
+		}
+		st, err := readState(r.dir(e.Name()), e.Name())
+		if err != nil {
+			continue // removed meanwhile, or unreadable: not ours to show
+		}
+		out = append(out, r.info(st))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// Config returns the configuration container id was created with (with
+// later updates of its resources).
+func (r *Runtime) Config(id string) (*specs.Spec, error) {
+	if err := CheckID(id); err != nil {
+		return nil, err
+	}
+	st, err := readState(r.dir(id), id)
+	if err != nil {
+		return nil, err
+	}
+	if st.Config == nil {
+		return nil, fmt.Errorf("%w: container %s is still being created", ErrState, id)
+	}
+	return st.Config, nil
+}
