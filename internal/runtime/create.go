@@ -167,15 +167,15 @@ func bootstrapFor(l *specs.Linux, has map[specs.LinuxNamespaceType]specs.LinuxNa
 var defaultDeviceRules = []specs.LinuxDeviceCgroup{
 	{Allow: true, Type: "c", Access: "m"},
 	{Allow: true, Type: "b", Access: "m"},
-	{Allow: true, Type: "c", Major: i64(1), Minor: i64(3), Access: "rwm"},  // null
-	{Allow: true, Type: "c", Major: i64(1), Minor: i64(5), Access: "rwm"},  // zero
-	{Allow: true, Type: "c", Major: i64(1), Minor: i64(7), Access: "rwm"},  // full
-	{Allow: true, Type: "c", Major: i64(1), Minor: i64(8), Access: "rwm"},  // random
-	{Allow: true, Type: "c", Major: i64(1), Minor: i64(9), Access: "rwm"},  // urandom
-	{Allow: true, Type: "c", Major: i64(5), Minor: i64(0), Access: "rwm"},  // tty
-	{Allow: true, Type: "c", Major: i64(5), Minor: i64(1), Access: "rwm"},  // console
-	{Allow: true, Type: "c", Major: i64(5), Minor: i64(2), Access: "rwm"},  // ptmx
-	{Allow: true, Type: "c", Major: i64(136), Minor: nil, Access: "rwm"},   // pts/*
+	{Allow: true, Type: "c", Major: i64(1), Minor: i64(3), Access: "rwm"}, // null
+	{Allow: true, Type: "c", Major: i64(1), Minor: i64(5), Access: "rwm"}, // zero
+	{Allow: true, Type: "c", Major: i64(1), Minor: i64(7), Access: "rwm"}, // full
+	{Allow: true, Type: "c", Major: i64(1), Minor: i64(8), Access: "rwm"}, // random
+	{Allow: true, Type: "c", Major: i64(1), Minor: i64(9), Access: "rwm"}, // urandom
+	{Allow: true, Type: "c", Major: i64(5), Minor: i64(0), Access: "rwm"}, // tty
+	{Allow: true, Type: "c", Major: i64(5), Minor: i64(1), Access: "rwm"}, // console
+	{Allow: true, Type: "c", Major: i64(5), Minor: i64(2), Access: "rwm"}, // ptmx
+	{Allow: true, Type: "c", Major: i64(136), Minor: nil, Access: "rwm"},  // pts/*
 }
 
 func i64(v int64) *int64 { return &v }
