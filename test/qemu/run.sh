@@ -116,6 +116,14 @@ for m in "${modules[@]}"; do add_module "$m"; done
 # The VM's init: everything it runs is written out here, quoted.
 {
 	echo '#!/bin/busybox sh'
+	# First move onto a tmpfs: pivot_root (which a container runtime needs)
+	# refuses to leave the initramfs, whose mount has no parent.
+	echo 'if [ ! -e /.tmpfs-root ]; then'
+	echo '	/bin/busybox mkdir -p /newroot && /bin/busybox mount -t tmpfs -o mode=755 tmpfs /newroot'
+	echo '	for d in /*; do [ "$d" = /newroot ] || /bin/busybox cp -a "$d" /newroot/; done'
+	echo '	/bin/busybox touch /newroot/.tmpfs-root'
+	echo '	exec /bin/busybox switch_root /newroot /init'
+	echo 'fi'
 	echo '/bin/busybox --install -s'
 	echo 'export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root TMPDIR=/tmp'
 	echo 'mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev'
@@ -148,7 +156,7 @@ log=$work/console.log
 echo "qemu-run: booting $kernel under TCG ($(du -sh "$work/initrd.cpio" | cut -f1) initramfs); giving up after ${bound}s" >&2
 set +e
 timeout --kill-after=5 "$bound" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m "$mem" \
-	-nographic -no-reboot -kernel "$kernel" -initrd "$work/initrd.cpio" \
+	-nographic -nic none -no-reboot -kernel "$kernel" -initrd "$work/initrd.cpio" \
 	-append "console=ttyS0 quiet panic=-1 rdinit=/init" </dev/null 2>&1 | tee "$log"
 qemu_status=${PIPESTATUS[0]}
 set -e
