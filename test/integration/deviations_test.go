@@ -57,3 +57,6 @@ var runcRootfsShared = deviation{[]string{"runc"},
 
 var crunBindShared = deviation{[]string{"crun"},
 	"(1.8.1) leaves a bind mount with the rshared option a slave (master:N, no shared:N) under rootfsPropagation rslave"}
+
+var crunBlkioWeight = deviation{[]string{"crun"},
+	"(1.8.1) writes only blkio.weight, which BFQ-only kernels lack (they have blkio.bfq.weight): create fails"}
