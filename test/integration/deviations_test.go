@@ -60,3 +60,12 @@ var crunBindShared = deviation{[]string{"crun"},
 
 var crunBlkioWeight = deviation{[]string{"crun"},
 	"(1.8.1) writes only blkio.weight, which BFQ-only kernels lack (they have blkio.bfq.weight): create fails"}
+
+var runcPoststartAtCreate = deviation{[]string{"runc"},
+	"(1.1.5) runs poststart hooks during create, before startContainer and with status created, so a failing poststart hook fails create"}
+
+var containerHookState = deviation{[]string{"runc", "crun"},
+	"passes an incomplete state to createContainer/startContainer hooks (runc: pid 1, as seen inside; crun 1.8.1: pid 0, and for startContainer status \"starting\" and bundle \"/\")"}
+
+var startContainerHookNotFatal = deviation{[]string{"runc", "crun"},
+	"does not fail start when a startContainer hook fails (the spec says generate an error and stop the container)"}
