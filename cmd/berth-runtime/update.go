@@ -8,12 +8,15 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
+
+	"github.com/berthproject/berth/internal/units"
 )
 
 func updateCmd(g *globals) *cobra.Command {
 	var resFile string
 	var (
-		memory, memRes, memSwap, pidsLimit, cpuQuota, cpuRtRuntime int64
+		memory, memRes, memSwap                                    string
+		pidsLimit, cpuQuota, cpuRtRuntime                          int64
 		cpuShares, cpuPeriod, cpuRtPeriod                          uint64
 		cpusetCpus, cpusetMems                                     string
 		blkioWeight                                                uint16
@@ -51,14 +54,25 @@ func updateCmd(g *globals) *cobra.Command {
 				}
 				return res.CPU
 			}
-			if fl.Changed("memory") {
-				mem().Limit = &memory
+			for _, m := range []struct {
+				flag, val string
+				dst       **int64
+			}{
+				{"memory", memory, &mem().Limit},
+				{"memory-reservation", memRes, &mem().Reservation},
+				{"memory-swap", memSwap, &mem().Swap},
+			} {
+				if !fl.Changed(m.flag) {
+					continue
+				}
+				v, err := units.RAMInBytes(m.val)
+				if err != nil {
+					return fmt.Errorf("--%s: %w", m.flag, err)
+				}
+				*m.dst = &v
 			}
-			if fl.Changed("memory-reservation") {
-				mem().Reservation = &memRes
-			}
-			if fl.Changed("memory-swap") {
-				mem().Swap = &memSwap
+			if res.Memory != nil && res.Memory.Limit == nil && res.Memory.Reservation == nil && res.Memory.Swap == nil && resFile == "" {
+				res.Memory = nil
 			}
 			if fl.Changed("cpu-shares") {
 				cpu().Shares = &cpuShares
@@ -96,9 +110,9 @@ func updateCmd(g *globals) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVarP(&resFile, "resources", "r", "", "path to a JSON file of linux.resources (\"-\" for stdin)")
-	f.Int64Var(&memory, "memory", 0, "memory limit in bytes (-1: unlimited)")
-	f.Int64Var(&memRes, "memory-reservation", 0, "memory reservation (soft limit) in bytes")
-	f.Int64Var(&memSwap, "memory-swap", 0, "memory plus swap limit in bytes (-1: unlimited)")
+	f.StringVar(&memory, "memory", "", "memory limit (bytes, or with a unit: 64m, 1g; -1: unlimited)")
+	f.StringVar(&memRes, "memory-reservation", "", "memory reservation (soft limit), like --memory")
+	f.StringVar(&memSwap, "memory-swap", "", "memory plus swap limit, like --memory (-1: unlimited)")
 	f.Int64Var(&pidsLimit, "pids-limit", 0, "maximum number of processes (-1 or 0: unlimited)")
 	f.Uint64Var(&cpuShares, "cpu-shares", 0, "CPU shares (relative weight)")
 	f.Int64Var(&cpuQuota, "cpu-quota", 0, "CPU CFS quota in microseconds per period (-1: unlimited)")

@@ -57,7 +57,7 @@ func runOne(h specs.Hook, stdin []byte) error {
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("timed out after %ds", *h.Timeout)
+		return fmt.Errorf("killed: timeout of %ds expired", *h.Timeout)
 	}
 	if err != nil {
 		if msg := strings.TrimSpace(out.String()); msg != "" {

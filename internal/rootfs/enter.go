@@ -30,9 +30,12 @@ func Enter(c *Config) error {
 		return err
 	}
 	// Prepare had to keep the rootfs's parent private for pivot_root; the
-	// container's root gets the propagation the spec asked for now.
+	// container's root gets the propagation the spec asked for now. Only
+	// the root mount itself: the mounts below it already have the root's
+	// propagation or the one their own options asked for (an "rshared"
+	// bind must stay shared), which a recursive change would undo.
 	if prop, ok := rootPropagation[c.RootfsPropagation]; ok && prop&unix.MS_PRIVATE == 0 {
-		if err := unix.Mount("", "/", "", prop, ""); err != nil {
+		if err := unix.Mount("", "/", "", prop&^unix.MS_REC, ""); err != nil {
 			return fmt.Errorf("set propagation of the container's / to %s: %w", c.RootfsPropagation, err)
 		}
 	}

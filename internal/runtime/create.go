@@ -211,7 +211,7 @@ func checkOOMScoreAdj(v int) error {
 		return nil
 	}
 	if !hasCap(unix.CAP_SYS_RESOURCE) {
-		return fmt.Errorf("%w: process.oomScoreAdj: lowering it to %d (from %d) needs CAP_SYS_RESOURCE, which this runtime does not have", ocispec.ErrInvalid, v, cur)
+		return fmt.Errorf("%w: process.oomScoreAdj: lowering it to %d (from %d) (writing /proc/PID/oom_score_adj) needs CAP_SYS_RESOURCE, which this runtime does not have", ocispec.ErrInvalid, v, cur)
 	}
 	return nil
 }
@@ -282,7 +282,12 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, err error) {
 		return nil, err
 	}
 
+	// 0622 (not reduced by the umask): the init opens it for writing after
+	// switching to the process user.
 	if err := unix.Mkfifo(fifoPath(dir), 0o622); err != nil {
+		return nil, fmt.Errorf("create exec fifo: %w", err)
+	}
+	if err := os.Chmod(fifoPath(dir), 0o622); err != nil {
 		return nil, fmt.Errorf("create exec fifo: %w", err)
 	}
 	fifo, err := os.OpenFile(fifoPath(dir), unix.O_PATH|unix.O_CLOEXEC, 0)
