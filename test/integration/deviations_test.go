@@ -69,3 +69,15 @@ var containerHookState = deviation{[]string{"runc", "crun"},
 
 var startContainerHookNotFatal = deviation{[]string{"runc", "crun"},
 	"does not fail start when a startContainer hook fails (the spec says generate an error and stop the container)"}
+
+var dotDotDestinationAccepted = deviation{[]string{"runc", "crun"},
+	"accepts a mount destination with .. components, clamping it inside the rootfs, instead of rejecting it"}
+
+var unknownSyscallIgnored = deviation{[]string{"runc", "crun"},
+	"silently ignores unknown syscall names in a seccomp profile"}
+
+var leftoverAfterKill = deviation{[]string{"runc", "crun"},
+	"after a SIGKILL during create (in a createRuntime hook), `delete --force` exits 0 but leaves the container's cgroup directories (runc 1.1.5 also its init process)"}
+
+var unknownCapabilityIgnored = deviation{[]string{"runc", "crun"},
+	"accepts an unknown capability name (runc 1.1.5 logs a warning and drops it)"}

@@ -1,0 +1,118 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Invalid configs: create fails with a message naming what is wrong and
+// leaves no state, cgroup, mount or process behind.
+func TestBadInput(t *testing.T) {
+	tests := []struct {
+		name    string
+		adapt   func(c *container)
+		mention []string // the error names one of these (the field or the value)
+		dev     deviation
+	}{
+		{"unknown namespace type", func(c *container) {
+			c.spec.Linux.Namespaces = append(c.spec.Linux.Namespaces, specs.LinuxNamespace{Type: "bogusns"})
+		}, []string{"bogusns"}, deviation{}},
+		{"bad uid mapping", func(c *container) {
+			c.spec.Linux.Namespaces = append(c.spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+			c.spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 4294967290, Size: 100}}
+			c.spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+		}, []string{"uid", "mapping", "uid_map"}, deviation{}},
+		{"missing rootfs", func(c *container) {
+			c.spec.Root.Path = "no-such-rootfs"
+		}, []string{"no-such-rootfs", "rootfs", "root.path"}, deviation{}},
+		{"mount destination escaping with ..", func(c *container) {
+			c.spec.Mounts = append(c.spec.Mounts, specs.Mount{
+				Destination: "/../../../../../../.." + filepath.Join(c.dir, "escaped"), Type: "tmpfs", Source: "tmpfs"})
+		}, []string{"destination", ".."}, dotDotDestinationAccepted},
+		{"unknown seccomp syscall", func(c *container) {
+			c.spec.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"no_such_syscall"}, Action: specs.ActErrno}}}
+		}, []string{"no_such_syscall"}, unknownSyscallIgnored},
+		{"unknown capability", func(c *container) {
+			c.spec.Process.Capabilities.Bounding = append(c.spec.Process.Capabilities.Bounding, "CAP_NO_SUCH_THING")
+		}, []string{"cap_no_such_thing"}, unknownCapabilityIgnored},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newContainer(t, sh("echo should not run; exec sleep 1000000"))
+			tt.adapt(c)
+			r := c.create()
+			if _, err := os.Stat(filepath.Join(c.dir, "escaped")); err == nil {
+				t.Errorf("the runtime created %s on the host", filepath.Join(c.dir, "escaped"))
+			}
+			if r.code == 0 && tt.dev.applies() {
+				tt.dev.log(t)
+				c.rt("delete", "--force", c.id)
+				assertNoLeftovers(t, c)
+				return
+			}
+			if r.code == 0 {
+				t.Fatalf("create accepted the config")
+			}
+			assertCleanError(t, r)
+			if msg := strings.ToLower(r.stderr); !containsAny(msg, tt.mention) {
+				t.Errorf("the error %q names none of %q", r.stderr, tt.mention)
+			}
+			assertNoLeftovers(t, c)
+		})
+	}
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, strings.ToLower(sub)) {
+			return true
+		}
+	}
+	return false
+}
+
+// SIGKILL of the runtime in the middle of create (while a createRuntime
+// hook runs) leaves nothing that `delete --force` does not remove.
+func TestKilledDuringCreate(t *testing.T) {
+	c := newContainer(t, sh("exec sleep 1000000"))
+	hookPid := filepath.Join(c.dir, "hook.pid")
+	c.spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{
+		Path: "/bin/sh", Args: []string{"sh", "-c", "echo $$ > " + hookPid + "; exec sleep 1000000"},
+	}}}
+	c.writeSpec()
+	cmd := rt.command(t.Context(), "--root", c.root, "create", "--bundle", c.bundle, c.id)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start create: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var pid int
+	waitFor(t, "the createRuntime hook to run", func() bool {
+		data, err := os.ReadFile(hookPid)
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+		return err == nil && pid > 0
+	})
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatalf("kill the runtime: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(pollGuard):
+		t.Fatal("the killed runtime did not exit")
+	}
+	// The hook is the test's own process, orphaned by the kill.
+	killProcess(pid)
+	waitFor(t, "the hook to die", func() bool { return !processAlive(pid) })
+
+	r := c.rt("delete", "--force", c.id)
+	t.Logf("delete --force after the kill: %v", r)
+	leftoverAfterKill.skip(t)
+	assertNoLeftovers(t, c)
+}
