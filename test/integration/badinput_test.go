@@ -52,10 +52,9 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("the runtime created %s on the host", filepath.Join(c.dir, "escaped"))
 			}
 			if r.code == 0 && tt.dev.applies() {
-				tt.dev.log(t)
 				c.rt("delete", "--force", c.id)
 				assertNoLeftovers(t, c)
-				return
+				tt.dev.skip(t)
 			}
 			if r.code == 0 {
 				t.Fatalf("create accepted the config")

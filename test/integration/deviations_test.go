@@ -81,3 +81,6 @@ var leftoverAfterKill = deviation{[]string{"runc", "crun"},
 
 var unknownCapabilityIgnored = deviation{[]string{"runc", "crun"},
 	"accepts an unknown capability name (runc 1.1.5 logs a warning and drops it)"}
+
+var crunStartHookRace = deviation{[]string{"crun"},
+	"(1.8.1) runs startContainer hooks in the container while `start` runs the poststart hooks, so poststart may come first"}
