@@ -78,9 +78,7 @@ func TestExecDetachPidFile(t *testing.T) {
 
 // An exec'd process joins every namespace and the cgroup of the init.
 func TestExecJoinsNamespacesAndCgroup(t *testing.T) {
-	c := startedContainer(t, []string{"sleep", "1000000"}, func(s *specs.Spec) {
-		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.CgroupNamespace})
-	})
+	c := startedContainer(t, []string{"sleep", "1000000"}, withNamespace(specs.CgroupNamespace, ""))
 	namespaces := []string{"cgroup", "ipc", "mnt", "net", "pid", "uts", "user"}
 	script := `for n in ` + strings.Join(namespaces, " ") + `; do echo "$n $(readlink /proc/self/ns/$n)"; done`
 	r := c.mustRT("exec", c.id, "sh", "-c", script)
