@@ -66,11 +66,16 @@ func TestPidFileHoldsHostPid(t *testing.T) {
 	if got := strings.TrimSpace(c.output()); got != "1" {
 		t.Errorf("pid inside = %q, want 1", got)
 	}
+	// The echo comes before the exec: wait for the sleep, then it must be
+	// the process the pid file names.
 	pid := c.initPid()
-	cmdline := readFile(t, fmt.Sprintf("/proc/%d/cmdline", pid))
-	if !strings.HasPrefix(cmdline, "sleep\x00") {
-		t.Errorf("pid file names %d whose cmdline is %q, want the container's sleep", pid, cmdline)
-	}
+	waitFor(t, fmt.Sprintf("pid %d (from the pid file) to run the container's sleep", pid), func() bool {
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			t.Fatalf("pid file names %d, which is not a host process: %v", pid, err)
+		}
+		return strings.HasPrefix(string(cmdline), "sleep\x00")
+	})
 }
 
 func TestKillSignal(t *testing.T) {
