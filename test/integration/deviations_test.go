@@ -64,8 +64,11 @@ var crunBlkioWeight = deviation{[]string{"crun"},
 var runcPoststartAtCreate = deviation{[]string{"runc"},
 	"(1.1.5) runs poststart hooks during create, before startContainer and with status created, so a failing poststart hook fails create"}
 
-var containerHookState = deviation{[]string{"runc", "crun"},
-	"passes an incomplete state to createContainer/startContainer hooks (runc: pid 1, as seen inside; crun 1.8.1: pid 0, and for startContainer status \"starting\" and bundle \"/\")"}
+var containerHookState = deviation{[]string{"crun"},
+	"(1.8.1) passes an incomplete state to createContainer/startContainer hooks (pid 0, not 1 as seen inside; for startContainer status \"starting\" and bundle \"/\")"}
+
+var poststartFailureWarns = deviation{[]string{"crun"},
+	"(1.8.1) only warns when a poststart hook fails, as runtime-spec 1.0 said; 1.1+ says generate an error and stop the container"}
 
 var startContainerHookNotFatal = deviation{[]string{"runc", "crun"},
 	"does not fail start when a startContainer hook fails (the spec says generate an error and stop the container)"}
@@ -79,8 +82,8 @@ var unknownSyscallIgnored = deviation{[]string{"runc", "crun"},
 var leftoverAfterKill = deviation{[]string{"runc", "crun"},
 	"after a SIGKILL during create (in a createRuntime hook), `delete --force` exits 0 but leaves the container's cgroup directories (runc 1.1.5 also its init process)"}
 
-var unknownCapabilityIgnored = deviation{[]string{"runc", "crun"},
-	"accepts an unknown capability name (runc 1.1.5 logs a warning and drops it)"}
+var unknownCapabilitySilent = deviation{[]string{"crun"},
+	"(1.8.1) accepts an unknown capability name without the warning the spec requires"}
 
 var crunStartHookRace = deviation{[]string{"crun"},
 	"(1.8.1) runs startContainer hooks in the container while `start` runs the poststart hooks, so poststart may come first"}

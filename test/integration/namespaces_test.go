@@ -180,7 +180,7 @@ func TestJoinNamespaceByPath(t *testing.T) {
 			path := fmt.Sprintf("/proc/%d/ns/%s", holder, tt.ns)
 			adapt := []func(*specs.Spec){withNamespace(tt.typ, path)}
 			if tt.typ == specs.UTSNamespace {
-				// Setting a hostname in a joined uts namespace is an error by the spec.
+				// runc refuses a hostname without a new uts namespace; leave it unset.
 				adapt = append(adapt, func(s *specs.Spec) { s.Hostname = "" })
 			}
 			out := mustRun(t, "readlink /proc/self/ns/"+tt.ns, adapt...)
