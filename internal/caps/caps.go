@@ -183,8 +183,12 @@ func SetThread(s Sets) error {
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
 		return fmt.Errorf("clear ambient capabilities: %w", err)
 	}
+	// The kernel only allows ambient capabilities that are permitted and
+	// inheritable. Configs such as runc's default list ambient ones without
+	// making them inheritable; like runc, skip those rather than fail.
 	for c := 0; c <= LastCap(); c++ {
-		if s.Ambient&(1<<uint(c)) == 0 {
+		bit := uint64(1) << uint(c)
+		if s.Ambient&bit == 0 || s.Permitted&bit == 0 || s.Inheritable&bit == 0 {
 			continue
 		}
 		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0); err != nil {

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs berth's whole test suite as root on a Debian 12 machine. It installs
+# what the tests need, builds, and runs: gofmt and go vet; every package's
+# unit and root tests; the runtime conformance suite (test/integration)
+# against bin/berth-runtime and, as a reference, against runc; and the
+# cgroup tests inside a qemu-booted kernel with pure cgroup v2.
+#
+# Environment: SKIP_QEMU=1 skips the VM, SKIP_REFERENCE=1 skips runc.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+apt_install build-essential busybox-static jq iproute2 runc cpio qemu-system-x86 linux-image-amd64
+ensure_go
+cd "$BERTH_DIR"
+export GOFLAGS=${GOFLAGS:-}
+
+log "build"
+make -s
+
+log "gofmt"
+bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+[ -z "$bad" ] || die "gofmt would change: $bad"
+
+log "go vet"
+go vet ./...
+
+log "unit and root tests of every package (test/integration against bin/berth-runtime)"
+go test -count=1 ./...
+
+if [ "${SKIP_REFERENCE:-}" != 1 ]; then
+	log "the same conformance suite against runc (reference)"
+	BERTH_TEST_RUNTIME=runc go test -count=1 ./test/integration/
+fi
+
+if [ "${SKIP_QEMU:-}" != 1 ]; then
+	log "cgroup v2 in a VM: the cgroups package"
+	test/qemu/run.sh -m loop -p ./internal/cgroups
+	log "cgroup v2 in a VM: the runtime's cgroup and lifecycle tests against berth-runtime"
+	CGO_ENABLED=0 go test -c -o /tmp/berth-integration.test ./test/integration
+	test/qemu/run.sh -f bin/berth-runtime:/work/bin/berth-runtime \
+		-e BERTH_TEST_RUNTIME=/work/bin/berth-runtime \
+		-r "$(cat test/integration/qemu-tests.txt 2>/dev/null || echo 'TestMemory|TestPids|TestCPU|TestFreeze|TestPause|TestUpdate|TestEvents|TestDevices')" \
+		/tmp/berth-integration.test
+fi
+log "all tests passed"
