@@ -111,6 +111,9 @@ func Validate(c *Config) error {
 		case path.Clean(m.Destination) == "/":
 			bad(field+".destination", "cannot mount over the root; use root.path")
 			continue
+		case escapesRoot(m.Destination):
+			bad(field+".destination", "%q climbs above the container's root with \"..\"", m.Destination)
+			continue
 		}
 		if m.Type == "" && !opts.Bind() {
 			bad(field+".type", "required unless the options say bind or rbind")
@@ -217,4 +220,25 @@ func unwrapPath(err error) error {
 		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
 	}
 	return err
+}
+
+// escapesRoot reports whether an absolute path has more ".." components
+// than directories above them at some point, i.e. it would climb above
+// "/". The kernel would stop at "/" (and resolution in the rootfs clamps
+// it too), but such a config is a mistake or an attack: refuse it.
+func escapesRoot(p string) bool {
+	depth := 0
+	for _, c := range strings.Split(p, "/") {
+		switch c {
+		case "", ".":
+		case "..":
+			depth--
+			if depth < 0 {
+				return true
+			}
+		default:
+			depth++
+		}
+	}
+	return false
 }

@@ -76,6 +76,8 @@ func TestValidate(t *testing.T) {
 		{"bad propagation", func(c *Config) { c.RootfsPropagation = "sideways" },
 			`linux.rootfsPropagation: unknown propagation "sideways" (want private, rprivate, slave, rslave, shared, rshared, unbindable or runbindable)`},
 		{"relative destination", func(c *Config) { c.Mounts[1].Destination = "dev" }, `mounts[1].destination: "dev" must be absolute`},
+		{"destination climbing above the root", func(c *Config) { c.Mounts[1].Destination = "/dev/../../etc" },
+			`mounts[1].destination: "/dev/../../etc" climbs above the container's root with ".."`},
 		{"empty destination", func(c *Config) { c.Mounts[2].Destination = "" }, `mounts[2].destination: required`},
 		{"destination /", func(c *Config) { c.Mounts[0].Destination = "/" }, `mounts[0].destination: cannot mount over the root; use root.path`},
 		{"unknown option", func(c *Config) { c.Mounts[3].Options = append(c.Mounts[3].Options, "foo") }, `mounts[3].options: unknown option "foo"`},
