@@ -86,4 +86,4 @@ var unknownCapabilitySilent = deviation{[]string{"crun"},
 	"(1.8.1) accepts an unknown capability name without the warning the spec requires"}
 
 var crunStartHookRace = deviation{[]string{"crun"},
-	"(1.8.1) runs startContainer hooks in the container while `start` runs the poststart hooks, so poststart may come first"}
+	"(1.8.1) runs startContainer hooks in the container while `start` runs the poststart hooks and returns: poststart may come first, startContainer may end after start returned"}
