@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -286,7 +285,29 @@ var IOPrioClasses = map[specs.IOPriorityClass]int{
 	specs.IOPRIO_CLASS_RT: 1, specs.IOPRIO_CLASS_BE: 2, specs.IOPRIO_CLASS_IDLE: 3,
 }
 
-var sysctlName = regexp.MustCompile(`^[a-z0-9_]+(\.[a-zA-Z0-9_@:+-]+)+$`)
+// isSysctlName reports whether k looks like a sysctl: dot-separated
+// components of letters, digits and _@:+- (the first one lower case), at
+// least two of them. (No regexp: its compilation would cost every exec of
+// the runtime at start-up.)
+func isSysctlName(k string) bool {
+	parts := strings.Split(k, ".")
+	if len(parts) < 2 {
+		return false
+	}
+	for i, p := range parts {
+		if p == "" {
+			return false
+		}
+		for _, c := range p {
+			ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' ||
+				i > 0 && (c >= 'A' && c <= 'Z' || strings.ContainsRune("@:+-", c))
+			if !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // validateSysctls allows only sysctls that belong to a namespace the
 // container has of its own, as runc does: anything else would change the
@@ -295,7 +316,7 @@ func validateSysctls(m map[string]string, ns map[specs.LinuxNamespaceType]bool) 
 	for k := range m {
 		field := fmt.Sprintf("linux.sysctl[%q]", k)
 		key := strings.ReplaceAll(k, "/", ".")
-		if !sysctlName.MatchString(key) {
+		if !isSysctlName(key) {
 			return invalid("%s: not a sysctl name", field)
 		}
 		switch {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -55,14 +54,17 @@ const (
 	StatusPaused = "paused"
 )
 
-var validID = regexp.MustCompile(`^[A-Za-z0-9_+.-]+$`)
 
 // CheckID refuses ids that are empty, too long, or could name another path.
 func CheckID(id string) error {
 	if id == "" {
 		return fmt.Errorf("%w: container id must not be empty", ErrInvalid)
 	}
-	if len(id) > 1024 || !validID.MatchString(id) || id == "." || id == ".." {
+	valid := len(id) <= 1024 && id != "." && id != ".."
+	for _, c := range id {
+		valid = valid && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("_+.-", c))
+	}
+	if !valid {
 		return fmt.Errorf("%w: invalid container id %q (allowed: letters, digits, _ + . -)", ErrInvalid, id)
 	}
 	return nil

@@ -1,0 +1,179 @@
+package runtime
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/nsenter"
+)
+
+func TestCheckID(t *testing.T) {
+	for id, ok := range map[string]bool{
+		"abc": true, "a.b_c-d+e": true, "0123": true,
+		"": false, ".": false, "..": false, "a/b": false, "../x": false, "a b": false, "é": false,
+	} {
+		err := CheckID(id)
+		if (err == nil) != ok {
+			t.Errorf("CheckID(%q) = %v, want ok=%v", id, err, ok)
+		}
+		if err != nil && !errors.Is(err, ErrInvalid) {
+			t.Errorf("CheckID(%q) = %v, want ErrInvalid", id, err)
+		}
+	}
+}
+
+func TestBootstrapFor(t *testing.T) {
+	ns := func(list ...specs.LinuxNamespace) map[specs.LinuxNamespaceType]specs.LinuxNamespace {
+		m := map[specs.LinuxNamespaceType]specs.LinuxNamespace{}
+		for _, n := range list {
+			m[n.Type] = n
+		}
+		return m
+	}
+	tests := []struct {
+		name  string
+		linux *specs.Linux
+		has   map[specs.LinuxNamespaceType]specs.LinuxNamespace
+		want  nsenter.Bootstrap
+	}{
+		{"all new", &specs.Linux{}, ns(
+			specs.LinuxNamespace{Type: "pid"}, specs.LinuxNamespace{Type: "mount"}, specs.LinuxNamespace{Type: "network"},
+			specs.LinuxNamespace{Type: "user"}),
+			nsenter.Bootstrap{Unshare: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWNET | unix.CLONE_NEWUSER, Fork: true}},
+		{"no pid ns: no fork", &specs.Linux{}, ns(specs.LinuxNamespace{Type: "mount"}, specs.LinuxNamespace{Type: "uts"}),
+			nsenter.Bootstrap{Unshare: unix.CLONE_NEWNS | unix.CLONE_NEWUTS}},
+		{"joined user and net first, mount last", &specs.Linux{}, ns(
+			specs.LinuxNamespace{Type: "user", Path: "/u"}, specs.LinuxNamespace{Type: "mount", Path: "/m"},
+			specs.LinuxNamespace{Type: "network", Path: "/n"}, specs.LinuxNamespace{Type: "ipc"}),
+			nsenter.Bootstrap{UserNS: "/u", Join: []string{"/n", "/m"}, Unshare: unix.CLONE_NEWIPC}},
+		{"time offsets", &specs.Linux{TimeOffsets: map[string]specs.LinuxTimeOffset{"boottime": {Secs: 5}, "monotonic": {Secs: -2, Nanosecs: 7}}},
+			ns(specs.LinuxNamespace{Type: "time"}),
+			nsenter.Bootstrap{Unshare: unix.CLONE_NEWTIME, Fork: true, TimeOffsets: "monotonic -2 7\nboottime 5 0\n"}},
+	}
+	for _, tt := range tests {
+		if got := bootstrapFor(tt.linux, tt.has, ""); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: bootstrapFor = %+v, want %+v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestCgroupResourcesAppendsDefaultDevices(t *testing.T) {
+	deny := specs.LinuxDeviceCgroup{Allow: false, Access: "rwm"}
+	l := &specs.Linux{
+		Resources: &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{deny}},
+		Devices:   []specs.LinuxDevice{{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229}, {Path: "/dev/p", Type: "p"}},
+	}
+	res := cgroupResources(l)
+	if !reflect.DeepEqual(res.Devices[0], deny) {
+		t.Errorf("first rule = %+v, want the spec's deny-all", res.Devices[0])
+	}
+	if got, want := len(res.Devices), 1+len(defaultDeviceRules)+1; got != want {
+		t.Fatalf("%d rules, want %d (spec, defaults, one per non-fifo device)", got, want)
+	}
+	last := res.Devices[len(res.Devices)-1]
+	if !last.Allow || last.Type != "c" || *last.Major != 10 || *last.Minor != 229 || last.Access != "rwm" {
+		t.Errorf("last rule = %+v, want allow c 10:229 rwm for /dev/fuse", last)
+	}
+	if len(l.Resources.Devices) != 1 {
+		t.Errorf("cgroupResources changed the spec's own rules: %+v", l.Resources.Devices)
+	}
+}
+
+func TestMergeResources(t *testing.T) {
+	i := func(v int64) *int64 { return &v }
+	u := func(v uint64) *uint64 { return &v }
+	old := &specs.LinuxResources{
+		Memory: &specs.LinuxMemory{Limit: i(100), Reservation: i(50)},
+		CPU:    &specs.LinuxCPU{Shares: u(512), Cpus: "0"},
+	}
+	got := mergeResources(old, &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i(200)}, Pids: &specs.LinuxPids{Limit: i(10)}})
+	if *got.Memory.Limit != 200 || *got.Memory.Reservation != 50 || *got.CPU.Shares != 512 || got.CPU.Cpus != "0" || *got.Pids.Limit != 10 {
+		t.Errorf("mergeResources = memory %+v cpu %+v pids %+v", got.Memory, got.CPU, got.Pids)
+	}
+	if *old.Memory.Limit != 100 {
+		t.Errorf("mergeResources changed its input: limit %d", *old.Memory.Limit)
+	}
+}
+
+func TestStateRoundTripAndStatus(t *testing.T) {
+	r := &Runtime{Root: t.TempDir()}
+	dir := r.dir("c1")
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	// A process that surely exited: our own child, reaped.
+	p, err := os.StartProcess("/bin/true", []string{"true"}, &os.ProcAttr{})
+	if err != nil {
+		t.Skip("no /bin/true:", err)
+	}
+	dead := p.Pid
+	if _, err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	st := &State{ID: "c1", Bundle: "/b", Pid: dead, PidStart: 1, Created: time.Now().UTC(), Phase: phaseCreated,
+		Config: &specs.Spec{Annotations: map[string]string{"k": "v"}}}
+	if err := writeState(dir, st); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readState(dir, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != stateVersion || got.Pid != dead || got.Bundle != "/b" {
+		t.Errorf("readState = %+v", got)
+	}
+	if s := r.status(got); s != "stopped" {
+		t.Errorf("status of a container whose init exited = %q, want stopped", s)
+	}
+	// Our own pid is alive; with its real start time it counts as the init.
+	start, _, err := procStart(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Pid, got.PidStart = os.Getpid(), start
+	if err := unix.Mkfifo(fifoPath(dir), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s := r.status(got); s != "created" {
+		t.Errorf("status with the exec fifo present = %q, want created", s)
+	}
+	got.PidStart = start + 1 // the pid was reused by another process
+	if s := r.status(got); s != "stopped" {
+		t.Errorf("status with a reused pid = %q, want stopped", s)
+	}
+	info, err := r.State("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Annotations["k"] != "v" || info.Pid != 0 || info.Status != "stopped" {
+		t.Errorf("State() = %+v", info)
+	}
+	if _, err := r.State("nope"); !errors.Is(err, ErrNotExist) {
+		t.Errorf("State(missing) = %v, want ErrNotExist", err)
+	}
+	// A newer schema is refused, not misread.
+	if err := os.WriteFile(statePath(dir), []byte(`{"version": 99}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readState(dir, "c1"); err == nil {
+		t.Error("readState accepted schema version 99")
+	}
+	// A directory without state.json is a create killed early: "creating".
+	d2 := r.dir("c2")
+	if err := os.Mkdir(d2, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := readState(d2, "c2"); err != nil || st.Phase != phaseCreating {
+		t.Errorf("readState(no state.json) = %+v, %v; want phase creating", st, err)
+	}
+	if entries, _ := filepath.Glob(filepath.Join(dir, ".state-*")); len(entries) != 0 {
+		t.Errorf("temporary state files left behind: %v", entries)
+	}
+}
