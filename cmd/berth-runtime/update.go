@@ -15,11 +15,11 @@ import (
 func updateCmd(g *globals) *cobra.Command {
 	var resFile string
 	var (
-		memory, memRes, memSwap                                    string
-		pidsLimit, cpuQuota, cpuRtRuntime                          int64
-		cpuShares, cpuPeriod, cpuRtPeriod                          uint64
-		cpusetCpus, cpusetMems                                     string
-		blkioWeight                                                uint16
+		memory, memRes, memSwap           string
+		pidsLimit, cpuQuota, cpuRtRuntime int64
+		cpuShares, cpuPeriod, cpuRtPeriod uint64
+		cpusetCpus, cpusetMems            string
+		blkioWeight                       uint16
 	)
 	cmd := &cobra.Command{
 		Use:   "update [flags] CONTAINER_ID",

@@ -81,7 +81,9 @@ func TestValidateErrors(t *testing.T) {
 			`process.capabilities.bounding[1]: unknown capability "CAP_NOPE"`},
 		{"unknown rlimit", func(s *specs.Spec) { s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_FOO"}} }, nil,
 			`process.rlimits[0].type: unknown rlimit "RLIMIT_FOO"`},
-		{"soft above hard", func(s *specs.Spec) { s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 10, Hard: 5}} }, nil,
+		{"soft above hard", func(s *specs.Spec) {
+			s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 10, Hard: 5}}
+		}, nil,
 			"process.rlimits[0]: soft limit 10 is above the hard limit 5"},
 		{"oom score out of range", func(s *specs.Spec) { s.Process.OOMScoreAdj = i(2000) }, nil, "process.oomScoreAdj: 2000 is outside -1000..1000"},
 		{"apparmor without apparmor", func(s *specs.Spec) { s.Process.ApparmorProfile = "p" }, nil,

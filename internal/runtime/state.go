@@ -54,7 +54,6 @@ const (
 	StatusPaused = "paused"
 )
 
-
 // CheckID refuses ids that are empty, too long, or could name another path.
 func CheckID(id string) error {
 	if id == "" {
