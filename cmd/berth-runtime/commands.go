@@ -11,13 +11,12 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/internal/runtime"
 )
 
-func createFlags(cmd *cobra.Command, o *runtime.CreateOpts) {
+func createFlags(cmd *command, o *runtime.CreateOpts) {
 	f := cmd.Flags()
 	f.StringVarP(&o.Bundle, "bundle", "b", ".", "path to the root of the bundle directory")
 	f.StringVar(&o.PidFile, "pid-file", "", "write the container's init pid to this file")
@@ -27,13 +26,13 @@ func createFlags(cmd *cobra.Command, o *runtime.CreateOpts) {
 	f.IntVar(&o.PreserveFds, "preserve-fds", 0, "pass this many additional fds (from 3) to the container")
 }
 
-func createCmd(g *globals) *cobra.Command {
+func createCmd(g *globals) *command {
 	var o runtime.CreateOpts
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "create [flags] CONTAINER_ID",
 		Short: "create a container from a bundle (the process waits for start)",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -45,14 +44,14 @@ func createCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func runCmd(g *globals) *cobra.Command {
+func runCmd(g *globals) *command {
 	var o runtime.CreateOpts
 	var detach bool
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "run [flags] CONTAINER_ID",
 		Short: "create and start a container; wait for it unless --detach",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -73,12 +72,12 @@ func runCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func startCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+func startCmd(g *globals) *command {
+	return &command{
 		Use:   "start CONTAINER_ID",
 		Short: "start the user process of a created container",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -88,12 +87,12 @@ func startCmd(g *globals) *cobra.Command {
 	}
 }
 
-func stateCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+func stateCmd(g *globals) *command {
+	return &command{
 		Use:   "state CONTAINER_ID",
 		Short: "print the state of a container as JSON",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -107,13 +106,13 @@ func stateCmd(g *globals) *cobra.Command {
 	}
 }
 
-func killCmd(g *globals) *cobra.Command {
+func killCmd(g *globals) *command {
 	var all bool
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "kill [flags] CONTAINER_ID [SIGNAL]",
 		Short: "send a signal (default SIGTERM) to the container's init",
 		Args:  rangeArgs(1, 2, "CONTAINER_ID [SIGNAL]"),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			sig := unix.SIGTERM
 			if len(args) == 2 {
 				var err error
@@ -150,13 +149,13 @@ func parseSignal(s string) (unix.Signal, error) {
 	return 0, fmt.Errorf("unknown signal %q", s)
 }
 
-func deleteCmd(g *globals) *cobra.Command {
+func deleteCmd(g *globals) *command {
 	var force bool
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "delete [flags] CONTAINER_ID",
 		Short: "delete a stopped container (--force: kill it first)",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -168,12 +167,12 @@ func deleteCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func pauseCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+func pauseCmd(g *globals) *command {
+	return &command{
 		Use:   "pause CONTAINER_ID",
 		Short: "freeze every process of a container",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -183,12 +182,12 @@ func pauseCmd(g *globals) *cobra.Command {
 	}
 }
 
-func resumeCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+func resumeCmd(g *globals) *command {
+	return &command{
 		Use:   "resume CONTAINER_ID",
 		Short: "thaw a paused container",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -198,13 +197,13 @@ func resumeCmd(g *globals) *cobra.Command {
 	}
 }
 
-func psCmd(g *globals) *cobra.Command {
+func psCmd(g *globals) *command {
 	var format string
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "ps [flags] CONTAINER_ID [ps options]",
 		Short: "list the processes of a container",
 		Args:  minArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -265,15 +264,15 @@ func psTable(pids []int, psArgs []string) error {
 	return nil
 }
 
-func listCmd(g *globals) *cobra.Command {
+func listCmd(g *globals) *command {
 	var format string
 	var quiet bool
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:     "list [flags]",
 		Aliases: []string{"ls"},
 		Short:   "list the containers",
 		Args:    exactArgs(0, ""),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -318,14 +317,14 @@ type event struct {
 	Data any    `json:"data,omitempty"`
 }
 
-func eventsCmd(g *globals) *cobra.Command {
+func eventsCmd(g *globals) *command {
 	var stats bool
 	var interval time.Duration
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "events [flags] CONTAINER_ID",
 		Short: "print container statistics (--stats: once) as JSON records",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			if interval <= 0 {
 				return fmt.Errorf("--interval: must be positive")
 			}
@@ -354,19 +353,19 @@ func eventsCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func featuresCmd() *cobra.Command {
-	return &cobra.Command{
+func featuresCmd() *command {
+	return &command{
 		Use:   "features",
 		Short: "print what this runtime supports (runtime-spec features.md) as JSON",
 		Args:  exactArgs(0, ""),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			return printJSON(runtimeFeatures())
 		},
 	}
 }
 
-func exactArgs(n int, usage string) cobra.PositionalArgs {
-	return func(cmd *cobra.Command, args []string) error {
+func exactArgs(n int, usage string) func(cmd *command, args []string) error {
+	return func(cmd *command, args []string) error {
 		if len(args) != n {
 			if n == 0 {
 				return fmt.Errorf("%q takes no arguments", cmd.CommandPath())
@@ -377,8 +376,8 @@ func exactArgs(n int, usage string) cobra.PositionalArgs {
 	}
 }
 
-func minArgs(n int, usage string) cobra.PositionalArgs {
-	return func(cmd *cobra.Command, args []string) error {
+func minArgs(n int, usage string) func(cmd *command, args []string) error {
+	return func(cmd *command, args []string) error {
 		if len(args) < n {
 			return fmt.Errorf("%q requires at least %d argument(s): %s", cmd.CommandPath(), n, usage)
 		}
@@ -386,8 +385,8 @@ func minArgs(n int, usage string) cobra.PositionalArgs {
 	}
 }
 
-func rangeArgs(lo, hi int, usage string) cobra.PositionalArgs {
-	return func(cmd *cobra.Command, args []string) error {
+func rangeArgs(lo, hi int, usage string) func(cmd *command, args []string) error {
+	return func(cmd *command, args []string) error {
 		if len(args) < lo || len(args) > hi {
 			return fmt.Errorf("%q requires %d to %d arguments: %s", cmd.CommandPath(), lo, hi, usage)
 		}

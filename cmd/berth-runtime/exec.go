@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/spf13/cobra"
 
 	"github.com/berthproject/berth/internal/caps"
 	"github.com/berthproject/berth/internal/ocispec"
@@ -31,13 +30,13 @@ type execFlags struct {
 	o            runtime.ExecOpts
 }
 
-func execCmd(g *globals) *cobra.Command {
+func execCmd(g *globals) *command {
 	var x execFlags
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "exec [flags] CONTAINER_ID [COMMAND [ARG...]]",
 		Short: "run a new process inside a running container",
 		Args:  minArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -77,7 +76,7 @@ func execCmd(g *globals) *cobra.Command {
 
 // build returns the process to exec: the --process file, or the
 // container's own process with the flags applied (runc's rules).
-func (x *execFlags) build(cmd *cobra.Command, r *runtime.Runtime, id string, args []string) (*specs.Process, error) {
+func (x *execFlags) build(cmd *command, r *runtime.Runtime, id string, args []string) (*specs.Process, error) {
 	if x.process != "" {
 		b, err := os.ReadFile(x.process)
 		if err != nil {
@@ -167,14 +166,14 @@ func parseUser(s string) (uid, gid uint32, hasGid bool, err error) {
 	return uid, gid, hasGid, nil
 }
 
-func specCmd() *cobra.Command {
+func specCmd() *command {
 	var bundle string
 	var rootless bool
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "spec [flags]",
 		Short: "write a starter config.json into the bundle directory",
 		Args:  exactArgs(0, ""),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			path := filepath.Join(bundle, "config.json")
 			if _, err := os.Stat(path); err == nil {
 				return fmt.Errorf("%s already exists; remove it first", path)

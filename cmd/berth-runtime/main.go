@@ -12,7 +12,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/berthproject/berth/internal/nsenter"
 	"github.com/berthproject/berth/internal/runtime"
@@ -45,8 +45,7 @@ func main() {
 		runtime.Init() // does not return
 	}
 	g := &globals{}
-	cmd := newRoot(g)
-	err := cmd.Execute()
+	err := newApp(g).run(os.Args[1:], os.Stdout)
 	if err == nil {
 		os.Exit(0)
 	}
@@ -61,19 +60,8 @@ func main() {
 	os.Exit(1)
 }
 
-func newRoot(g *globals) *cobra.Command {
-	root := &cobra.Command{
-		Use:           "berth-runtime",
-		Short:         "berth's OCI container runtime (runc-compatible command line)",
-		Version:       version,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			return g.setup()
-		},
-	}
-	root.SetVersionTemplate(fmt.Sprintf("berth-runtime version %s\nspec: %s\n", version, specVersion()))
-	f := root.PersistentFlags()
+func newApp(g *globals) *app {
+	f := pflag.NewFlagSet("berth-runtime", pflag.ContinueOnError)
 	f.StringVar(&g.root, "root", runtime.DefaultRoot, "root directory for storage of container state")
 	f.StringVar(&g.logPath, "log", "", "write log messages to this file (default: stderr)")
 	f.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
@@ -82,13 +70,15 @@ func newRoot(g *globals) *cobra.Command {
 	f.StringVar(&g.rootless, "rootless", "auto", "accepted for runc compatibility")
 	f.String("criu", "criu", "accepted for runc compatibility (checkpoint/restore is not supported)")
 	_ = f.MarkHidden("criu")
-
-	root.AddCommand(
-		createCmd(g), startCmd(g), runCmd(g), stateCmd(g), killCmd(g), deleteCmd(g),
-		execCmd(g), pauseCmd(g), resumeCmd(g), psCmd(g), listCmd(g), eventsCmd(g),
-		updateCmd(g), featuresCmd(), specCmd(),
-	)
-	return root
+	return &app{
+		global: f,
+		commands: []*command{
+			createCmd(g), startCmd(g), runCmd(g), stateCmd(g), killCmd(g), deleteCmd(g),
+			execCmd(g), pauseCmd(g), resumeCmd(g), psCmd(g), listCmd(g), eventsCmd(g),
+			updateCmd(g), featuresCmd(), specCmd(),
+		},
+		before: g.setup,
+	}
 }
 
 func (g *globals) setup() error {

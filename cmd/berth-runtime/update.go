@@ -7,12 +7,11 @@ import (
 	"os"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/spf13/cobra"
 
 	"github.com/berthproject/berth/internal/units"
 )
 
-func updateCmd(g *globals) *cobra.Command {
+func updateCmd(g *globals) *command {
 	var resFile string
 	var (
 		memory, memRes, memSwap           string
@@ -21,11 +20,11 @@ func updateCmd(g *globals) *cobra.Command {
 		cpusetCpus, cpusetMems            string
 		blkioWeight                       uint16
 	)
-	cmd := &cobra.Command{
+	cmd := &command{
 		Use:   "update [flags] CONTAINER_ID",
 		Short: "change the resource limits of a container",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *command, args []string) error {
 			var res specs.LinuxResources
 			if resFile != "" {
 				var in io.Reader = os.Stdin
