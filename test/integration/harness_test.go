@@ -18,6 +18,7 @@ import (
 
 	testrootfs "github.com/berthproject/berth/test/rootfs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Guards against a hung runtime: they turn a hang into a failure and are
@@ -442,7 +443,11 @@ func (c *container) waitOutput(want string) string {
 // dir itself, whatever state the test left them in.
 func (c *container) cleanup() {
 	// A frozen process cannot die: thaw first.
-	os.WriteFile(c.cgroupFile("freezer", "freezer.state"), []byte("THAWED"), 0o644)
+	if cgroupV2 {
+		os.WriteFile(c.cgroupFile("", "cgroup.freeze"), []byte("0"), 0o644)
+	} else {
+		os.WriteFile(c.cgroupFile("freezer/freezer.state", ""), []byte("THAWED"), 0o644)
+	}
 	if _, err := os.Stat(c.root); err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), commandGuard)
 		rt.command(ctx, "--root", c.root, "delete", "--force", c.id).Run()
@@ -477,9 +482,22 @@ func readFile(t *testing.T, path string) string {
 	return string(data)
 }
 
-// cgroupDirs lists the host directories of a cgroupsPath in every mounted
-// hierarchy (v1 controllers, name=systemd and the unified one).
+// cgroupV2 is set when /sys/fs/cgroup is a pure cgroup v2 mount (as in
+// test/qemu's VM); this project's hosts are v1 hybrid.
+var cgroupV2 = isCgroup2("/sys/fs/cgroup")
+
+func isCgroup2(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
+}
+
+// cgroupDirs lists the host directories of a cgroupsPath: one per mounted
+// v1 hierarchy (controllers, name=systemd, the hybrid unified one), or the
+// one of a pure v2 host.
 func cgroupDirs(path string) []string {
+	if cgroupV2 {
+		return []string{filepath.Join("/sys/fs/cgroup", path)}
+	}
 	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
 	var dirs []string
 	for _, h := range hierarchies {
@@ -488,10 +506,26 @@ func cgroupDirs(path string) []string {
 	return dirs
 }
 
-// cgroupFile is the host path of a file of the container's cgroup in the
-// v1 hierarchy of controller.
-func (c *container) cgroupFile(controller, file string) string {
+// cgroupFile is the host path of a file of the container's cgroup: v1 is
+// "<controller>/<file>" in the v1 hierarchies, v2 the file's name in the
+// unified hierarchy of a pure v2 host.
+func (c *container) cgroupFile(v1, v2 string) string {
+	if cgroupV2 {
+		return filepath.Join("/sys/fs/cgroup", c.cgroupPath(), v2)
+	}
+	controller, file, _ := strings.Cut(v1, "/")
 	return filepath.Join("/sys/fs/cgroup", controller, c.cgroupPath(), file)
+}
+
+// assertCgroup checks a file of the container's cgroup: v1 and want1 on a
+// v1 host, v2 and want2 on a v2 host.
+func assertCgroup(t *testing.T, c *container, v1, want1, v2, want2 string) {
+	t.Helper()
+	want := want1
+	if cgroupV2 {
+		want = want2
+	}
+	assertFile(t, c.cgroupFile(v1, v2), want)
 }
 
 // removeCgroup removes the directories of a cgroupsPath, children first.

@@ -108,7 +108,7 @@ func TestKillSignal(t *testing.T) {
 func TestKillAll(t *testing.T) {
 	c := startedContainer(t, []string{"sh", "-c", "sleep 1000000 & sleep 1000000 & echo ready; wait"})
 	c.waitOutput("ready")
-	procs := c.cgroupFile("pids", "cgroup.procs")
+	procs := c.cgroupFile("pids/cgroup.procs", "cgroup.procs")
 	var pids []string
 	waitFor(t, "three processes in the container's cgroup", func() bool {
 		pids = strings.Fields(readFile(t, procs))
@@ -200,7 +200,11 @@ func TestPauseResume(t *testing.T) {
 	if st := c.state(); st.Status != "paused" {
 		t.Errorf("status after pause = %s, want paused", st.Status)
 	}
-	if got := strings.TrimSpace(readFile(t, c.cgroupFile("freezer", "freezer.state"))); got != "FROZEN" {
+	if cgroupV2 {
+		if events := readFile(t, c.cgroupFile("", "cgroup.events")); !strings.Contains(events, "frozen 1") {
+			t.Errorf("cgroup.events = %q, want frozen 1", events)
+		}
+	} else if got := strings.TrimSpace(readFile(t, c.cgroupFile("freezer/freezer.state", ""))); got != "FROZEN" {
 		t.Errorf("freezer.state = %s, want FROZEN", got)
 	}
 	frozen := count()
@@ -302,8 +306,8 @@ func TestUpdate(t *testing.T) {
 		mem = "67108864"
 	}
 	c.mustRT("update", "--memory", mem, "--pids-limit", "50", c.id)
-	assertFile(t, c.cgroupFile("memory", "memory.limit_in_bytes"), "67108864")
-	assertFile(t, c.cgroupFile("pids", "pids.max"), "50")
+	assertCgroup(t, c, "memory/memory.limit_in_bytes", "67108864", "memory.max", "67108864")
+	assertCgroup(t, c, "pids/pids.max", "50", "pids.max", "50")
 
 	limit, pids, shares := int64(48<<20), int64(30), uint64(512)
 	res := writeJSON(t, c.dir, "resources.json", specs.LinuxResources{
@@ -312,9 +316,10 @@ func TestUpdate(t *testing.T) {
 		CPU:    &specs.LinuxCPU{Shares: &shares},
 	})
 	c.mustRT("update", "-r", res, c.id)
-	assertFile(t, c.cgroupFile("memory", "memory.limit_in_bytes"), "50331648")
-	assertFile(t, c.cgroupFile("pids", "pids.max"), "30")
-	assertFile(t, c.cgroupFile("cpu", "cpu.shares"), "512")
+	assertCgroup(t, c, "memory/memory.limit_in_bytes", "50331648", "memory.max", "50331648")
+	assertCgroup(t, c, "pids/pids.max", "30", "pids.max", "30")
+	// v2 has cpu.weight: the runtimes' conversion 1 + (shares-2)*9999/262142.
+	assertCgroup(t, c, "cpu/cpu.shares", "512", "cpu.weight", "20")
 }
 
 // assertFile checks a file's content without its trailing newline.
