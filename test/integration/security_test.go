@@ -59,7 +59,8 @@ func TestNoFdLeaks(t *testing.T) {
 // runtime left open on the host. Either the runtime refuses it, or the
 // process's view stays inside the container.
 func TestLeakedCwdFdEscape(t *testing.T) {
-	hostHostname := strings.TrimSpace(readFile(t, "/etc/hostname"))
+	host, _ := os.ReadFile("/etc/hostname") // for the message only; test/qemu's VM has none
+	hostHostname := strings.TrimSpace(string(host))
 	// From any host directory, enough ../ reach the host's /etc/hostname.
 	probe := "cat " + strings.Repeat("../", 16) + "etc/hostname"
 	for fd := 3; fd <= 10; fd++ {
