@@ -34,11 +34,10 @@ fi
 if [ "${SKIP_QEMU:-}" != 1 ]; then
 	log "cgroup v2 in a VM: the cgroups package"
 	test/qemu/run.sh -m loop -p ./internal/cgroups
-	log "cgroup v2 in a VM: the runtime's cgroup and lifecycle tests against berth-runtime"
+	log "cgroup v2 in a VM: the whole runtime conformance suite against berth-runtime"
 	CGO_ENABLED=0 go test -c -o /tmp/berth-integration.test ./test/integration
-	test/qemu/run.sh -f bin/berth-runtime:/work/bin/berth-runtime \
+	test/qemu/run.sh -t 600 -f bin/berth-runtime:/work/bin/berth-runtime \
 		-e BERTH_TEST_RUNTIME=/work/bin/berth-runtime \
-		-r "$(cat test/integration/qemu-tests.txt 2>/dev/null || echo 'TestMemory|TestPids|TestCPU|TestFreeze|TestPause|TestUpdate|TestEvents|TestDevices')" \
 		/tmp/berth-integration.test
 fi
 log "all tests passed"
