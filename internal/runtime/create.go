@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -352,11 +351,9 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, err error) {
 		}
 	}
 
-	cfg := initConfig{
-		Kind: "create", ID: id, Bundle: p.bundle, Spec: p.spec, Process: p.spec.Process,
-		Rootfs: p.rootfs, Seccomp: p.seccomp, NoNewKeyring: o.NoNewKeyring, HostPid: c.pid,
-		PreserveFds: o.PreserveFds, FifoFd: fds[0], ConsoleFd: -1, ListenerFd: -1,
-	}
+	cfg := newInitConfig("create", id, p.bundle, p.spec, p.spec.Process, p.seccomp)
+	cfg.Rootfs, cfg.NoNewKeyring, cfg.HostPid = p.rootfs, o.NoNewKeyring, c.pid
+	cfg.PreserveFds, cfg.FifoFd = o.PreserveFds, fds[0]
 	next := 1
 	if console != nil {
 		cfg.ConsoleFd = fds[next]
@@ -373,7 +370,7 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, err error) {
 			cfg.NewUTSNS = true
 		}
 	}
-	b, err := json.Marshal(&cfg)
+	b, err := cfg.MarshalBinary()
 	if err != nil {
 		return nil, err
 	}

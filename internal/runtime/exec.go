@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -110,14 +109,12 @@ func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
 		return -1, err
 	}
 	defer c.conn.Close()
-	cfg := initConfig{
-		Kind: "exec", ID: id, Bundle: st.Bundle, Spec: spec, Process: p, Seccomp: seccompProg,
-		HostPid: c.pid, PreserveFds: o.PreserveFds, FifoFd: -1, ConsoleFd: -1, ListenerFd: -1,
-	}
+	cfg := newInitConfig("exec", id, st.Bundle, spec, p, seccompProg)
+	cfg.HostPid, cfg.PreserveFds = c.pid, o.PreserveFds
 	if p.Terminal {
 		cfg.ConsoleFd = fds[0]
 	}
-	b, err := json.Marshal(&cfg)
+	b, err := cfg.MarshalBinary()
 	if err != nil {
 		c.kill()
 		return -1, err

@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -35,7 +34,7 @@ func Init() {
 		os.Exit(1) // the parent went away
 	}
 	var cfg initConfig
-	if err := json.Unmarshal(payload, &cfg); err != nil {
+	if err := cfg.UnmarshalBinary(payload); err != nil {
 		fail(conn, fmt.Errorf("decode init config: %w", err))
 	}
 	if cfg.Kind == "exec" {
@@ -57,8 +56,6 @@ func fail(conn *os.File, err error) {
 // initContainer sets up the container around the init, reports ready,
 // waits for start and execs the user process.
 func initContainer(conn *os.File, cfg *initConfig) error {
-	spec := cfg.Spec
-	h := hooksOf(spec)
 	if cfg.NewNetNS {
 		if err := loopbackUp(); err != nil {
 			return err
@@ -67,7 +64,7 @@ func initContainer(conn *os.File, cfg *initConfig) error {
 	if err := rootfs.Prepare(&cfg.Rootfs); err != nil {
 		return err
 	}
-	if len(h.Prestart) > 0 || len(h.CreateRuntime) > 0 {
+	if cfg.HooksInParent {
 		if err := writeMsg(conn, msgHooks, nil); err != nil {
 			return err
 		}
@@ -79,29 +76,26 @@ func initContainer(conn *os.File, cfg *initConfig) error {
 			return errors.New(string(payload))
 		}
 	}
-	state := &specs.State{Version: specs.Version, ID: cfg.ID, Status: "creating", Pid: os.Getpid(), Bundle: cfg.Bundle}
-	if spec.Annotations != nil {
-		state.Annotations = spec.Annotations
-	}
-	if err := hooks.Run("createContainer", h.CreateContainer, state); err != nil {
+	state := &specs.State{Version: specs.Version, ID: cfg.ID, Status: "creating", Pid: os.Getpid(), Bundle: cfg.Bundle, Annotations: cfg.Annotations}
+	if err := hooks.Run("createContainer", cfg.CreateContainer, state); err != nil {
 		return err
 	}
 	if err := rootfs.Enter(&cfg.Rootfs); err != nil {
 		return err
 	}
 	if cfg.NewUTSNS {
-		if spec.Hostname != "" {
-			if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+		if cfg.Hostname != "" {
+			if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 				return fmt.Errorf("hostname: %w", err)
 			}
 		}
-		if spec.Domainname != "" {
-			if err := unix.Setdomainname([]byte(spec.Domainname)); err != nil {
+		if cfg.Domainname != "" {
+			if err := unix.Setdomainname([]byte(cfg.Domainname)); err != nil {
 				return fmt.Errorf("domainname: %w", err)
 			}
 		}
 	}
-	for k, v := range spec.Linux.Sysctl {
+	for k, v := range cfg.Sysctl {
 		p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
 		if err := os.WriteFile(p, []byte(v), 0); err != nil {
 			return fmt.Errorf("linux.sysctl[%q]: %w", k, err)
@@ -142,7 +136,7 @@ func initContainer(conn *os.File, cfg *initConfig) error {
 		os.Exit(1)
 	}
 	state.Status = "created"
-	err = p.finish(func() error { return hooks.Run("startContainer", h.StartContainer, state) })
+	err = p.finish(func() error { return hooks.Run("startContainer", cfg.StartContainer, state) })
 	fmt.Fprintf(fifo, "%v", err)
 	os.Exit(1)
 	return nil

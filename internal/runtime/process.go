@@ -59,9 +59,9 @@ func prepareProcess(cfg *initConfig) (*proc, error) {
 	if err := setScheduling(p); err != nil {
 		return nil, err
 	}
-	if cfg.Spec != nil && cfg.Spec.Linux != nil && cfg.Spec.Linux.Personality != nil {
+	if cfg.Personality != "" {
 		dom := uintptr(0) // PER_LINUX
-		if cfg.Spec.Linux.Personality.Domain == specs.PerLinux32 {
+		if cfg.Personality == string(specs.PerLinux32) {
 			dom = 0x0008 // PER_LINUX32
 		}
 		if _, _, e := unix.RawSyscall(unix.SYS_PERSONALITY, dom, 0, 0); e != 0 {
@@ -159,9 +159,7 @@ func (pr *proc) finish(before func() error) error {
 			Pid:     pr.cfg.HostPid,
 			State:   specs.State{Version: specs.Version, ID: pr.cfg.ID, Status: specs.StateRunning, Pid: pr.cfg.HostPid, Bundle: pr.cfg.Bundle},
 		}
-		if pr.cfg.Spec != nil && pr.cfg.Spec.Linux != nil && pr.cfg.Spec.Linux.Seccomp != nil {
-			st.Metadata = pr.cfg.Spec.Linux.Seccomp.ListenerMetadata
-		}
+		st.Metadata = pr.cfg.SeccompMetadata
 		f := os.NewFile(uintptr(pr.cfg.ListenerFd), "seccomp-listener")
 		c, err := net.FileConn(f)
 		f.Close()

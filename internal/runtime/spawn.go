@@ -26,23 +26,58 @@ const (
 	msgError     = 205
 )
 
-// initConfig is everything the init (or exec) process needs, sent as JSON.
+// initConfig is everything the init (or exec) process needs; see wire.go
+// for its encoding.
 type initConfig struct {
-	Kind         string         `json:"kind"` // "create" or "exec"
-	ID           string         `json:"id"`
-	Bundle       string         `json:"bundle"`
-	Spec         *specs.Spec    `json:"spec"`
-	Process      *specs.Process `json:"process"`
-	Rootfs       rootfs.Config  `json:"rootfs"`
-	Seccomp      []byte         `json:"seccomp,omitempty"`
-	NoNewKeyring bool           `json:"noNewKeyring,omitempty"`
-	NewNetNS     bool           `json:"newNetNS,omitempty"`
-	NewUTSNS     bool           `json:"newUTSNS,omitempty"`
-	HostPid      int            `json:"hostPid"`
-	PreserveFds  int            `json:"preserveFds"`
-	FifoFd       int            `json:"fifoFd"`
-	ConsoleFd    int            `json:"consoleFd"`
-	ListenerFd   int            `json:"listenerFd"`
+	Kind            string // "create" or "exec"
+	ID              string
+	Bundle          string
+	Process         *specs.Process
+	Rootfs          rootfs.Config // create only
+	Seccomp         []byte        // compiled filter (seccomp.Program.MarshalBinary)
+	SeccompMetadata string        // linux.seccomp.listenerMetadata
+	Hostname        string
+	Domainname      string
+	Sysctl          map[string]string
+	Personality     string // linux.personality.domain
+	Annotations     map[string]string
+	CreateContainer []specs.Hook
+	StartContainer  []specs.Hook
+	HooksInParent   bool // prestart or createRuntime hooks: ask the parent to run them
+	NoNewKeyring    bool
+	NewNetNS        bool
+	NewUTSNS        bool
+	HostPid         int
+	PreserveFds     int
+	FifoFd          int
+	ConsoleFd       int
+	ListenerFd      int
+}
+
+// newInitConfig fills the parts of the configuration that come from the
+// container's config.
+func newInitConfig(kind, id, bundle string, spec *specs.Spec, p *specs.Process, seccomp []byte) *initConfig {
+	c := &initConfig{
+		Kind: kind, ID: id, Bundle: bundle, Process: p, Seccomp: seccomp,
+		Hostname: spec.Hostname, Domainname: spec.Domainname, Annotations: spec.Annotations,
+		FifoFd: -1, ConsoleFd: -1, ListenerFd: -1,
+	}
+	if h := spec.Hooks; h != nil && kind == "create" {
+		c.CreateContainer, c.StartContainer = h.CreateContainer, h.StartContainer
+		c.HooksInParent = len(h.Prestart) > 0 || len(h.CreateRuntime) > 0
+	}
+	if l := spec.Linux; l != nil {
+		if kind == "create" {
+			c.Sysctl = l.Sysctl
+		}
+		if l.Personality != nil {
+			c.Personality = string(l.Personality.Domain)
+		}
+		if l.Seccomp != nil {
+			c.SeccompMetadata = l.Seccomp.ListenerMetadata
+		}
+	}
+	return c
 }
 
 // child is a runtime process started into a container's namespaces.
