@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 	"github.com/berthproject/berth/internal/nsenter"
 	"github.com/berthproject/berth/internal/ocispec"
 	"github.com/berthproject/berth/internal/rootfs"
+	"github.com/berthproject/berth/internal/unixsock"
 )
 
 // CreateOpts are the options of create (and run).
@@ -428,12 +428,7 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, err error) {
 }
 
 func dialUnix(path, what string) (*os.File, error) {
-	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	defer conn.Close()
-	f, err := conn.File()
+	f, err := unixsock.Dial(path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}

@@ -3,7 +3,6 @@ package runtime
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"syscall"
 	"unsafe"
@@ -160,14 +159,8 @@ func (pr *proc) finish(before func() error) error {
 			State:   specs.State{Version: specs.Version, ID: pr.cfg.ID, Status: specs.StateRunning, Pid: pr.cfg.HostPid, Bundle: pr.cfg.Bundle},
 		}
 		st.Metadata = pr.cfg.SeccompMetadata
-		f := os.NewFile(uintptr(pr.cfg.ListenerFd), "seccomp-listener")
-		c, err := net.FileConn(f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("linux.seccomp.listenerPath: %w", err)
-		}
-		err = seccomp.SendListener(c.(*net.UnixConn), st, pr.listener)
-		c.Close()
+		err := seccomp.SendListener(pr.cfg.ListenerFd, st, pr.listener)
+		unix.Close(pr.cfg.ListenerFd)
 		unix.Close(pr.listener)
 		if err != nil {
 			return fmt.Errorf("linux.seccomp.listenerPath: %w", err)

@@ -3,20 +3,16 @@ package seccomp
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/unixsock"
 )
 
-// SendListener hands the notification listener fd to a seccomp agent over
-// conn, an AF_UNIX SOCK_STREAM connection to linux.seccomp.listenerPath, as
-// the runtime-spec asks: one message whose payload is state as JSON and
-// whose SCM_RIGHTS control message carries listenerFd, named "seccompFd" in
-// state.Fds. The caller fills state (state.Metadata is
-// linux.seccomp.listenerMetadata) and closes conn afterwards: one state per
-// connection.
-func SendListener(conn *net.UnixConn, state specs.ContainerProcessState, listenerFd int) error {
+// SendListener sends the notify fd over conn, an already connected unix
+// stream socket, as the runtime-spec asks: one SCM_RIGHTS message whose
+// payload is the JSON specs.ContainerProcessState with fds ["seccompFd"].
+func SendListener(conn int, state specs.ContainerProcessState, listenerFd int) error {
 	if listenerFd < 0 {
 		return fmt.Errorf("send seccomp listener: invalid fd %d", listenerFd)
 	}
@@ -28,37 +24,19 @@ func SendListener(conn *net.UnixConn, state specs.ContainerProcessState, listene
 	if err != nil {
 		return fmt.Errorf("send seccomp listener: encode state: %w", err)
 	}
-	oob := unix.UnixRights(listenerFd)
-	n, oobn, err := conn.WriteMsgUnix(payload, oob, nil)
-	if err != nil {
-		return fmt.Errorf("send seccomp listener to %s: %w", conn.RemoteAddr(), err)
-	}
-	if oobn != len(oob) {
-		return fmt.Errorf("send seccomp listener to %s: control message truncated", conn.RemoteAddr())
-	}
-	// A stream socket may take the payload in parts; the fd went with the
-	// first.
-	for n < len(payload) {
-		m, err := conn.Write(payload[n:])
-		if err != nil {
-			return fmt.Errorf("send seccomp listener to %s: %w", conn.RemoteAddr(), err)
-		}
-		n += m
+	if err := unixsock.SendFds(conn, payload, listenerFd); err != nil {
+		return fmt.Errorf("send seccomp listener: %w", err)
 	}
 	return nil
 }
 
-// SendListenerTo connects to the agent at path (linux.seccomp.listenerPath),
-// sends the state and listener fd with SendListener and closes the
-// connection.
+// SendListenerTo connects to the seccomp agent listening at path and sends
+// the notify fd with SendListener.
 func SendListenerTo(path string, state specs.ContainerProcessState, listenerFd int) error {
-	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	conn, err := unixsock.Dial(path)
 	if err != nil {
-		return fmt.Errorf("connect to seccomp agent at %s: %w", path, err)
+		return fmt.Errorf("seccomp agent: %w", err)
 	}
 	defer conn.Close()
-	if err := SendListener(conn, state, listenerFd); err != nil {
-		return err
-	}
-	return conn.Close()
+	return SendListener(int(conn.Fd()), state, listenerFd)
 }
