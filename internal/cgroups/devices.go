@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cilium/ebpf/asm"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -122,65 +121,66 @@ const deviceProgramName = "berth_devices"
 // deviceProgram builds the BPF_PROG_TYPE_CGROUP_DEVICE program for the
 // rules. The context is struct bpf_cgroup_dev_ctx { u32 access_type (access
 // << 16 | type); u32 major; u32 minor; }; the program returns 1 to allow.
-func deviceProgram(rules []deviceRule) asm.Instructions {
-	insns := asm.Instructions{
-		asm.LoadMem(asm.R2, asm.R1, 0, asm.Word), // R2 = device type
-		asm.And.Imm32(asm.R2, 0xFFFF),
-		asm.LoadMem(asm.R3, asm.R1, 0, asm.Word), // R3 = requested access
-		asm.RSh.Imm32(asm.R3, 16),
-		asm.LoadMem(asm.R4, asm.R1, 4, asm.Word), // R4 = major
-		asm.LoadMem(asm.R5, asm.R1, 8, asm.Word), // R5 = minor
+func deviceProgram(rules []deviceRule) []insn {
+	const r0, r1, r2, r3, r4, r5 = unix.BPF_REG_0, unix.BPF_REG_1, unix.BPF_REG_2, unix.BPF_REG_3, unix.BPF_REG_4, unix.BPF_REG_5
+	prog := []insn{
+		ldxMemW(r2, r1, 0), // R2 = device type
+		alu32Imm(unix.BPF_AND, r2, 0xFFFF),
+		ldxMemW(r3, r1, 0), // R3 = requested access
+		alu32Imm(unix.BPF_RSH, r3, 16),
+		ldxMemW(r4, r1, 4), // R4 = major
+		ldxMemW(r5, r1, 8), // R5 = minor
 	}
-	verdict := func(allow bool) asm.Instructions {
+	verdict := func(allow bool) []insn {
 		v := int32(0)
 		if allow {
 			v = 1
 		}
-		return asm.Instructions{asm.Mov.Imm32(asm.R0, v), asm.Return()}
+		return []insn{alu32Imm(unix.BPF_MOV, r0, v), exitInsn()}
 	}
-	// Last rule first: the first that matches decides.
-	block := 0
+	// Last rule first: the first that matches decides. Each rule is a block
+	// of tests ending in its verdict; a failed test jumps to the next block,
+	// a distance known once the block is complete.
+	const toNextRule = -1
 	for i := len(rules) - 1; i >= 0; i-- {
 		d := rules[i]
 		if d.wildcard() {
 			// Matches everything: earlier rules can never be reached.
-			v := verdict(d.allow)
-			v[0] = v[0].WithSymbol("rule-" + strconv.Itoa(block))
-			return append(insns, v...)
+			return append(prog, verdict(d.allow)...)
 		}
-		next := "rule-" + strconv.Itoa(block+1)
-		var b asm.Instructions
+		var b []insn
 		if d.typ != 'a' {
 			t := int32(unix.BPF_DEVCG_DEV_CHAR)
 			if d.typ == 'b' {
 				t = unix.BPF_DEVCG_DEV_BLOCK
 			}
-			b = append(b, asm.JNE.Imm(asm.R2, t, next))
+			b = append(b, jmpImm(unix.BPF_JNE, r2, t, toNextRule))
 		}
 		if acc := bpfAccess(d.access); acc != bpfAccess("rwm") {
-			b = append(b, asm.Mov.Reg32(asm.R1, asm.R3))
+			b = append(b, mov32Reg(r1, r3))
 			if d.allow {
 				// Allow only if no requested access is outside the rule.
-				b = append(b, asm.And.Imm32(asm.R1, ^acc&0xFFFF), asm.JNE.Imm(asm.R1, 0, next))
+				b = append(b, alu32Imm(unix.BPF_AND, r1, ^acc&0xFFFF), jmpImm(unix.BPF_JNE, r1, 0, toNextRule))
 			} else {
 				// Deny if any requested access is in the rule.
-				b = append(b, asm.And.Imm32(asm.R1, acc), asm.JEq.Imm(asm.R1, 0, next))
+				b = append(b, alu32Imm(unix.BPF_AND, r1, acc), jmpImm(unix.BPF_JEQ, r1, 0, toNextRule))
 			}
 		}
 		if d.major >= 0 {
-			b = append(b, asm.JNE.Imm(asm.R4, int32(d.major), next))
+			b = append(b, jmpImm(unix.BPF_JNE, r4, int32(d.major), toNextRule))
 		}
 		if d.minor >= 0 {
-			b = append(b, asm.JNE.Imm(asm.R5, int32(d.minor), next))
+			b = append(b, jmpImm(unix.BPF_JNE, r5, int32(d.minor), toNextRule))
 		}
 		b = append(b, verdict(d.allow)...)
-		b[0] = b[0].WithSymbol("rule-" + strconv.Itoa(block))
-		insns = append(insns, b...)
-		block++
+		for j := range b {
+			if b[j].off == toNextRule {
+				b[j].off = int16(len(b) - 1 - j) // skip the rest of the block
+			}
+		}
+		prog = append(prog, b...)
 	}
-	def := verdict(true)
-	def[0] = def[0].WithSymbol("rule-" + strconv.Itoa(block))
-	return append(insns, def...)
+	return append(prog, verdict(true)...)
 }
 
 // bpfAccess converts "rwm" letters to BPF_DEVCG_ACC_* bits.

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cilium/ebpf/asm"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -56,78 +55,100 @@ func TestV1DeviceLines(t *testing.T) {
 }
 
 // runDeviceProgram interprets the handful of eBPF instructions that
-// deviceProgram emits, for one request, and returns R0.
-func runDeviceProgram(t *testing.T, insns asm.Instructions, devType, access, major, minor uint32) uint64 {
+// deviceProgram emits, for one request, the way the kernel runs them, and
+// returns R0.
+func runDeviceProgram(t *testing.T, prog []insn, devType, access, major, minor uint32) uint64 {
 	t.Helper()
-	labels, err := insns.SymbolOffsets()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := []uint32{access<<16 | devType, major, minor}
 	var reg [11]uint64
-	for pc, steps := 0, 0; pc < len(insns); steps++ {
+	for pc, steps := 0, 0; ; steps++ {
 		if steps > 1000 {
 			t.Fatal("program loops")
 		}
-		ins := insns[pc]
-		op := ins.OpCode
+		if pc < 0 || pc >= len(prog) {
+			t.Fatalf("pc %d is outside the program (%d instructions)", pc, len(prog))
+		}
+		ins := prog[pc]
 		pc++
-		switch {
-		case op.Class() == asm.LdXClass:
-			if ins.Src != asm.R1 || op.Size() != asm.Word || ins.Offset%4 != 0 {
-				t.Fatalf("unexpected load %v", ins)
+		if ins.dst() > 10 || ins.src() > 10 {
+			t.Fatalf("instruction %d: bad register in %+v", pc-1, ins)
+		}
+		class, op := ins.code&0x07, ins.code&0xf0
+		src := uint64(int64(ins.imm)) // an immediate is sign-extended
+		if ins.code&unix.BPF_X != 0 {
+			src = reg[ins.src()]
+		}
+		switch class {
+		case unix.BPF_LDX:
+			if ins.code != unix.BPF_LDX|unix.BPF_MEM|unix.BPF_W || ins.src() != unix.BPF_REG_1 ||
+				ins.off < 0 || ins.off%4 != 0 || int(ins.off/4) >= len(ctx) {
+				t.Fatalf("instruction %d: unexpected load %+v", pc-1, ins)
 			}
-			reg[ins.Dst] = uint64(ctx[ins.Offset/4])
-		case op.Class() == asm.ALU64Class || op.Class() == asm.ALUClass:
-			src := uint64(ins.Constant)
-			if op.Source() == asm.RegSource {
-				src = reg[ins.Src]
-			}
-			var v uint64
-			switch op.ALUOp() {
-			case asm.Mov:
-				v = src
-			case asm.And:
-				v = reg[ins.Dst] & src
-			case asm.RSh:
-				v = reg[ins.Dst] >> src
+			reg[ins.dst()] = uint64(ctx[ins.off/4])
+		case unix.BPF_ALU:
+			a, b := uint32(reg[ins.dst()]), uint32(src)
+			switch op {
+			case unix.BPF_MOV:
+				a = b
+			case unix.BPF_AND:
+				a &= b
+			case unix.BPF_RSH:
+				a >>= b
 			default:
-				t.Fatalf("unexpected ALU op %v", ins)
+				t.Fatalf("instruction %d: unexpected ALU op %+v", pc-1, ins)
 			}
-			if op.Class() == asm.ALUClass {
-				v = uint64(uint32(v))
-			}
-			reg[ins.Dst] = v
-		case op.Class() == asm.JumpClass:
-			if op.JumpOp() == asm.Exit {
-				return reg[asm.R0]
-			}
-			src := uint64(ins.Constant)
-			if op.Source() == asm.RegSource {
-				src = reg[ins.Src]
+			reg[ins.dst()] = uint64(a) // a 32-bit operation zeroes the upper half
+		case unix.BPF_JMP:
+			if ins.code == unix.BPF_JMP|unix.BPF_EXIT {
+				return reg[unix.BPF_REG_0]
 			}
 			var take bool
-			switch op.JumpOp() {
-			case asm.JEq:
-				take = reg[ins.Dst] == src
-			case asm.JNE:
-				take = reg[ins.Dst] != src
+			switch op {
+			case unix.BPF_JEQ:
+				take = reg[ins.dst()] == src
+			case unix.BPF_JNE:
+				take = reg[ins.dst()] != src
 			default:
-				t.Fatalf("unexpected jump %v", ins)
+				t.Fatalf("instruction %d: unexpected jump %+v", pc-1, ins)
 			}
 			if take {
-				target, ok := labels[ins.Reference()]
-				if !ok {
-					t.Fatalf("jump to unknown label %q", ins.Reference())
-				}
-				pc = target
+				pc += int(ins.off)
 			}
 		default:
-			t.Fatalf("unexpected instruction %v", ins)
+			t.Fatalf("instruction %d: unexpected instruction %+v", pc-1, ins)
 		}
 	}
-	t.Fatal("program ran off its end")
-	return 0
+}
+
+// disassemble lists the program the way the kernel's verifier log and
+// bpftool print instructions, a blank line after each exit.
+func disassemble(t *testing.T, prog []insn) string {
+	t.Helper()
+	alu := map[uint8]string{unix.BPF_MOV: "=", unix.BPF_AND: "&=", unix.BPF_RSH: ">>="}
+	jmp := map[uint8]string{unix.BPF_JEQ: "==", unix.BPF_JNE: "!="}
+	var b strings.Builder
+	for pc, ins := range prog {
+		fmt.Fprintf(&b, "%2d: (%02x) ", pc, ins.code)
+		op := ins.code & 0xf0
+		switch {
+		case ins.code == unix.BPF_LDX|unix.BPF_MEM|unix.BPF_W:
+			fmt.Fprintf(&b, "r%d = *(u32 *)(r%d %+d)\n", ins.dst(), ins.src(), ins.off)
+		case ins.code == unix.BPF_ALU|op|unix.BPF_K && alu[op] != "":
+			fmt.Fprintf(&b, "w%d %s %d\n", ins.dst(), alu[op], ins.imm)
+		case ins.code == unix.BPF_ALU|op|unix.BPF_X && alu[op] != "":
+			fmt.Fprintf(&b, "w%d %s w%d\n", ins.dst(), alu[op], ins.src())
+		case ins.code == unix.BPF_JMP|op|unix.BPF_K && jmp[op] != "":
+			fmt.Fprintf(&b, "if r%d %s %#x goto pc%+d\n", ins.dst(), jmp[op], ins.imm, ins.off)
+		case ins.code == unix.BPF_JMP|unix.BPF_EXIT:
+			b.WriteString("exit\n")
+			if pc < len(prog)-1 {
+				b.WriteString("\n")
+			}
+		default:
+			t.Fatalf("disassemble: unexpected instruction %d: %+v", pc, ins)
+		}
+	}
+	return b.String()
 }
 
 const (
@@ -196,11 +217,11 @@ func TestDeviceProgramVerdicts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			insns := deviceProgram(rules)
+			prog := deviceProgram(rules)
 			for _, r := range tc.reqs {
-				got := runDeviceProgram(t, insns, r.typ, r.access, r.major, r.minor) == 1
+				got := runDeviceProgram(t, prog, r.typ, r.access, r.major, r.minor) == 1
 				if got != r.allow {
-					t.Errorf("%s: allowed = %v, want %v\nprogram:\n%v", r.name, got, r.allow, insns)
+					t.Errorf("%s: allowed = %v, want %v\nprogram:\n%s", r.name, got, r.allow, disassemble(t, prog))
 				}
 			}
 		})
@@ -213,5 +234,5 @@ func TestDeviceProgramGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkGolden(t, "devices-program.golden", fmt.Sprintf("%v", deviceProgram(rules)))
+	checkGolden(t, "devices-program.golden", disassemble(t, deviceProgram(rules)))
 }

@@ -536,9 +536,7 @@ func TestRootDevices(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range progs {
-			p.Close()
-		}
+		closeFDs(progs)
 		if len(progs) != 1 {
 			t.Errorf("after two Sets, %d device programs of ours are attached, want 1", len(progs))
 		}
