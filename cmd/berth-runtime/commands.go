@@ -13,10 +13,11 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/berthproject/berth/internal/cli"
 	"github.com/berthproject/berth/internal/runtime"
 )
 
-func createFlags(cmd *command, o *runtime.CreateOpts) {
+func createFlags(cmd *cli.Command, o *runtime.CreateOpts) {
 	f := cmd.Flags()
 	f.StringVarP(&o.Bundle, "bundle", "b", ".", "path to the root of the bundle directory")
 	f.StringVar(&o.PidFile, "pid-file", "", "write the container's init pid to this file")
@@ -26,13 +27,13 @@ func createFlags(cmd *command, o *runtime.CreateOpts) {
 	f.IntVar(&o.PreserveFds, "preserve-fds", 0, "pass this many additional fds (from 3) to the container")
 }
 
-func createCmd(g *globals) *command {
+func createCmd(g *globals) *cli.Command {
 	var o runtime.CreateOpts
-	cmd := &command{
+	cmd := &cli.Command{
 		Use:   "create [flags] CONTAINER_ID",
 		Short: "create a container from a bundle (the process waits for start)",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *command, args []string) error {
+		RunE: func(cmd *cli.Command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -44,14 +45,14 @@ func createCmd(g *globals) *command {
 	return cmd
 }
 
-func runCmd(g *globals) *command {
+func runCmd(g *globals) *cli.Command {
 	var o runtime.CreateOpts
 	var detach bool
-	cmd := &command{
+	cmd := &cli.Command{
 		Use:   "run [flags] CONTAINER_ID",
 		Short: "create and start a container; wait for it unless --detach",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *command, args []string) error {
+		RunE: func(cmd *cli.Command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -72,12 +73,12 @@ func runCmd(g *globals) *command {
 	return cmd
 }
 
-func startCmd(g *globals) *command {
-	return &command{
+func startCmd(g *globals) *cli.Command {
+	return &cli.Command{
 		Use:   "start CONTAINER_ID",
 		Short: "start the user process of a created container",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *command, args []string) error {
+		RunE: func(cmd *cli.Command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -87,12 +88,12 @@ func startCmd(g *globals) *command {
 	}
 }
 
-func stateCmd(g *globals) *command {
-	return &command{
+func stateCmd(g *globals) *cli.Command {
+	return &cli.Command{
 		Use:   "state CONTAINER_ID",
 		Short: "print the state of a container as JSON",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *command, args []string) error {
+		RunE: func(cmd *cli.Command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -106,13 +107,13 @@ func stateCmd(g *globals) *command {
 	}
 }
 
-func killCmd(g *globals) *command {
+func killCmd(g *globals) *cli.Command {
 	var all bool
-	cmd := &command{
+	cmd := &cli.Command{
 		Use:   "kill [flags] CONTAINER_ID [SIGNAL]",
 		Short: "send a signal (default SIGTERM) to the container's init",
 		Args:  rangeArgs(1, 2, "CONTAINER_ID [SIGNAL]"),
-		RunE: func(cmd *command, args []string) error {
+		RunE: func(cmd *cli.Command, args []string) error {
 			sig := unix.SIGTERM
 			if len(args) == 2 {
 				var err error
@@ -149,13 +150,13 @@ func parseSignal(s string) (unix.Signal, error) {
 	return 0, fmt.Errorf("unknown signal %q", s)
 }
 
-func deleteCmd(g *globals) *command {
+func deleteCmd(g *globals) *cli.Command {
 	var force bool
-	cmd := &command{
+	cmd := &cli.Command{
 		Use:   "delete [flags] CONTAINER_ID",
 		Short: "delete a stopped container (--force: kill it first)",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *command, args []string) error {
+		RunE: func(cmd *cli.Command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -167,12 +168,12 @@ func deleteCmd(g *globals) *command {
 	return cmd
 }
 
-func pauseCmd(g *globals) *command {
-	return &command{
+func pauseCmd(g *globals) *cli.Command {
+	return &cli.Command{
 		Use:   "pause CONTAINER_ID",
 		Short: "freeze every process of a container",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *command, args []string) error {
+		RunE: func(cmd *cli.Command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -182,12 +183,12 @@ func pauseCmd(g *globals) *command {
 	}
 }
 
-func resumeCmd(g *globals) *command {
-	return &command{
+func resumeCmd(g *globals) *cli.Command {
+	return &cli.Command{
 		Use:   "resume CONTAINER_ID",
 		Short: "thaw a paused container",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *command, args []string) error {
+		RunE: func(cmd *cli.Command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -197,13 +198,13 @@ func resumeCmd(g *globals) *command {
 	}
 }
 
-func psCmd(g *globals) *command {
+func psCmd(g *globals) *cli.Command {
 	var format string
-	cmd := &command{
+	cmd := &cli.Command{
 		Use:   "ps [flags] CONTAINER_ID [ps options]",
 		Short: "list the processes of a container",
 		Args:  minArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *command, args []string) error {
+		RunE: func(cmd *cli.Command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -264,15 +265,15 @@ func psTable(pids []int, psArgs []string) error {
 	return nil
 }
 
-func listCmd(g *globals) *command {
+func listCmd(g *globals) *cli.Command {
 	var format string
 	var quiet bool
-	cmd := &command{
+	cmd := &cli.Command{
 		Use:     "list [flags]",
 		Aliases: []string{"ls"},
 		Short:   "list the containers",
 		Args:    exactArgs(0, ""),
-		RunE: func(cmd *command, args []string) error {
+		RunE: func(cmd *cli.Command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -317,14 +318,14 @@ type event struct {
 	Data any    `json:"data,omitempty"`
 }
 
-func eventsCmd(g *globals) *command {
+func eventsCmd(g *globals) *cli.Command {
 	var stats bool
 	var interval time.Duration
-	cmd := &command{
+	cmd := &cli.Command{
 		Use:   "events [flags] CONTAINER_ID",
 		Short: "print container statistics (--stats: once) as JSON records",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *command, args []string) error {
+		RunE: func(cmd *cli.Command, args []string) error {
 			if interval <= 0 {
 				return fmt.Errorf("--interval: must be positive")
 			}
@@ -353,19 +354,19 @@ func eventsCmd(g *globals) *command {
 	return cmd
 }
 
-func featuresCmd() *command {
-	return &command{
+func featuresCmd() *cli.Command {
+	return &cli.Command{
 		Use:   "features",
 		Short: "print what this runtime supports (runtime-spec features.md) as JSON",
 		Args:  exactArgs(0, ""),
-		RunE: func(cmd *command, args []string) error {
+		RunE: func(cmd *cli.Command, args []string) error {
 			return printJSON(runtimeFeatures())
 		},
 	}
 }
 
-func exactArgs(n int, usage string) func(cmd *command, args []string) error {
-	return func(cmd *command, args []string) error {
+func exactArgs(n int, usage string) func(cmd *cli.Command, args []string) error {
+	return func(cmd *cli.Command, args []string) error {
 		if len(args) != n {
 			if n == 0 {
 				return fmt.Errorf("%q takes no arguments", cmd.CommandPath())
@@ -376,8 +377,8 @@ func exactArgs(n int, usage string) func(cmd *command, args []string) error {
 	}
 }
 
-func minArgs(n int, usage string) func(cmd *command, args []string) error {
-	return func(cmd *command, args []string) error {
+func minArgs(n int, usage string) func(cmd *cli.Command, args []string) error {
+	return func(cmd *cli.Command, args []string) error {
 		if len(args) < n {
 			return fmt.Errorf("%q requires at least %d argument(s): %s", cmd.CommandPath(), n, usage)
 		}
@@ -385,8 +386,8 @@ func minArgs(n int, usage string) func(cmd *command, args []string) error {
 	}
 }
 
-func rangeArgs(lo, hi int, usage string) func(cmd *command, args []string) error {
-	return func(cmd *command, args []string) error {
+func rangeArgs(lo, hi int, usage string) func(cmd *cli.Command, args []string) error {
+	return func(cmd *cli.Command, args []string) error {
 		if len(args) < lo || len(args) > hi {
 			return fmt.Errorf("%q requires %d to %d arguments: %s", cmd.CommandPath(), lo, hi, usage)
 		}

@@ -11,6 +11,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berthproject/berth/internal/caps"
+	"github.com/berthproject/berth/internal/cli"
 	"github.com/berthproject/berth/internal/ocispec"
 	"github.com/berthproject/berth/internal/runtime"
 )
@@ -30,13 +31,13 @@ type execFlags struct {
 	o            runtime.ExecOpts
 }
 
-func execCmd(g *globals) *command {
+func execCmd(g *globals) *cli.Command {
 	var x execFlags
-	cmd := &command{
+	cmd := &cli.Command{
 		Use:   "exec [flags] CONTAINER_ID [COMMAND [ARG...]]",
 		Short: "run a new process inside a running container",
 		Args:  minArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *command, args []string) error {
+		RunE: func(cmd *cli.Command, args []string) error {
 			r, err := g.runtime()
 			if err != nil {
 				return err
@@ -76,7 +77,7 @@ func execCmd(g *globals) *command {
 
 // build returns the process to exec: the --process file, or the
 // container's own process with the flags applied (runc's rules).
-func (x *execFlags) build(cmd *command, r *runtime.Runtime, id string, args []string) (*specs.Process, error) {
+func (x *execFlags) build(cmd *cli.Command, r *runtime.Runtime, id string, args []string) (*specs.Process, error) {
 	if x.process != "" {
 		b, err := os.ReadFile(x.process)
 		if err != nil {
@@ -166,14 +167,14 @@ func parseUser(s string) (uid, gid uint32, hasGid bool, err error) {
 	return uid, gid, hasGid, nil
 }
 
-func specCmd() *command {
+func specCmd() *cli.Command {
 	var bundle string
 	var rootless bool
-	cmd := &command{
+	cmd := &cli.Command{
 		Use:   "spec [flags]",
 		Short: "write a starter config.json into the bundle directory",
 		Args:  exactArgs(0, ""),
-		RunE: func(cmd *command, args []string) error {
+		RunE: func(cmd *cli.Command, args []string) error {
 			path := filepath.Join(bundle, "config.json")
 			if _, err := os.Stat(path); err == nil {
 				return fmt.Errorf("%s already exists; remove it first", path)

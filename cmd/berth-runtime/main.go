@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/berthproject/berth/internal/cli"
 	"github.com/berthproject/berth/internal/nsenter"
 	"github.com/berthproject/berth/internal/runtime"
 )
@@ -45,7 +46,7 @@ func main() {
 		runtime.Init() // does not return
 	}
 	g := &globals{}
-	err := newApp(g).run(os.Args[1:], os.Stdout)
+	err := newApp(g).Run(os.Args[1:], os.Stdout)
 	if err == nil {
 		os.Exit(0)
 	}
@@ -60,7 +61,7 @@ func main() {
 	os.Exit(1)
 }
 
-func newApp(g *globals) *app {
+func newApp(g *globals) *cli.App {
 	f := pflag.NewFlagSet("berth-runtime", pflag.ContinueOnError)
 	f.StringVar(&g.root, "root", runtime.DefaultRoot, "root directory for storage of container state")
 	f.StringVar(&g.logPath, "log", "", "write log messages to this file (default: stderr)")
@@ -70,14 +71,17 @@ func newApp(g *globals) *app {
 	f.StringVar(&g.rootless, "rootless", "auto", "accepted for runc compatibility")
 	f.String("criu", "criu", "accepted for runc compatibility (checkpoint/restore is not supported)")
 	_ = f.MarkHidden("criu")
-	return &app{
-		global: f,
-		commands: []*command{
+	return &cli.App{
+		Name:    "berth-runtime",
+		Summary: "berth's OCI container runtime (runc-compatible command line)",
+		Version: fmt.Sprintf("berth-runtime version %s\nspec: %s\n", version, specVersion()),
+		Global:  f,
+		Commands: []*cli.Command{
 			createCmd(g), startCmd(g), runCmd(g), stateCmd(g), killCmd(g), deleteCmd(g),
 			execCmd(g), pauseCmd(g), resumeCmd(g), psCmd(g), listCmd(g), eventsCmd(g),
 			updateCmd(g), featuresCmd(), specCmd(),
 		},
-		before: g.setup,
+		Before: g.setup,
 	}
 }
 

@@ -8,10 +8,11 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berthproject/berth/internal/cli"
 	"github.com/berthproject/berth/internal/units"
 )
 
-func updateCmd(g *globals) *command {
+func updateCmd(g *globals) *cli.Command {
 	var resFile string
 	var (
 		memory, memRes, memSwap           string
@@ -20,11 +21,11 @@ func updateCmd(g *globals) *command {
 		cpusetCpus, cpusetMems            string
 		blkioWeight                       uint16
 	)
-	cmd := &command{
+	cmd := &cli.Command{
 		Use:   "update [flags] CONTAINER_ID",
 		Short: "change the resource limits of a container",
 		Args:  exactArgs(1, "CONTAINER_ID"),
-		RunE: func(cmd *command, args []string) error {
+		RunE: func(cmd *cli.Command, args []string) error {
 			var res specs.LinuxResources
 			if resFile != "" {
 				var in io.Reader = os.Stdin

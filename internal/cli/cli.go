@@ -1,0 +1,126 @@
+// Package cli is a small command dispatcher on pflag for berth's command
+// line tools: global flags, then a verb with its own flags. The tools are
+// exec'd often (the runtime several times per container), so a few lines
+// here instead of a CLI framework keep every start about a millisecond
+// shorter.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// Command is one verb of the command line.
+type Command struct {
+	Use     string // "name [flags] ARGS"
+	Short   string
+	Aliases []string
+	Args    func(cmd *Command, args []string) error
+	RunE    func(cmd *Command, args []string) error
+
+	flags *pflag.FlagSet
+	app   string
+}
+
+func (c *Command) Name() string { return strings.Fields(c.Use)[0] }
+
+// Flags returns the command's flag set.
+func (c *Command) Flags() *pflag.FlagSet {
+	if c.flags == nil {
+		c.flags = pflag.NewFlagSet(c.Name(), pflag.ContinueOnError)
+		c.flags.SortFlags = false
+	}
+	return c.flags
+}
+
+// CommandPath names the command in messages.
+func (c *Command) CommandPath() string { return c.app + " " + c.Name() }
+
+// App is a whole command line: global flags, then a verb.
+type App struct {
+	Name     string // program name, in messages and help
+	Summary  string // one line for the help
+	Version  string // printed by --version
+	Global   *pflag.FlagSet
+	Commands []*Command
+	Before   func() error // after flag parsing, before the verb runs
+}
+
+// run parses args (without the program name) and runs the verb.
+func (a *App) Run(args []string, stdout io.Writer) error {
+	a.Global.SetInterspersed(false)
+	a.Global.SetOutput(io.Discard)
+	showVersion := a.Global.BoolP("version", "v", false, "print the version")
+	help := a.Global.BoolP("help", "h", false, "show help")
+	if err := a.Global.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Fprint(stdout, a.Version)
+		return nil
+	}
+	rest := a.Global.Args()
+	if *help || len(rest) == 0 || rest[0] == "help" {
+		a.usage(stdout)
+		if len(rest) == 0 && !*help {
+			return errors.New("no command given")
+		}
+		return nil
+	}
+	cmd := a.find(rest[0])
+	if cmd == nil {
+		return fmt.Errorf("unknown command %q (see %s --help)", rest[0], a.Name)
+	}
+	cmd.app = a.Name
+	fs := cmd.Flags()
+	fs.SetOutput(io.Discard)
+	cmdHelp := fs.BoolP("help", "h", false, "show help")
+	if err := fs.Parse(rest[1:]); err != nil {
+		return fmt.Errorf("%s: %w", cmd.CommandPath(), err)
+	}
+	if *cmdHelp {
+		fmt.Fprintf(stdout, "Usage: %s %s\n\n%s\n\nFlags:\n%s", a.Name, cmd.Use, cmd.Short, fs.FlagUsages())
+		return nil
+	}
+	if cmd.Args != nil {
+		if err := cmd.Args(cmd, fs.Args()); err != nil {
+			return err
+		}
+	}
+	if a.Before != nil {
+		if err := a.Before(); err != nil {
+			return err
+		}
+	}
+	return cmd.RunE(cmd, fs.Args())
+}
+
+func (a *App) find(name string) *Command {
+	for _, c := range a.Commands {
+		if c.Name() == name {
+			return c
+		}
+		for _, al := range c.Aliases {
+			if al == name {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+func (a *App) usage(w io.Writer) {
+	fmt.Fprintf(w, "%s: %s\n\n", a.Name, a.Summary)
+	fmt.Fprintf(w, "Usage: %s [global flags] COMMAND [flags] ARGS\n\nCommands:\n", a.Name)
+	cmds := append([]*Command{}, a.Commands...)
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name() < cmds[j].Name() })
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %-10s %s\n", c.Name(), c.Short)
+	}
+	fmt.Fprintf(w, "\nGlobal flags:\n%s\nRun '%s COMMAND --help' for a command's flags.\n", a.Global.FlagUsages(), a.Name)
+}
