@@ -31,6 +31,7 @@ func hostNamespace(t *testing.T, ns string) string {
 // shim with the runtime under test and checks what ctr reports and what
 // the container saw.
 func TestRunForeground(t *testing.T) {
+	requireEnv(t)
 	tests := []struct {
 		name       string
 		args       []string // command in the container
