@@ -254,9 +254,11 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, err error) {
 	}
 	defer lk.Close()
 
+	h := hooksOf(p.spec)
 	st := &State{
 		ID: id, Bundle: p.bundle, Rootfs: p.rootfs.Rootfs, Created: time.Now().UTC(),
-		CgroupPath: p.cgPath, Phase: phaseCreating, Config: p.spec,
+		CgroupPath: p.cgPath, Phase: phaseCreating, Annotations: p.spec.Annotations,
+		Poststart: len(h.Poststart) > 0, Poststop: len(h.Poststop) > 0,
 	}
 	var c *child
 	var consoleRecv *os.File
@@ -274,9 +276,12 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, err error) {
 		}
 		r.destroy(st, p.cg)
 		if hookFailed {
-			r.poststop(st)
+			r.runPoststop(st, p.spec)
 		}
 	}()
+	if err := writeConfig(dir, p.spec); err != nil {
+		return nil, err
+	}
 	if err := writeState(dir, st); err != nil {
 		return nil, err
 	}

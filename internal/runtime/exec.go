@@ -42,7 +42,10 @@ func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
 	if err := ocispec.ValidateProcess("process", p, ocispec.CurrentHost()); err != nil {
 		return -1, err
 	}
-	spec := st.Config
+	spec, err := readConfig(r.dir(id), id)
+	if err != nil {
+		return -1, err
+	}
 	var seccompProg []byte
 	if spec.Linux.Seccomp != nil {
 		prog, err := r.seccompCache().Program(spec.Linux.Seccomp)

@@ -63,23 +63,33 @@ func (r *Runtime) start(st *State) (err error) {
 	if err != nil {
 		// startContainer hooks or execve failed: stop the container and
 		// continue the lifecycle with its destruction (runtime-spec).
-		r.kill(st)
-		if cg, cerr := r.cgroup(st); cerr == nil {
-			r.destroy(st, cg)
-		}
-		r.poststop(st)
+		r.teardown(st)
 		return fmt.Errorf("start container %s: %w", st.ID, err)
 	}
-	state := r.specState(st, "running")
-	if herr := hooks.Run("poststart", hooksOf(st.Config).Poststart, state); herr != nil {
-		r.kill(st)
-		if cg, cerr := r.cgroup(st); cerr == nil {
-			r.destroy(st, cg)
+	var herr error
+	if st.Poststart {
+		spec, err := readConfig(dir, st.ID)
+		if err != nil {
+			return err
 		}
-		r.poststop(st)
+		herr = hooks.Run("poststart", hooksOf(spec).Poststart, r.specState(st, "running"))
+	}
+	if herr != nil {
+		r.teardown(st)
 		return fmt.Errorf("%w: %v", errHook, herr)
 	}
 	return nil
+}
+
+// teardown kills and destroys a container whose start failed, then runs
+// its poststop hooks.
+func (r *Runtime) teardown(st *State) {
+	spec := r.configForPoststop(st)
+	r.kill(st)
+	if cg, err := r.cgroup(st); err == nil {
+		_ = r.destroy(st, cg)
+	}
+	r.poststop(st, spec)
 }
 
 // readFifo reads the fifo until EOF while watching the init: if the init
@@ -182,10 +192,11 @@ func (r *Runtime) Delete(id string, force bool) error {
 			return err
 		}
 	}
+	spec := r.configForPoststop(st)
 	if err := r.destroy(st, cg); err != nil {
 		return err
 	}
-	r.poststop(st)
+	r.poststop(st, spec)
 	return nil
 }
 
@@ -234,9 +245,35 @@ func (r *Runtime) destroy(st *State, cg cgroups.Manager) error {
 	return nil
 }
 
-// poststop runs the poststop hooks; their failures are only warnings.
-func (r *Runtime) poststop(st *State) {
-	if err := hooks.Run("poststop", hooksOf(st.Config).Poststop, r.specState(st, "stopped")); err != nil {
+// poststop runs the poststop hooks; their failures are only warnings. The
+// config must have been read before the state directory went away.
+func (r *Runtime) poststop(st *State, spec *specs.Spec) {
+	if !st.Poststop {
+		return
+	}
+	r.runPoststop(st, spec)
+}
+
+func (r *Runtime) runPoststop(st *State, spec *specs.Spec) {
+	if spec == nil {
+		r.Log.Warn("poststop hooks not run: the container's config could not be read", "id", st.ID)
+		return
+	}
+	if err := hooks.Run("poststop", hooksOf(spec).Poststop, r.specState(st, "stopped")); err != nil {
 		r.Log.Warn(err.Error())
 	}
+}
+
+// configForPoststop reads the config when delete will need its poststop
+// hooks (before the state directory is removed).
+func (r *Runtime) configForPoststop(st *State) *specs.Spec {
+	if !st.Poststop {
+		return nil
+	}
+	spec, err := readConfig(r.dir(st.ID), st.ID)
+	if err != nil {
+		r.Log.Warn(err.Error())
+		return nil
+	}
+	return spec
 }

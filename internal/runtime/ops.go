@@ -90,11 +90,15 @@ func (r *Runtime) Update(id string, res *specs.LinuxResources) error {
 	if err != nil {
 		return err
 	}
+	spec, err := readConfig(dir, id)
+	if err != nil {
+		return err
+	}
 	if err := cg.Set(res); err != nil {
 		return err
 	}
-	st.Config.Linux.Resources = mergeResources(st.Config.Linux.Resources, res)
-	return writeState(dir, st)
+	spec.Linux.Resources = mergeResources(spec.Linux.Resources, res)
+	return writeConfig(dir, spec)
 }
 
 func (r *Runtime) loadLive(id string) (*State, error) {

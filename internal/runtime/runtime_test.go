@@ -118,7 +118,7 @@ func TestStateRoundTripAndStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := &State{ID: "c1", Bundle: "/b", Pid: dead, PidStart: 1, Created: time.Now().UTC(), Phase: phaseCreated,
-		Config: &specs.Spec{Annotations: map[string]string{"k": "v"}}}
+		Annotations: map[string]string{"k": "v"}}
 	if err := writeState(dir, st); err != nil {
 		t.Fatal(err)
 	}

@@ -35,18 +35,24 @@ const (
 )
 
 // State is what the runtime records about one container (state.json).
+// The container's configuration is kept apart in config.json and read only
+// by the commands that need it (exec, update, and start or delete when the
+// config has poststart or poststop hooks): decoding a runtime-spec config
+// costs every command of the runtime milliseconds.
 type State struct {
-	Version    int         `json:"version"`
-	ID         string      `json:"id"`
-	Bundle     string      `json:"bundle"`
-	Rootfs     string      `json:"rootfs"`
-	Pid        int         `json:"pid,omitempty"`
-	PidStart   uint64      `json:"pidStart,omitempty"` // start time of Pid in clock ticks, against pid reuse
-	Created    time.Time   `json:"created"`
-	CgroupPath string      `json:"cgroupPath"`
-	Phase      string      `json:"phase"`
-	Owner      string      `json:"owner,omitempty"`
-	Config     *specs.Spec `json:"config"`
+	Version     int               `json:"version"`
+	ID          string            `json:"id"`
+	Bundle      string            `json:"bundle"`
+	Rootfs      string            `json:"rootfs"`
+	Pid         int               `json:"pid,omitempty"`
+	PidStart    uint64            `json:"pidStart,omitempty"` // start time of Pid in clock ticks, against pid reuse
+	Created     time.Time         `json:"created"`
+	CgroupPath  string            `json:"cgroupPath"`
+	Phase       string            `json:"phase"`
+	Owner       string            `json:"owner,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Poststart   bool              `json:"poststart,omitempty"` // the config has poststart hooks
+	Poststop    bool              `json:"poststop,omitempty"`  // the config has poststop hooks
 }
 
 // Status values beyond the spec's created, running and stopped.
@@ -71,15 +77,36 @@ func CheckID(id string) error {
 
 func (r *Runtime) dir(id string) string { return filepath.Join(r.Root, id) }
 
-func statePath(dir string) string { return filepath.Join(dir, "state.json") }
+func statePath(dir string) string  { return filepath.Join(dir, "state.json") }
+func configPath(dir string) string { return filepath.Join(dir, "config.json") }
 func fifoPath(dir string) string  { return filepath.Join(dir, "exec.fifo") }
 
 // writeState stores st atomically.
 func writeState(dir string, st *State) error {
 	st.Version = stateVersion
-	b, err := json.Marshal(st)
+	return writeJSON(dir, statePath(dir), st)
+}
+
+// writeConfig stores the container's configuration atomically.
+func writeConfig(dir string, s *specs.Spec) error { return writeJSON(dir, configPath(dir), s) }
+
+// readConfig reads the configuration a container was created with.
+func readConfig(dir, id string) (*specs.Spec, error) {
+	b, err := os.ReadFile(configPath(dir))
 	if err != nil {
-		return fmt.Errorf("encode state: %w", err)
+		return nil, fmt.Errorf("read config of %s: %w", id, err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("read config of %s: %w", id, err)
+	}
+	return &s, nil
+}
+
+func writeJSON(dir, path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
 	}
 	tmp, err := os.CreateTemp(dir, ".state-*")
 	if err != nil {
@@ -94,7 +121,7 @@ func writeState(dir string, st *State) error {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("write state: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), statePath(dir)); err != nil {
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("write state: %w", err)
 	}
@@ -218,9 +245,7 @@ func (r *Runtime) specState(st *State, status string) *specs.State {
 	if status != "stopped" {
 		s.Pid = st.Pid
 	}
-	if st.Config != nil {
-		s.Annotations = st.Config.Annotations
-	}
+	s.Annotations = st.Annotations
 	return s
 }
 
@@ -282,12 +307,13 @@ func (r *Runtime) Config(id string) (*specs.Spec, error) {
 	if err := CheckID(id); err != nil {
 		return nil, err
 	}
-	st, err := readState(r.dir(id), id)
+	dir := r.dir(id)
+	st, err := readState(dir, id)
 	if err != nil {
 		return nil, err
 	}
-	if st.Config == nil {
+	if st.Phase == phaseCreating {
 		return nil, fmt.Errorf("%w: container %s is still being created", ErrState, id)
 	}
-	return st.Config, nil
+	return readConfig(dir, id)
 }
