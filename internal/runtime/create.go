@@ -102,6 +102,9 @@ func (r *Runtime) prepare(id string, o *CreateOpts) (*prepared, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := prog.CheckKernel(); err != nil {
+			return nil, fmt.Errorf("%w: linux.seccomp: %v", ocispec.ErrInvalid, err)
+		}
 		if p.seccomp, err = prog.MarshalBinary(); err != nil {
 			return nil, err
 		}

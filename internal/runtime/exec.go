@@ -97,6 +97,16 @@ func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
 		defer sock.Close()
 		extra = append(extra, sock)
 	}
+	listenerAt := -1
+	if sc := spec.Linux.Seccomp; sc != nil && sc.ListenerPath != "" {
+		listener, err := dialUnix(sc.ListenerPath, "linux.seccomp.listenerPath")
+		if err != nil {
+			return -1, err
+		}
+		defer listener.Close()
+		listenerAt = len(extra)
+		extra = append(extra, listener)
+	}
 	preserve, err := preservedFds(o.PreserveFds)
 	if err != nil {
 		return -1, err
@@ -116,6 +126,9 @@ func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
 	cfg.HostPid, cfg.PreserveFds = c.pid, o.PreserveFds
 	if p.Terminal {
 		cfg.ConsoleFd = fds[0]
+	}
+	if listenerAt >= 0 {
+		cfg.ListenerFd = fds[listenerAt]
 	}
 	b, err := cfg.MarshalBinary()
 	if err != nil {

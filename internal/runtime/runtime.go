@@ -45,8 +45,18 @@ func (r *Runtime) cgroup(st *State) (cgroups.Manager, error) {
 	return cgroups.New(st.CgroupPath, r.Cgroups)
 }
 
+// SeccompCacheDir holds compiled seccomp filters, keyed by the hash of the
+// filter they were compiled from. It is shared by every state root (the
+// entries are content-addressed and checked when read) and lives on /run,
+// so it is gone at reboot like the containers.
+const SeccompCacheDir = "/run/berth-runtime-cache/seccomp"
+
 func (r *Runtime) seccompCache() *seccomp.Cache {
-	return &seccomp.Cache{Dir: filepath.Join(r.Root, ".seccomp")}
+	dir := SeccompCacheDir
+	if d := os.Getenv("BERTH_RUNTIME_CACHE"); d != "" {
+		dir = filepath.Join(d, "seccomp")
+	}
+	return &seccomp.Cache{Dir: dir}
 }
 
 // sealedExe returns a read-only view of the running binary to re-execute.

@@ -17,7 +17,7 @@ import (
 func TestCheckID(t *testing.T) {
 	for id, ok := range map[string]bool{
 		"abc": true, "a.b_c-d+e": true, "0123": true,
-		"": false, ".": false, "..": false, "a/b": false, "../x": false, "a b": false, "é": false,
+		"": false, ".": false, "..": false, ".seccomp": false, "a/b": false, "../x": false, "a b": false, "é": false,
 	} {
 		err := CheckID(id)
 		if (err == nil) != ok {

@@ -65,12 +65,13 @@ func CheckID(id string) error {
 	if id == "" {
 		return fmt.Errorf("%w: container id must not be empty", ErrInvalid)
 	}
-	valid := len(id) <= 1024 && id != "." && id != ".."
+	// A leading dot is reserved for the runtime's own files.
+	valid := len(id) <= 1024 && id[0] != '.'
 	for _, c := range id {
 		valid = valid && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("_+.-", c))
 	}
 	if !valid {
-		return fmt.Errorf("%w: invalid container id %q (allowed: letters, digits, _ + . -)", ErrInvalid, id)
+		return fmt.Errorf("%w: invalid container id %q (allowed: letters, digits, _ + . -, not starting with .)", ErrInvalid, id)
 	}
 	return nil
 }
