@@ -124,7 +124,7 @@ func ParseFull(s string) (Reference, error) {
 	var r Reference
 	i := strings.IndexRune(name, '/')
 	if i < 0 || !domainRegex.MatchString(name[:i]) {
-		return Reference{}, fmt.Errorf("%w: %q has no registry domain", ErrInvalid, s)
+		return Reference{}, fmt.Errorf("%w: invalid registry domain %q in %q", ErrInvalid, name[:max(i, 0)], s)
 	}
 	r.Domain, r.Path = name[:i], name[i+1:]
 	if r.Domain == legacyDomain {
