@@ -34,12 +34,14 @@ func TestRunForeground(t *testing.T) {
 	requireEnv(t)
 	tests := []struct {
 		name       string
-		args       []string // command in the container
-		extra      []string // ctr run flags
-		wantCode   int      // -1: any non-zero code
+		args       []string                                  // command in the container
+		extra      []string                                  // ctr run flags
+		flags      func(t *testing.T, c *container) []string // more flags, made for the container
+		wantCode   int                                       // -1: any non-zero code
 		wantStdout []string
 		wantStderr []string
 		check      func(t *testing.T, stdout string)
+		skipFor    map[string]string // reference runtime name -> known deviation
 	}{
 		{
 			name:       "stdout and stderr reach ctr",
@@ -80,6 +82,81 @@ func TestRunForeground(t *testing.T) {
 			},
 		},
 		{
+			// containerd's default profile (Docker's): filter mode, and
+			// unshare(CLONE_NEWUSER) refused without CAP_SYS_ADMIN.
+			name:       "--seccomp loads containerd's default profile",
+			args:       []string{"sh", "-c", "grep Seccomp: /proc/self/status; unshare -U true || echo unshare-refused"},
+			extra:      []string{"--seccomp"},
+			wantStdout: []string{"Seccomp:\t2\n", "unshare-refused\n"},
+		},
+		{
+			name:  "--privileged: every capability of the bounding set, host devices",
+			args:  []string{"sh", "-c", "grep CapEff: /proc/self/status; test -c /dev/kmsg && echo host-devices"},
+			extra: []string{"--privileged"},
+			check: func(t *testing.T, stdout string) {
+				host := valueOf(readFile(t, "/proc/self/status"), "CapBnd:")
+				if got := valueOf(stdout, "CapEff:"); got != host {
+					t.Errorf("CapEff inside %q, want the host's bounding set %q", got, host)
+				}
+				if !strings.Contains(stdout, "host-devices\n") {
+					t.Errorf("no /dev/kmsg in a privileged container:\n%s", stdout)
+				}
+			},
+		},
+		{
+			name:       "--read-only root",
+			args:       []string{"sh", "-c", "touch /file 2>&1; echo rc=$?"},
+			extra:      []string{"--read-only"},
+			wantStdout: []string{"Read-only file system\n", "rc=1\n"},
+		},
+		{
+			name: "--mount of a host dir, read-only",
+			args: []string{"sh", "-c", "cat /mnt/file; touch /mnt/new 2>&1; echo rc=$?"},
+			flags: func(t *testing.T, c *container) []string {
+				dir := filepath.Join(env.d.dir, c.id+"-bind")
+				if err := os.Mkdir(dir, 0o755); err != nil {
+					t.Fatalf("create %s: %v", dir, err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, "file"), []byte("from-the-host\n"), 0o644); err != nil {
+					t.Fatalf("write %s/file: %v", dir, err)
+				}
+				return []string{"--mount", "type=bind,src=" + dir + ",dst=/mnt,options=rbind:ro"}
+			},
+			wantStdout: []string{"from-the-host\n", "Read-only file system\n", "rc=1\n"},
+		},
+		{
+			name:       "--env and --cwd",
+			args:       []string{"sh", "-c", "echo foo=$FOO; pwd"},
+			extra:      []string{"--env", "FOO=bar", "--cwd", "/tmp"},
+			wantStdout: []string{"foo=bar\n", "/tmp\n"},
+		},
+		{
+			name:       "--uidmap and --gidmap: a user namespace",
+			args:       []string{"sh", "-c", "echo uid_map $(cat /proc/self/uid_map); echo gid_map $(cat /proc/self/gid_map); echo id=$(id -u)"},
+			extra:      []string{"--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536"},
+			wantStdout: []string{"uid_map 0 100000 65536\n", "gid_map 0 100000 65536\n", "id=0\n"},
+		},
+		{
+			name:       "--rootfs-propagation shared",
+			args:       []string{"sh", "-c", "grep ' / / ' /proc/self/mountinfo"},
+			extra:      []string{"--rootfs-propagation", "shared"},
+			wantStdout: []string{" shared:"},
+			skipFor:    map[string]string{"runc": "(1.1.5) leaves the root mount private with rootfsPropagation shared (a deviation of test/integration)"},
+		},
+		{
+			name:       "--no-pivot",
+			args:       []string{"sh", "-c", "echo no-pivot-ran"},
+			extra:      []string{"--no-pivot"},
+			wantStdout: []string{"no-pivot-ran\n"},
+		},
+		{
+			// The shell holds the 40 MB string: the OOM killer picks it.
+			name:     "--memory-limit: the OOM-killed init makes ctr exit 137",
+			args:     []string{"sh", "-c", "x=$(head -c 40000000 /dev/zero | tr '\\0' a); echo survived"},
+			extra:    []string{"--memory-limit", strconv.Itoa(16 << 20)},
+			wantCode: 137,
+		},
+		{
 			name:       "a missing command fails ctr with the runtime's error",
 			args:       []string{"/no-such-command"},
 			wantCode:   -1,
@@ -88,9 +165,16 @@ func TestRunForeground(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if why, ok := tt.skipFor[env.rtName]; ok {
+				t.Skipf("reference runtime %s %s", env.rtName, why)
+			}
 			c := newContainer(t)
 			from := logSize()
-			r := c.ctr(append(c.runArgs(append([]string{"--rm"}, tt.extra...)...), tt.args...)...)
+			extra := append([]string{"--rm"}, tt.extra...)
+			if tt.flags != nil {
+				extra = append(extra, tt.flags(t, c)...)
+			}
+			r := c.ctr(append(c.runArgs(extra...), tt.args...)...)
 			failed := false
 			if tt.wantCode == -1 && r.code == 0 || tt.wantCode != -1 && r.code != tt.wantCode {
 				t.Errorf("exit code %d, want %d", r.code, tt.wantCode)
@@ -168,7 +252,7 @@ func TestDetachedTask(t *testing.T) {
 	c := newContainer(t)
 	from := logSize()
 	c.runDetached(`trap "echo got-term; exit 0" TERM; echo started; sleep 100000 & wait`,
-		"--memory-limit", strconv.Itoa(memoryLimit))
+		"--memory-limit", strconv.Itoa(memoryLimit), "--cpus", "0.5", "--cpu-shares", "512")
 	c.waitOutput("started\n")
 	task := c.waitTaskStatus("RUNNING")
 	if task.pid <= 0 {
@@ -223,6 +307,24 @@ func TestDetachedTask(t *testing.T) {
 		file := filepath.Join("/sys/fs/cgroup/memory", c.cgroup, "memory.limit_in_bytes")
 		if got := strings.TrimSpace(readFile(t, file)); got != strconv.Itoa(memoryLimit) {
 			t.Errorf("%s = %s, want %d", file, got, memoryLimit)
+		}
+	})
+
+	t.Run("cpu limits in the cgroup", func(t *testing.T) {
+		for file, want := range map[string]string{"cpu.cfs_quota_us": "50000", "cpu.cfs_period_us": "100000", "cpu.shares": "512"} {
+			path := filepath.Join("/sys/fs/cgroup/cpu", c.cgroup, file)
+			if got := strings.TrimSpace(readFile(t, path)); got != want {
+				t.Errorf("%s = %s, want %s", path, got, want)
+			}
+		}
+	})
+
+	t.Run("exec --user", func(t *testing.T) {
+		from := logSize()
+		r := c.ctr("task", "exec", "--exec-id", "u1", "--user", "1000", "--cwd", "/tmp", "--fifo-dir", filepath.Join(env.d.dir, "fifo"), c.id,
+			"sh", "-c", "echo uid=$(id -u) gid=$(id -g) cwd=$(pwd)")
+		if r.code != 0 || !strings.Contains(r.stdout, "uid=1000 gid=1000 cwd=/tmp\n") {
+			t.Errorf("exec --user 1000 --cwd /tmp: want uid=1000 gid=1000 cwd=/tmp\n%v\n%s", r, c.diagnostics(from))
 		}
 	})
 

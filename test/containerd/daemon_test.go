@@ -82,19 +82,27 @@ type daemon struct {
 	// runcRoot is the --root the runc shim gives the runtime (ctr's
 	// --runc-root option); the shim appends the namespace.
 	runcRoot string
-	// hadRunContainerd records whether /run/containerd existed before the
-	// daemon: the shim puts its sockets in /run/containerd/s whatever the
-	// daemon's state dir is, and cleanup removes what it created there.
-	hadRunContainerd, hadShimSockDir bool
+	// runDirs are the directories of runDirsUsed that did not exist before
+	// the daemon, deepest first: cleanup removes them when empty.
+	runDirs []string
 }
 
-// shimSocketDir is where containerd 1.6's runc shim creates its ttrpc
-// socket, hard-coded (runtime/v2/shim.SocketAddress).
-const shimSocketDir = "/run/containerd/s"
+// Paths the runc shim of containerd 1.6 uses whatever the daemon's state
+// dir: its ttrpc socket in shimSocketDir (runtime/v2/shim.SocketAddress),
+// and the runtime's default --root when ctr passes no runtime options.
+const (
+	shimSocketDir   = "/run/containerd/s"
+	defaultRuncRoot = "/run/containerd/runc"
+)
+
+var runDirsUsed = []string{"/run/containerd", shimSocketDir, defaultRuncRoot, filepath.Join(defaultRuncRoot, namespace)}
 
 // startDaemon writes the config and starts containerd, waiting until it
-// answers on its socket.
-func startDaemon(dir, containerd, ctr string) (*daemon, error) {
+// answers on its socket. Its PATH starts with T/bin, where runc is the
+// runtime under test: ctr 1.6 drops the runtime options (--runc-binary,
+// --runc-root) when --uidmap is given, and the shim then runs "runc" from
+// its PATH.
+func startDaemon(dir, containerd, ctr, runtime string) (*daemon, error) {
 	d := &daemon{
 		dir:      dir,
 		sock:     filepath.Join(dir, "containerd.sock"),
@@ -102,10 +110,18 @@ func startDaemon(dir, containerd, ctr string) (*daemon, error) {
 		runcRoot: filepath.Join(dir, "runc"),
 		exited:   make(chan struct{}),
 	}
-	_, err := os.Stat("/run/containerd")
-	d.hadRunContainerd = err == nil
-	_, err = os.Stat(shimSocketDir)
-	d.hadShimSockDir = err == nil
+	for i := len(runDirsUsed) - 1; i >= 0; i-- {
+		if _, err := os.Stat(runDirsUsed[i]); err != nil {
+			d.runDirs = append(d.runDirs, runDirsUsed[i])
+		}
+	}
+	bin := filepath.Join(dir, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", bin, err)
+	}
+	if err := os.Symlink(runtime, filepath.Join(bin, "runc")); err != nil {
+		return nil, fmt.Errorf("link %s/runc to %s: %w", bin, runtime, err)
+	}
 	cfg, err := renderConfig(dir)
 	if err != nil {
 		return nil, err
@@ -122,6 +138,7 @@ func startDaemon(dir, containerd, ctr string) (*daemon, error) {
 	d.cmd = exec.Command(containerd, "--root", filepath.Join(dir, "root"), "--state", filepath.Join(dir, "state"),
 		"--address", d.sock, "--config", cfgPath)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	d.cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
 	// Its own process group, so that a ^C of `go test` does not reach it
 	// before cleanup; the shims it starts make their own sessions.
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -207,14 +224,11 @@ func (d *daemon) stop() {
 	}
 }
 
-// removeShimSocketDirs removes /run/containerd/s and /run/containerd if the
-// daemon's shims created them and left them empty.
-func (d *daemon) removeShimSocketDirs() {
-	if !d.hadShimSockDir {
-		os.Remove(shimSocketDir) // fails, as it should, when not empty
-	}
-	if !d.hadRunContainerd {
-		os.Remove("/run/containerd")
+// removeRunDirs removes the directories under /run/containerd that the
+// daemon's shims created, if they are empty.
+func (d *daemon) removeRunDirs() {
+	for _, dir := range d.runDirs {
+		os.Remove(dir) // fails, as it should, when not empty
 	}
 }
 

@@ -66,6 +66,12 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "create the daemon dir:", err)
 		return 1
 	}
+	// The root of a user-namespaced container must be able to reach its
+	// bundle below T, as it can below /run/containerd.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		fmt.Fprintln(os.Stderr, "chmod the daemon dir:", err)
+		return 1
+	}
 	env.cgParent = fmt.Sprintf("/berth-ctr-%d", os.Getpid())
 	defer func() {
 		if env.d != nil {
@@ -76,10 +82,10 @@ func testMain(m *testing.M) int {
 		unmountUnder(dir)
 		os.RemoveAll(dir)
 		if env.d != nil {
-			env.d.removeShimSocketDirs()
+			env.d.removeRunDirs()
 		}
 	}()
-	env.d, env.err = startDaemon(dir, containerd, env.ctr)
+	env.d, env.err = startDaemon(dir, containerd, env.ctr, env.runtime)
 	if env.err == nil {
 		env.err = importImage(dir)
 	}
@@ -352,6 +358,7 @@ func (c *container) cleanup() {
 	removeCgroup(c.cgroup)
 	unmountUnder(env.d.taskDir(namespace, c.id))
 	os.RemoveAll(filepath.Join(env.d.runcRoot, namespace, c.id))
+	os.RemoveAll(filepath.Join(defaultRuncRoot, namespace, c.id))
 	os.Remove(env.d.shimSocket(namespace, c.id))
 }
 
@@ -378,8 +385,10 @@ func assertNoLeftovers(t *testing.T, c *container) {
 	if m := mountsUnder(env.d.taskDir(namespace, c.id)); len(m) > 0 {
 		t.Errorf("mounts left behind: %v", m)
 	}
-	if st := filepath.Join(env.d.runcRoot, namespace, c.id); exists(st) {
-		t.Errorf("runtime state %s left behind", st)
+	for _, root := range []string{env.d.runcRoot, defaultRuncRoot} {
+		if st := filepath.Join(root, namespace, c.id); exists(st) {
+			t.Errorf("runtime state %s left behind", st)
+		}
 	}
 	for _, dir := range cgroupDirs(c.cgroup) {
 		if exists(dir) {
