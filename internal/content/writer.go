@@ -227,4 +227,3 @@ func (w *Writer) Close() error {
 	}
 	return nil
 }
-
