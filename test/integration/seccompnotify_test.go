@@ -484,8 +484,11 @@ func TestSeccompNotifyExec(t *testing.T) {
 	}
 	if crunExecListenerState.applies() {
 		crunExecListenerState.log(t)
-	} else if m.state.Pid <= 0 || m.state.State.Bundle != c.bundle {
-		t.Errorf("exec's container process state: pid %d, bundle %q; want a pid and %q\n%s", m.state.Pid, m.state.State.Bundle, c.bundle, m.payload)
+	} else if m.state.Pid <= 0 || m.state.Pid == pid || m.state.State.Pid != pid || m.state.State.Bundle != c.bundle {
+		// pid is the process the filter belongs to; state.pid stays the
+		// container's (its init), as in every state.
+		t.Errorf("exec's container process state: pid %d, state pid %d, bundle %q; want the exec'd process's pid, the init's %d, %q\n%s",
+			m.state.Pid, m.state.State.Pid, m.state.State.Bundle, pid, c.bundle, m.payload)
 	}
 	checkMkdirNotification(t, notes, "/tmp/y", initNS)
 	c.mustRT("kill", c.id, "KILL")
