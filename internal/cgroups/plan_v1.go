@@ -2,9 +2,9 @@ package cgroups
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -272,11 +272,14 @@ func checkUsage(p prober, ctrl, file string, limit int64) error {
 	return nil
 }
 
-var pagesizeRE = regexp.MustCompile(`^[1-9][0-9]*[KMG]B$`)
-
 // checkPagesize accepts the kernel's hugetlb size names: 64KB, 2MB, 1GB.
 func checkPagesize(s string) error {
-	if !pagesizeRE.MatchString(s) {
+	n := len(s)
+	ok := n >= 3 && s[n-1] == 'B' && strings.ContainsRune("KMG", rune(s[n-2])) && s[0] >= '1' && s[0] <= '9'
+	for i := 1; ok && i < n-2; i++ {
+		ok = s[i] >= '0' && s[i] <= '9'
+	}
+	if !ok {
 		return fmt.Errorf("%q: want a size like 2MB or 1GB", s)
 	}
 	return nil

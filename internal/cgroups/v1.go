@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -56,20 +57,32 @@ func (m *v1) hierarchies() []string {
 }
 
 func (m *v1) Apply(pid int) error {
-	for _, ctrl := range m.hierarchies() {
-		mnt, dir := m.layout.V1[ctrl], m.dirs[ctrl]
-		var created func(string) error
-		if _, ok := m.layout.V1["cpuset"]; ok && m.layout.V1["cpuset"].Dir == mnt.Dir {
-			created = copyCpuset
-		}
-		if err := createDir(mnt.Dir, dir, created); err != nil {
-			return fmt.Errorf("apply cgroup %s (%s): %w", m.path, ctrl, err)
-		}
-		if err := joinPid(dir, pid); err != nil {
-			return fmt.Errorf("apply cgroup %s (%s): %w", m.path, ctrl, err)
-		}
+	// One directory per hierarchy: made concurrently, since each mkdir in
+	// a cgroup filesystem can wait for the kernel (RCU, per-cpu state) and
+	// the hierarchies do not depend on each other.
+	ctrls := m.hierarchies()
+	errs := make([]error, len(ctrls))
+	var wg sync.WaitGroup
+	for i, ctrl := range ctrls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mnt, dir := m.layout.V1[ctrl], m.dirs[ctrl]
+			var created func(string) error
+			if _, ok := m.layout.V1["cpuset"]; ok && m.layout.V1["cpuset"].Dir == mnt.Dir {
+				created = copyCpuset
+			}
+			if err := createDir(mnt.Dir, dir, created); err != nil {
+				errs[i] = fmt.Errorf("apply cgroup %s (%s): %w", m.path, ctrl, err)
+				return
+			}
+			if err := joinPid(dir, pid); err != nil {
+				errs[i] = fmt.Errorf("apply cgroup %s (%s): %w", m.path, ctrl, err)
+			}
+		}()
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // copyCpuset gives a new v1 cpuset its parent's cpus and mems: a cpuset
