@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -98,7 +99,14 @@ func (g *globals) setup() error {
 	if g.debug {
 		level = slog.LevelDebug
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	// Levels in lower case, as logrus writes them: containerd's shim picks
+	// the runtime's error out of --log by "level":"error".
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.LevelKey && len(groups) == 0 {
+			a.Value = slog.StringValue(strings.ToLower(a.Value.String()))
+		}
+		return a
+	}}
 	switch g.logFormat {
 	case "json":
 		g.log = slog.New(slog.NewJSONHandler(w, opts))

@@ -360,7 +360,7 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, err error) {
 	}
 
 	cfg := newInitConfig("create", id, p.bundle, p.spec, p.spec.Process, p.seccomp)
-	cfg.Rootfs, cfg.NoNewKeyring, cfg.HostPid = p.rootfs, o.NoNewKeyring, c.pid
+	cfg.Rootfs, cfg.NoNewKeyring, cfg.HostPid, cfg.InitPid = p.rootfs, o.NoNewKeyring, c.pid, c.pid
 	cfg.PreserveFds, cfg.FifoFd = o.PreserveFds, fds[0]
 	next := 1
 	if console != nil {

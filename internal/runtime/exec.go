@@ -123,7 +123,7 @@ func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
 	}
 	defer c.conn.Close()
 	cfg := newInitConfig("exec", id, st.Bundle, spec, p, seccompProg)
-	cfg.HostPid, cfg.PreserveFds = c.pid, o.PreserveFds
+	cfg.HostPid, cfg.InitPid, cfg.PreserveFds = c.pid, st.Pid, o.PreserveFds
 	if p.Terminal {
 		cfg.ConsoleFd = fds[0]
 	}

@@ -146,7 +146,8 @@ func (r *Runtime) Kill(id string, sig unix.Signal, all bool) error {
 	switch r.status(st) {
 	case "stopped":
 		if !all {
-			return fmt.Errorf("%w: container %s is not running", ErrState, id)
+			// containerd's shim recognises "container not running".
+			return fmt.Errorf("%w: container not running: %s", ErrState, id)
 		}
 	case "creating":
 		return fmt.Errorf("%w: container %s is still being created", ErrState, id)

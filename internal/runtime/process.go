@@ -156,7 +156,7 @@ func (pr *proc) finish(before func() error) error {
 			Version: specs.Version,
 			Fds:     []string{specs.SeccompFdName},
 			Pid:     pr.cfg.HostPid,
-			State:   specs.State{Version: specs.Version, ID: pr.cfg.ID, Status: specs.StateRunning, Pid: pr.cfg.HostPid, Bundle: pr.cfg.Bundle},
+			State:   specs.State{Version: specs.Version, ID: pr.cfg.ID, Status: specs.StateRunning, Pid: pr.cfg.InitPid, Bundle: pr.cfg.Bundle, Annotations: pr.cfg.Annotations},
 		}
 		st.Metadata = pr.cfg.SeccompMetadata
 		err := seccomp.SendListener(pr.cfg.ListenerFd, st, pr.listener)

@@ -47,7 +47,8 @@ type initConfig struct {
 	NoNewKeyring    bool
 	NewNetNS        bool
 	NewUTSNS        bool
-	HostPid         int
+	HostPid         int // this process, as the runtime sees it
+	InitPid         int // the container's init, as the runtime sees it
 	PreserveFds     int
 	FifoFd          int
 	ConsoleFd       int

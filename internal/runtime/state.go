@@ -80,7 +80,7 @@ func (r *Runtime) dir(id string) string { return filepath.Join(r.Root, id) }
 
 func statePath(dir string) string  { return filepath.Join(dir, "state.json") }
 func configPath(dir string) string { return filepath.Join(dir, "config.json") }
-func fifoPath(dir string) string  { return filepath.Join(dir, "exec.fifo") }
+func fifoPath(dir string) string   { return filepath.Join(dir, "exec.fifo") }
 
 // writeState stores st atomically.
 func writeState(dir string, st *State) error {

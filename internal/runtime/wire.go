@@ -440,7 +440,7 @@ func (c *initConfig) MarshalBinary() ([]byte, error) {
 	w.flag(c.NoNewKeyring)
 	w.flag(c.NewNetNS)
 	w.flag(c.NewUTSNS)
-	for _, v := range []int{c.HostPid, c.PreserveFds, c.FifoFd, c.ConsoleFd, c.ListenerFd} {
+	for _, v := range []int{c.HostPid, c.InitPid, c.PreserveFds, c.FifoFd, c.ConsoleFd, c.ListenerFd} {
 		w.i(int64(v))
 	}
 	return w.b, nil
@@ -467,7 +467,7 @@ func (c *initConfig) UnmarshalBinary(b []byte) error {
 	c.NoNewKeyring = r.flag()
 	c.NewNetNS = r.flag()
 	c.NewUTSNS = r.flag()
-	for _, p := range []*int{&c.HostPid, &c.PreserveFds, &c.FifoFd, &c.ConsoleFd, &c.ListenerFd} {
+	for _, p := range []*int{&c.HostPid, &c.InitPid, &c.PreserveFds, &c.FifoFd, &c.ConsoleFd, &c.ListenerFd} {
 		*p = int(r.i())
 	}
 	if r.err != nil {
