@@ -272,6 +272,12 @@ func signalAll(pids []int, sig unix.Signal) error {
 // refuses rmdir with EBUSY for a moment after its last process exits, so
 // busy directories are retried for a few seconds. A missing dir is fine.
 func removeDir(dir string) error {
+	// The common case is an empty leaf: remove it without listing its
+	// control files (reading a cgroup directory is not free). EBUSY means
+	// child cgroups or processes: walk, and retry on the way.
+	if err := unix.Rmdir(dir); err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
 	var dirs []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

@@ -230,14 +230,19 @@ func freezeSignalThaw(m Manager, canFreeze bool, sig unix.Signal) error {
 }
 
 func (m *v1) Destroy() error {
-	var errs []error
-	for _, ctrl := range m.hierarchies() {
+	ctrls := m.hierarchies()
+	errs := make([]error, len(ctrls))
+	var wg sync.WaitGroup
+	for i, ctrl := range ctrls {
 		if m.dirs[ctrl] == m.layout.V1[ctrl].Dir {
 			continue // the hierarchy's root is nobody's to remove
 		}
-		if err := removeDir(m.dirs[ctrl]); err != nil {
-			errs = append(errs, err)
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = removeDir(m.dirs[ctrl])
+		}()
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
