@@ -30,7 +30,9 @@ type Writer struct {
 	buf      *bufio.Writer
 	h        hash.Hash
 	offset   int64
-	done     bool
+	// resumedAt is the offset the writer resumed at.
+	resumedAt int64
+	done      bool
 }
 
 // Writer opens the ingest ref for the blob expected ("" when unknown) of size
@@ -102,7 +104,7 @@ func (w *Writer) open() error {
 		f.Close()
 		return fmt.Errorf("read ingest %s: %w", w.ref, err)
 	}
-	w.offset = n
+	w.offset, w.resumedAt = n, n
 	if w.total >= 0 && n > w.total {
 		if err := w.Reset(); err != nil {
 			f.Close()
@@ -135,6 +137,10 @@ func (w *Writer) Offset() int64 { return w.offset }
 // Digest is the digest of the bytes written so far.
 func (w *Writer) Digest() digest.Digest { return digest.NewDigest(digest.SHA256, w.h) }
 
+// Prefix reads the bytes that were already there when the writer resumed
+// (the first Offset() bytes at open time).
+func (w *Writer) Prefix() io.Reader { return io.NewSectionReader(w.f, 0, w.resumedAt) }
+
 // Reset drops everything written so far (a source that cannot resume).
 func (w *Writer) Reset() error {
 	if w.buf != nil {
@@ -147,7 +153,7 @@ func (w *Writer) Reset() error {
 		return fmt.Errorf("seek ingest %s: %w", w.ref, err)
 	}
 	w.h.Reset()
-	w.offset = 0
+	w.offset, w.resumedAt = 0, 0
 	return nil
 }
 

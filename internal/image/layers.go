@@ -1,0 +1,153 @@
+package image
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"io"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+)
+
+// Layers is what the image store needs from the snapshot side: unpacked
+// layers named by chain id, each on top of its parent's chain id. The engine
+// passes an adapter over a snapshotter (see SnapshotLayers); tests pass fakes.
+type Layers interface {
+	// Exists reports whether the layer chainID is unpacked and committed.
+	Exists(ctx context.Context, chainID digest.Digest) (bool, error)
+	// Parallel reports whether Begin may be called before the parent layer
+	// is committed (overlay: each layer unpacks into its own empty directory).
+	// When false, callers unpack layers one after another in order.
+	Parallel() bool
+	// Begin starts unpacking the layer chainID on top of parent ("" for a
+	// base layer).
+	Begin(ctx context.Context, chainID, parent digest.Digest) (LayerWriter, error)
+	// Remove removes the committed layer chainID. It fails (and removes
+	// nothing) while the layer has children (layers or containers on top).
+	Remove(ctx context.Context, chainID digest.Digest) error
+	// Walk calls fn for every committed layer.
+	Walk(ctx context.Context, fn func(chainID, parent digest.Digest) error) error
+	// Usage is the disk space the layer chainID itself takes.
+	Usage(ctx context.Context, chainID digest.Digest) (int64, error)
+}
+
+// LayerWriter is one layer being unpacked.
+type LayerWriter interface {
+	// Apply unpacks an uncompressed layer tar. The caller computes the diffID.
+	Apply(ctx context.Context, r io.Reader) error
+	// Commit publishes the layer under its chain id (after its parent is
+	// committed). If the layer appeared meanwhile (a concurrent pull), Commit
+	// discards this copy and succeeds.
+	Commit(ctx context.Context) error
+	// Abort discards an uncommitted layer; after Commit it does nothing.
+	Abort(ctx context.Context) error
+}
+
+// Compression kinds of layer blobs.
+type compression int
+
+const (
+	uncompressed compression = iota
+	gzipped
+	zstdCompressed
+)
+
+var layerMediaTypes = map[string]compression{
+	"application/vnd.docker.image.rootfs.diff.tar.gzip":            gzipped,
+	"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":    gzipped,
+	"application/vnd.docker.image.rootfs.diff.tar":                 uncompressed,
+	"application/vnd.docker.image.rootfs.diff.tar.zstd":            zstdCompressed,
+	"application/vnd.oci.image.layer.v1.tar":                       uncompressed,
+	"application/vnd.oci.image.layer.v1.tar+gzip":                  gzipped,
+	"application/vnd.oci.image.layer.v1.tar+zstd":                  zstdCompressed,
+	"application/vnd.oci.image.layer.nondistributable.v1.tar":      uncompressed,
+	"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": gzipped,
+	"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": zstdCompressed,
+}
+
+// layerCompression tells how a layer media type is compressed; unknown media
+// types are an error.
+func layerCompression(mediaType string) (compression, error) {
+	c, ok := layerMediaTypes[mediaType]
+	if !ok {
+		return 0, fmt.Errorf("%w: unknown layer media type %q", ErrInvalid, mediaType)
+	}
+	return c, nil
+}
+
+// sniffCompression detects gzip or zstd by their magic bytes.
+func sniffCompression(br *bufio.Reader) compression {
+	head, _ := br.Peek(4)
+	switch {
+	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
+		return gzipped
+	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		return zstdCompressed
+	}
+	return uncompressed
+}
+
+// decompress wraps r according to c. Close releases decoder resources.
+func decompress(r io.Reader, c compression) (io.ReadCloser, error) {
+	switch c {
+	case gzipped:
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, err
+		}
+		return zr, nil
+	case zstdCompressed:
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(false))
+		if err != nil {
+			return nil, err
+		}
+		return zr.IOReadCloser(), nil
+	}
+	return io.NopCloser(r), nil
+}
+
+// digester hashes and counts what is read through it.
+type digester struct {
+	r io.Reader
+	h hash.Hash
+	n int64
+}
+
+func newDigester(r io.Reader) *digester { return &digester{r: r, h: sha256.New()} }
+
+func (d *digester) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	d.h.Write(p[:n])
+	d.n += int64(n)
+	return n, err
+}
+
+func (d *digester) Digest() digest.Digest { return digest.NewDigest(digest.SHA256, d.h) }
+
+// applyLayer unpacks the compressed stream r into lw and returns the diffID
+// and uncompressed size. The whole stream is consumed, so the caller's
+// hash of the compressed bytes (a TeeReader under r) sees every byte.
+func applyLayer(ctx context.Context, lw LayerWriter, r io.Reader, c compression) (digest.Digest, int64, error) {
+	zr, err := decompress(r, c)
+	if err != nil {
+		return "", 0, err
+	}
+	defer zr.Close()
+	dg := newDigester(zr)
+	if err := lw.Apply(ctx, dg); err != nil {
+		return "", 0, err
+	}
+	// The tar reader stops at the end-of-archive blocks: hash the padding too.
+	if _, err := io.Copy(io.Discard, dg); err != nil {
+		return "", 0, fmt.Errorf("read layer tail: %w", err)
+	}
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return "", 0, fmt.Errorf("read layer tail: %w", err)
+	}
+	return dg.Digest(), dg.n, nil
+}
