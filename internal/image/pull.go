@@ -516,12 +516,12 @@ func checkApply(ctx context.Context, w LayerWriter, r io.Reader, c compression, 
 
 // countingReader reports progress (at most every 256 KiB).
 type countingReader struct {
-	r         io.Reader
-	n, total  int64
-	last      int64
-	id        string
-	status    string
-	pf        progress.Func
+	r        io.Reader
+	n, total int64
+	last     int64
+	id       string
+	status   string
+	pf       progress.Func
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
