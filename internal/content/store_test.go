@@ -101,7 +101,7 @@ func TestBadContentIsNeverCommitted(t *testing.T) {
 		{"wrong content", []byte("the fake layer bytes"), int64(len(data)), "content has digest", false},
 		{"truncated", data[:5], int64(len(data)), "is truncated: 5 of 20 bytes", true},
 		{"truncated, size unknown", data[:5], -1, "content has digest", false},
-		{"too long", append(append([]byte{}, data...), 'x'), int64(len(data)), "longer than its expected", true},
+		{"too long", append(append([]byte{}, data...), 'x'), int64(len(data)), "longer than its expected", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -225,8 +225,14 @@ func TestPrune(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// an empty ingest goes away on Close
+	w, _ := s.Writer(ctx, "empty", "", -1)
+	w.Close()
+	if ing, _ := s.Ingests(); len(ing) != 0 {
+		t.Errorf("an empty ingest was kept: %+v", ing)
+	}
 	// an abandoned ingest and a live one
-	w, _ := s.Writer(ctx, "abandoned", "", -1)
+	w, _ = s.Writer(ctx, "abandoned", "", -1)
 	w.Write([]byte("junk"))
 	w.Close()
 	live, _ := s.Writer(ctx, "live", "", -1)

@@ -227,6 +227,12 @@ func (w *Writer) Close() error {
 	if err := w.f.Close(); ferr == nil {
 		ferr = err
 	}
+	if w.offset == 0 {
+		// nothing to resume
+		os.RemoveAll(w.dir)
+		w.lock.unlinkAndRelease()
+		return nil
+	}
 	w.lock.release()
 	if ferr != nil && !errors.Is(ferr, fs.ErrClosed) {
 		return fmt.Errorf("close ingest %s: %w", w.ref, ferr)

@@ -44,13 +44,13 @@ func (f *fakeLayers) Exists(ctx context.Context, c digest.Digest) (bool, error) 
 
 func (f *fakeLayers) Parallel() bool { return f.parallel }
 
-func (f *fakeLayers) Begin(ctx context.Context, c, parent digest.Digest) (LayerWriter, error) {
+func (f *fakeLayers) Begin(ctx context.Context, parent digest.Digest) (LayerWriter, error) {
 	if !f.parallel && parent != "" {
 		if ok, _ := f.Exists(ctx, parent); !ok {
-			return nil, fmt.Errorf("parent %s of %s is not committed", parent, c)
+			return nil, fmt.Errorf("parent %s is not committed", parent)
 		}
 	}
-	return &fakeWriter{f: f, chain: c, parent: parent}, nil
+	return &fakeWriter{f: f, parent: parent}, nil
 }
 
 func (f *fakeLayers) Remove(ctx context.Context, c digest.Digest) error {
@@ -143,7 +143,8 @@ func (w *fakeWriter) Apply(ctx context.Context, r io.Reader) error {
 	}
 }
 
-func (w *fakeWriter) Commit(ctx context.Context) error {
+func (w *fakeWriter) Commit(ctx context.Context, chain digest.Digest) error {
+	w.chain = chain
 	w.f.mu.Lock()
 	defer w.f.mu.Unlock()
 	if w.parent != "" {

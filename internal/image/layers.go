@@ -24,9 +24,10 @@ type Layers interface {
 	// is committed (overlay: each layer unpacks into its own empty directory).
 	// When false, callers unpack layers one after another in order.
 	Parallel() bool
-	// Begin starts unpacking the layer chainID on top of parent ("" for a
-	// base layer).
-	Begin(ctx context.Context, chainID, parent digest.Digest) (LayerWriter, error)
+	// Begin starts unpacking a layer that goes on top of parent ("" for a
+	// base layer). Its chain id is given at Commit (an import or a commit
+	// only knows it once the whole tar is read).
+	Begin(ctx context.Context, parent digest.Digest) (LayerWriter, error)
 	// Remove removes the committed layer chainID. It fails (and removes
 	// nothing) while the layer has children (layers or containers on top).
 	Remove(ctx context.Context, chainID digest.Digest) error
@@ -40,10 +41,10 @@ type Layers interface {
 type LayerWriter interface {
 	// Apply unpacks an uncompressed layer tar. The caller computes the diffID.
 	Apply(ctx context.Context, r io.Reader) error
-	// Commit publishes the layer under its chain id (after its parent is
+	// Commit publishes the layer as chainID (after its parent is
 	// committed). If the layer appeared meanwhile (a concurrent pull), Commit
 	// discards this copy and succeeds.
-	Commit(ctx context.Context) error
+	Commit(ctx context.Context, chainID digest.Digest) error
 	// Abort discards an uncommitted layer; after Commit it does nothing.
 	Abort(ctx context.Context) error
 }

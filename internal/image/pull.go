@@ -348,7 +348,7 @@ func (s *Store) fetchLayers(ctx context.Context, repo *registry.Repo, layers []L
 		}
 		unpack := parallel && !st[i].haveLayer
 		if unpack {
-			w, err := s.layers.Begin(ctx, l.ChainID, parent)
+			w, err := s.layers.Begin(ctx, parent)
 			if err != nil {
 				abortAll()
 				return nil, fmt.Errorf("layer %s: %w", l.Blob.Digest, err)
@@ -373,7 +373,7 @@ func (s *Store) fetchLayers(ctx context.Context, repo *registry.Repo, layers []L
 		id := ShortID(l.Blob.Digest)
 		if parallel {
 			if writers[i] != nil {
-				if err := writers[i].Commit(ctx); err != nil {
+				if err := writers[i].Commit(ctx, l.ChainID); err != nil {
 					abortAll()
 					return nil, fmt.Errorf("layer %s: commit %s: %w", l.Blob.Digest, l.ChainID, err)
 				}
@@ -408,7 +408,7 @@ func (s *Store) unpackBlob(ctx context.Context, l Layer, parent digest.Digest, p
 	if err != nil {
 		return 0, err
 	}
-	w, err := s.layers.Begin(ctx, l.ChainID, parent)
+	w, err := s.layers.Begin(ctx, parent)
 	if err != nil {
 		return 0, err
 	}
@@ -427,7 +427,7 @@ func (s *Store) unpackBlob(ctx context.Context, l Layer, parent digest.Digest, p
 		w.Abort(ctx)
 		return 0, err
 	}
-	if err := w.Commit(ctx); err != nil {
+	if err := w.Commit(ctx, l.ChainID); err != nil {
 		w.Abort(ctx)
 		return 0, fmt.Errorf("commit %s: %w", l.ChainID, err)
 	}
