@@ -28,21 +28,27 @@ func invalid(format string, args ...any) error {
 // Load reads and decodes bundle/config.json. Unknown fields are allowed, as
 // the spec requires; a type mismatch names the field.
 func Load(bundle string) (*specs.Spec, error) {
+	s, _, err := LoadRaw(bundle)
+	return s, err
+}
+
+// LoadRaw is Load that also returns the file's bytes, for a runtime that
+// keeps a frozen copy of the config.
+func LoadRaw(bundle string) (*specs.Spec, []byte, error) {
 	path := filepath.Join(bundle, "config.json")
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("open bundle config: %w", err)
+		return nil, nil, fmt.Errorf("open bundle config: %w", err)
 	}
-	defer f.Close()
 	var s specs.Spec
-	if err := json.NewDecoder(f).Decode(&s); err != nil {
+	if err := json.Unmarshal(b, &s); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return nil, invalid("%s: %s: field %s: cannot use %s as %s", path, te.Field, te.Field, te.Value, te.Type)
+			return nil, nil, invalid("%s: %s: field %s: cannot use %s as %s", path, te.Field, te.Field, te.Value, te.Type)
 		}
-		return nil, invalid("%s: %v", path, err)
+		return nil, nil, invalid("%s: %v", path, err)
 	}
-	return &s, nil
+	return &s, b, nil
 }
 
 // RootfsPath returns the absolute root filesystem path of spec in bundle.

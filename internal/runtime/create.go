@@ -43,6 +43,7 @@ var errHook = errors.New("hook failed")
 // prepared is a validated create request.
 type prepared struct {
 	spec    *specs.Spec
+	raw     []byte // config.json as read, kept frozen in the state directory
 	bundle  string
 	rootfs  rootfs.Config
 	seccomp []byte
@@ -61,14 +62,14 @@ func (r *Runtime) prepare(id string, o *CreateOpts) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, err := ocispec.Load(bundle)
+	spec, raw, err := ocispec.LoadRaw(bundle)
 	if err != nil {
 		return nil, err
 	}
 	if err := ocispec.Validate(spec, bundle, ocispec.CurrentHost()); err != nil {
 		return nil, err
 	}
-	p := &prepared{spec: spec, bundle: bundle}
+	p := &prepared{spec: spec, raw: raw, bundle: bundle}
 	l := spec.Linux
 	has := map[specs.LinuxNamespaceType]specs.LinuxNamespace{}
 	for _, n := range l.Namespaces {
@@ -230,7 +231,7 @@ func hasCap(c int) bool {
 // Create creates container id from a bundle: when it returns, the init is
 // waiting for start in fully set up namespaces, cgroup and root filesystem.
 func (r *Runtime) Create(id string, o CreateOpts) error {
-	c, err := r.create(id, &o)
+	c, _, err := r.create(id, &o)
 	if err != nil {
 		return err
 	}
@@ -238,22 +239,22 @@ func (r *Runtime) Create(id string, o CreateOpts) error {
 	return nil
 }
 
-func (r *Runtime) create(id string, o *CreateOpts) (_ *child, err error) {
+func (r *Runtime) create(id string, o *CreateOpts) (_ *child, _ *State, err error) {
 	p, err := r.prepare(id, o)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	dir := r.dir(id)
 	if err := os.Mkdir(dir, 0o711); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("%w: %s", ErrExist, id)
+			return nil, nil, fmt.Errorf("%w: %s", ErrExist, id)
 		}
-		return nil, fmt.Errorf("create state directory: %w", err)
+		return nil, nil, fmt.Errorf("create state directory: %w", err)
 	}
 	lk, err := lock(dir, id)
 	if err != nil {
 		os.Remove(dir)
-		return nil, err
+		return nil, nil, err
 	}
 	defer lk.Close()
 
@@ -282,24 +283,24 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, err error) {
 			r.runPoststop(st, p.spec)
 		}
 	}()
-	if err := writeConfig(dir, p.spec); err != nil {
-		return nil, err
+	if err := writeFile(dir, configPath(dir), p.raw); err != nil {
+		return nil, nil, err
 	}
 	if err := writeState(dir, st); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	// 0622 (not reduced by the umask): the init opens it for writing after
 	// switching to the process user.
 	if err := unix.Mkfifo(fifoPath(dir), 0o622); err != nil {
-		return nil, fmt.Errorf("create exec fifo: %w", err)
+		return nil, nil, fmt.Errorf("create exec fifo: %w", err)
 	}
 	if err := os.Chmod(fifoPath(dir), 0o622); err != nil {
-		return nil, fmt.Errorf("create exec fifo: %w", err)
+		return nil, nil, fmt.Errorf("create exec fifo: %w", err)
 	}
 	fifo, err := os.OpenFile(fifoPath(dir), unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open exec fifo: %w", err)
+		return nil, nil, fmt.Errorf("open exec fifo: %w", err)
 	}
 	defer fifo.Close()
 	extra := []*os.File{fifo}
@@ -307,7 +308,7 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, err error) {
 	if p.spec.Process.Terminal && o.ConsoleSocket == "" && o.relayConsole {
 		pair, perr := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if perr != nil {
-			return nil, perr
+			return nil, nil, perr
 		}
 		console = os.NewFile(uintptr(pair[1]), "console")
 		consoleRecv = os.NewFile(uintptr(pair[0]), "console-recv")
@@ -315,26 +316,26 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, err error) {
 		extra = append(extra, console)
 	} else if p.spec.Process.Terminal {
 		if o.ConsoleSocket == "" {
-			return nil, fmt.Errorf("%w: process.terminal is true: --console-socket is required", ErrInvalid)
+			return nil, nil, fmt.Errorf("%w: process.terminal is true: --console-socket is required", ErrInvalid)
 		}
 		if console, err = dialUnix(o.ConsoleSocket, "--console-socket"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		defer console.Close()
 		extra = append(extra, console)
 	} else if o.ConsoleSocket != "" {
-		return nil, fmt.Errorf("%w: --console-socket given but process.terminal is false", ErrInvalid)
+		return nil, nil, fmt.Errorf("%w: --console-socket given but process.terminal is false", ErrInvalid)
 	}
 	if sc := p.spec.Linux.Seccomp; sc != nil && sc.ListenerPath != "" {
 		if listener, err = dialUnix(sc.ListenerPath, "linux.seccomp.listenerPath"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		defer listener.Close()
 		extra = append(extra, listener)
 	}
 	preserve, err := preservedFds(o.PreserveFds)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stdio := o.Stdio
 	for i, f := range []*os.File{os.Stdin, os.Stdout, os.Stderr} {
@@ -344,18 +345,18 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, err error) {
 	}
 	c, fds, err := spawn(spawnOpts{preserve: preserve, extra: extra, stdio: stdio, boot: p.boot, cg: p.cg, res: p.res, linux: p.spec.Linux})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	// The pid is recorded with the ready state below; until then a crash
+	// leaves a "creating" record whose processes delete finds through the
+	// cgroup.
 	st.Pid = c.pid
 	if st.PidStart, _, err = procStart(c.pid); err != nil {
-		return nil, fmt.Errorf("container init exited early: %w", err)
-	}
-	if err := writeState(dir, st); err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("container init exited early: %w", err)
 	}
 	if adj := p.spec.Process.OOMScoreAdj; adj != nil {
 		if err := os.WriteFile("/proc/"+strconv.Itoa(c.pid)+"/oom_score_adj", []byte(strconv.Itoa(*adj)), 0); err != nil {
-			return nil, fmt.Errorf("process.oomScoreAdj: %w", err)
+			return nil, nil, fmt.Errorf("process.oomScoreAdj: %w", err)
 		}
 	}
 
@@ -380,18 +381,18 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, err error) {
 	}
 	b, err := cfg.MarshalBinary()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := writeMsg(c.conn, msgConfig, b); err != nil {
-		return nil, fmt.Errorf("send init config: %w", err)
+		return nil, nil, fmt.Errorf("send init config: %w", err)
 	}
 	for ready := false; !ready; {
 		typ, payload, err := readMsg(c.conn)
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil, errors.New("container init exited before it was ready")
+				return nil, nil, errors.New("container init exited before it was ready")
 			}
-			return nil, fmt.Errorf("read from container init: %w", err)
+			return nil, nil, fmt.Errorf("read from container init: %w", err)
 		}
 		switch typ {
 		case msgHooks:
@@ -404,10 +405,10 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, err error) {
 			if herr != nil {
 				hookFailed = true
 				_ = writeMsg(c.conn, msgError, []byte(herr.Error()))
-				return nil, fmt.Errorf("%w: %v", errHook, herr)
+				return nil, nil, fmt.Errorf("%w: %v", errHook, herr)
 			}
 			if err := writeMsg(c.conn, msgHooksDone, nil); err != nil {
-				return nil, fmt.Errorf("container init: %w", err)
+				return nil, nil, fmt.Errorf("container init: %w", err)
 			}
 		case msgReady:
 			ready = true
@@ -415,24 +416,24 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, err error) {
 			msg := string(payload)
 			if strings.Contains(msg, "createContainer hook") {
 				hookFailed = true
-				return nil, fmt.Errorf("%w: %s", errHook, msg)
+				return nil, nil, fmt.Errorf("%w: %s", errHook, msg)
 			}
-			return nil, errors.New(msg)
+			return nil, nil, errors.New(msg)
 		default:
-			return nil, fmt.Errorf("container init sent unexpected message %d", typ)
+			return nil, nil, fmt.Errorf("container init sent unexpected message %d", typ)
 		}
 	}
 	st.Phase = phaseCreated
 	if err := writeState(dir, st); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if o.PidFile != "" {
 		if err := writePidFile(o.PidFile, c.pid); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	c.console = consoleRecv
-	return c, nil
+	return c, st, nil
 }
 
 func dialUnix(path, what string) (*os.File, error) {

@@ -11,15 +11,11 @@ import (
 // init to exit, destroys the container and returns the exit code.
 func (r *Runtime) Run(id string, o CreateOpts, detach bool) (int, error) {
 	o.relayConsole = !detach
-	c, err := r.create(id, &o)
+	c, st, err := r.create(id, &o)
 	if err != nil {
 		return -1, err
 	}
 	defer c.conn.Close()
-	st, err := readState(r.dir(id), id)
-	if err != nil {
-		return -1, err
-	}
 	if err := r.start(st); err != nil {
 		return -1, err
 	}

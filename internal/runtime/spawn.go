@@ -135,8 +135,28 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 		Stderr:     o.stdio[2],
 		ExtraFiles: files,
 	}
+	// The cgroup is made and configured while the child starts: neither
+	// needs the other, and the child waits for its bootstrap before it does
+	// anything. It joins the cgroup afterwards, before the bootstrap.
+	cgReady := make(chan error, 1)
+	if o.cg != nil {
+		go func() {
+			err := o.cg.Apply(0)
+			if err == nil && o.res != nil {
+				if err = o.cg.Set(o.res); err != nil {
+					err = fmt.Errorf("apply linux.resources: %w", err)
+				}
+			}
+			cgReady <- err
+		}()
+	} else {
+		cgReady <- nil
+	}
 	if err := cmd.Start(); err != nil {
 		parent.Close()
+		if cerr := <-cgReady; cerr != nil {
+			err = errors.Join(err, cerr)
+		}
 		return nil, nil, fmt.Errorf("start container init: %w", err)
 	}
 	c = &child{stage0: cmd, pid: cmd.Process.Pid, conn: parent}
@@ -148,14 +168,12 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 		}
 	}()
 	childEnd.Close()
+	if err := <-cgReady; err != nil {
+		return c, nil, err
+	}
 	if o.cg != nil {
 		if err := o.cg.Apply(cmd.Process.Pid); err != nil {
 			return c, nil, fmt.Errorf("join cgroup: %w", err)
-		}
-		if o.res != nil {
-			if err := o.cg.Set(o.res); err != nil {
-				return c, nil, fmt.Errorf("apply linux.resources: %w", err)
-			}
 		}
 	}
 	var mapUser func(int) error

@@ -109,6 +109,11 @@ func writeJSON(dir, path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
 	}
+	return writeFile(dir, path, b)
+}
+
+// writeFile replaces path (in dir) with b atomically.
+func writeFile(dir, path string, b []byte) error {
 	tmp, err := os.CreateTemp(dir, ".state-*")
 	if err != nil {
 		return fmt.Errorf("write state: %w", err)
@@ -216,7 +221,9 @@ func (st *State) alive() bool {
 // status derives the container's status from the kernel.
 func (r *Runtime) status(st *State) string {
 	if st.Phase == phaseCreating {
-		if st.alive() {
+		// A create in progress, or one whose runtime died: it has
+		// processes as long as its cgroup does.
+		if st.alive() || r.cgroupBusy(st) {
 			return "creating"
 		}
 		return "stopped"
@@ -233,6 +240,27 @@ func (r *Runtime) status(st *State) string {
 		}
 	}
 	return "running"
+}
+
+// cgroupBusy reports whether the container's cgroup has live processes.
+func (r *Runtime) cgroupBusy(st *State) bool {
+	if st.CgroupPath == "" {
+		return false
+	}
+	cg, err := r.cgroup(st)
+	if err != nil {
+		return false
+	}
+	pids, err := cg.Pids()
+	if err != nil {
+		return false
+	}
+	for _, p := range pids {
+		if _, zombie, err := procStart(p); err == nil && !zombie {
+			return true
+		}
+	}
+	return false
 }
 
 // SpecState returns the container's state in the runtime-spec's shape.
