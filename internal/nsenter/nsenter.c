@@ -128,6 +128,7 @@ __attribute__((constructor)) static void berth_nsenter(void)
 	sync_fd = atoi(env);
 	if (sync_fd < 3)
 		return;
+	prctl(PR_SET_NAME, "berth:nsenter", 0, 0, 0);
 
 	uint32_t flags = 0, do_fork = 0;
 	char *joins[MAX_JOINS];
@@ -231,9 +232,12 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			send_msg(MSG_PID, &p, sizeof(p));
 			_exit(0);
 		}
-		// The child carries on into the Go runtime.
+		// The child carries on into the Go runtime; name it for ps (it
+		// was exec'd as /proc/self/fd/N).
+		prctl(PR_SET_NAME, "berth:init", 0, 0, 0);
 		return;
 	}
+	prctl(PR_SET_NAME, "berth:init", 0, 0, 0);
 	int32_t p = pid;
 	send_msg(MSG_PID, &p, sizeof(p));
 }

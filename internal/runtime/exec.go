@@ -183,17 +183,26 @@ func sameNS(a, b string) bool {
 	return sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
+// forwardedSignals are passed on to a foreground container process. Not
+// SIGCHLD (ours to wait for; never ignore it either, that would reap the
+// child for us), not SIGWINCH (the terminal relay resizes), not SIGURG (the
+// Go runtime's own preemption signal).
+var forwardedSignals = []os.Signal{
+	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2,
+	unix.SIGALRM, unix.SIGCONT, unix.SIGPWR, unix.SIGSYS, unix.SIGTRAP,
+}
+
 // forwardSignals passes the signals we receive on to pid, as runc does for
 // foreground processes. The returned function stops it.
 func forwardSignals(pid int) func() {
 	ch := make(chan os.Signal, 32)
-	signal.Notify(ch) // never Ignore SIGCHLD: that would reap our child for us
+	signal.Notify(ch, forwardedSignals...)
 	done := make(chan struct{})
 	go func() {
 		for {
 			select {
 			case s := <-ch:
-				if sig, ok := s.(unix.Signal); ok && sig != unix.SIGCHLD && sig != unix.SIGURG && sig != unix.SIGWINCH {
+				if sig, ok := s.(unix.Signal); ok {
 					_ = unix.Kill(pid, sig)
 				}
 			case <-done:
