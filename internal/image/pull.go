@@ -141,6 +141,8 @@ func (s *Store) pull(ctx context.Context, ref reference.Reference, opts PullOpti
 	for i := range img.Layers {
 		if sizes[i] > 0 {
 			img.Layers[i].Size = sizes[i]
+		} else {
+			img.Layers[i].Size = s.knownLayerSize(img.Layers[i].ChainID)
 		}
 	}
 	img.Size = 0
@@ -247,9 +249,16 @@ func sniffManifestType(raw []byte) string {
 	return registry.MediaTypeOCIManifest
 }
 
+// imageConfig is an image config: OCI's plus Docker's fields.
+type imageConfig struct {
+	v1.ConfigFile
+	// Comment is Docker's top-level comment (commit -m).
+	Comment string `json:"comment,omitempty"`
+}
+
 // parseConfig reads an image config (Docker's superset of OCI's).
-func parseConfig(raw []byte) (*v1.ConfigFile, error) {
-	var cfg v1.ConfigFile
+func parseConfig(raw []byte) (*imageConfig, error) {
+	var cfg imageConfig
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return nil, fmt.Errorf("%w: parse image config: %v", ErrInvalid, err)
 	}
@@ -258,7 +267,7 @@ func parseConfig(raw []byte) (*v1.ConfigFile, error) {
 
 // layerPlan checks the manifest's layers against the config's diffIDs and
 // computes chain ids.
-func layerPlan(m ocispec.Manifest, cfg *v1.ConfigFile) ([]Layer, error) {
+func layerPlan(m ocispec.Manifest, cfg *imageConfig) ([]Layer, error) {
 	if len(m.Layers) != len(cfg.RootFS.DiffIDs) {
 		return nil, fmt.Errorf("%w: manifest has %d layers but its config lists %d diff ids", ErrInvalid, len(m.Layers), len(cfg.RootFS.DiffIDs))
 	}

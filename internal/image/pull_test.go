@@ -10,7 +10,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/opencontainers/go-digest"
 
 	"github.com/berthproject/berth/internal/image/progress"
 	"github.com/berthproject/berth/internal/image/registry"
@@ -384,5 +383,4 @@ func TestConcurrentPullsOfOneImage(t *testing.T) {
 	if ing, _ := ts.content.Ingests(); len(ing) != 0 {
 		t.Errorf("ingests left: %+v", ing)
 	}
-	var _ = digest.Digest("")
 }
