@@ -10,7 +10,6 @@ import (
 	"sync"
 	"testing"
 
-
 	"github.com/berthproject/berth/internal/image/progress"
 	"github.com/berthproject/berth/internal/image/registry"
 	testregistry "github.com/berthproject/berth/test/registry"

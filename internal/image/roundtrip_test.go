@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-
 	"github.com/berthproject/berth/internal/content"
 	testregistry "github.com/berthproject/berth/test/registry"
 )
