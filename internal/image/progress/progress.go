@@ -113,7 +113,7 @@ func (r *Renderer) Event(e Event) {
 	}
 	changed := !ok || it.ev.Status != e.Status
 	if changed {
-		it.start, it.startCurrent = r.now(), e.Current
+		it.start, it.startCurrent = r.now(), 0
 	}
 	it.ev = e
 	switch r.mode {
@@ -160,7 +160,7 @@ func (r *Renderer) line(it *item) string {
 
 func (r *Renderer) speed(it *item) string {
 	d := r.now().Sub(it.start).Seconds()
-	if d < 0.2 {
+	if d < 0.2 || it.ev.Current <= it.startCurrent {
 		return ""
 	}
 	return fmt.Sprintf("  %s/s", HumanSize(int64(float64(it.ev.Current-it.startCurrent)/d)))
