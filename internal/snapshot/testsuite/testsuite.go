@@ -348,6 +348,12 @@ func layerTar(t testing.TB, entries ...string) []byte {
 	return buf.Bytes()
 }
 
+// newLayers is the pull path as the tests use it: without root, files stay
+// the caller's.
+func newLayers(d snapshot.Driver) *snapshot.Layers {
+	return snapshot.NewLayers(d, snapshot.LayersOptions{Apply: archive.ApplyOptions{NoLchown: os.Geteuid() != 0}})
+}
+
 func must2(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
@@ -359,7 +365,7 @@ func must2(t testing.TB, err error) {
 // concurrently when the driver can, else in order. It returns the chain ids.
 func unpack(t testing.TB, d snapshot.Driver, layers ...[]byte) []digest.Digest {
 	t.Helper()
-	l := snapshot.NewLayers(d, snapshot.LayersOptions{})
+	l := newLayers(d)
 	diffIDs := make([]digest.Digest, len(layers))
 	for i, b := range layers {
 		diffIDs[i] = digest.FromBytes(b)
@@ -815,7 +821,7 @@ func testDiffAndChanges(t *testing.T, newDriver NewDriver) {
 	// Commit: the container layer as a tar, unpacked as a new layer.
 	var layer bytes.Buffer
 	must(t, d.Diff(ctx, "ctr", &layer, archive.DiffOptions{}))
-	l := snapshot.NewLayers(d, snapshot.LayersOptions{})
+	l := newLayers(d)
 	w, err := l.Begin(ctx, chain[0])
 	must(t, err)
 	must(t, w.Apply(ctx, bytes.NewReader(layer.Bytes())))
@@ -830,7 +836,7 @@ func testDiffAndChanges(t *testing.T, newDriver NewDriver) {
 // second commit finds the layer there, discards its copy and succeeds.
 func testDuplicateLayer(t *testing.T, newDriver NewDriver) {
 	d, _ := open(t, newDriver)
-	l := snapshot.NewLayers(d, snapshot.LayersOptions{})
+	l := newLayers(d)
 	layer := layerTar(t, "a=1")
 	chainID := digest.FromBytes(layer)
 	w1, err := l.Begin(ctx, "")
