@@ -266,4 +266,3 @@ func TestGCOnSnapshotDriver(t *testing.T) {
 		})
 	}
 }
-
