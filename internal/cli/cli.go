@@ -22,9 +22,13 @@ type Command struct {
 	Aliases []string
 	Args    func(cmd *Command, args []string) error
 	RunE    func(cmd *Command, args []string) error
+	// Sub makes this command a group ("image ls", "system df"): the next
+	// argument names one of these.
+	Sub []*Command
 
 	flags *pflag.FlagSet
 	app   string
+	help  *bool
 }
 
 func (c *Command) Name() string { return strings.Fields(c.Use)[0] }
@@ -49,14 +53,20 @@ type App struct {
 	Global   *pflag.FlagSet
 	Commands []*Command
 	Before   func() error // after flag parsing, before the verb runs
+
+	showVersion, help *bool
 }
 
 // run parses args (without the program name) and runs the verb.
 func (a *App) Run(args []string, stdout io.Writer) error {
 	a.Global.SetInterspersed(false)
 	a.Global.SetOutput(io.Discard)
-	showVersion := a.Global.BoolP("version", "v", false, "print the version")
-	help := a.Global.BoolP("help", "h", false, "show help")
+	if a.showVersion == nil {
+		a.showVersion = a.Global.BoolP("version", "v", false, "print the version")
+		a.help = a.Global.BoolP("help", "h", false, "show help")
+	}
+	showVersion, help := a.showVersion, a.help
+	*showVersion, *help = false, false
 	if err := a.Global.Parse(args); err != nil {
 		return err
 	}
@@ -72,19 +82,39 @@ func (a *App) Run(args []string, stdout io.Writer) error {
 		}
 		return nil
 	}
-	cmd := a.find(rest[0])
+	cmd := find(a.Commands, rest[0])
 	if cmd == nil {
 		return fmt.Errorf("unknown command %q (see %s --help)", rest[0], a.Name)
 	}
 	cmd.app = a.Name
+	for len(cmd.Sub) > 0 {
+		group := cmd
+		if len(rest) < 2 || rest[1] == "--help" || rest[1] == "-h" || rest[1] == "help" {
+			groupUsage(stdout, a.Name, group)
+			if len(rest) < 2 {
+				return fmt.Errorf("%s: which one? (see %s %s --help)", group.CommandPath(), a.Name, group.Name())
+			}
+			return nil
+		}
+		cmd = find(group.Sub, rest[1])
+		if cmd == nil {
+			return fmt.Errorf("unknown command %q for %q (see %s %s --help)", rest[1], group.CommandPath(), a.Name, group.Name())
+		}
+		cmd.app = group.CommandPath()
+		rest = rest[1:]
+	}
 	fs := cmd.Flags()
 	fs.SetOutput(io.Discard)
-	cmdHelp := fs.BoolP("help", "h", false, "show help")
+	if cmd.help == nil {
+		cmd.help = fs.BoolP("help", "h", false, "show help")
+	}
+	cmdHelp := cmd.help
+	*cmdHelp = false
 	if err := fs.Parse(rest[1:]); err != nil {
 		return fmt.Errorf("%s: %w", cmd.CommandPath(), err)
 	}
 	if *cmdHelp {
-		fmt.Fprintf(stdout, "Usage: %s %s\n\n%s\n\nFlags:\n%s", a.Name, cmd.Use, cmd.Short, fs.FlagUsages())
+		fmt.Fprintf(stdout, "Usage: %s %s\n\n%s\n\nFlags:\n%s", cmd.app, cmd.Use, cmd.Short, fs.FlagUsages())
 		return nil
 	}
 	if cmd.Args != nil {
@@ -100,8 +130,8 @@ func (a *App) Run(args []string, stdout io.Writer) error {
 	return cmd.RunE(cmd, fs.Args())
 }
 
-func (a *App) find(name string) *Command {
-	for _, c := range a.Commands {
+func find(cmds []*Command, name string) *Command {
+	for _, c := range cmds {
 		if c.Name() == name {
 			return c
 		}
@@ -112,6 +142,13 @@ func (a *App) find(name string) *Command {
 		}
 	}
 	return nil
+}
+
+func groupUsage(w io.Writer, app string, g *Command) {
+	fmt.Fprintf(w, "Usage: %s %s COMMAND\n\n%s\n\nCommands:\n", app, g.Name(), g.Short)
+	for _, c := range g.Sub {
+		fmt.Fprintf(w, "  %-10s %s\n", c.Name(), c.Short)
+	}
 }
 
 func (a *App) usage(w io.Writer) {

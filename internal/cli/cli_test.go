@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -76,5 +77,27 @@ func TestHelpAndVersion(t *testing.T) {
 	}
 	if got != nil {
 		t.Errorf("--help ran the command")
+	}
+}
+
+func TestGroups(t *testing.T) {
+	var got []string
+	var ran string
+	ls := &Command{Use: "ls", Aliases: []string{"list"}, RunE: func(cmd *Command, args []string) error { ran = cmd.CommandPath(); got = args; return nil }}
+	all := ls.Flags().BoolP("all", "a", false, "")
+	app := &App{Name: "b", Global: pflag.NewFlagSet("b", pflag.ContinueOnError),
+		Commands: []*Command{{Use: "image", Short: "images", Sub: []*Command{ls}}}}
+	if err := app.Run([]string{"image", "list", "-a", "x"}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if ran != "b image ls" || !*all || strings.Join(got, ",") != "x" {
+		t.Errorf("ran %q all=%v args=%q", ran, *all, got)
+	}
+	if err := app.Run([]string{"image", "nope"}, io.Discard); err == nil || !strings.Contains(err.Error(), `unknown command "nope" for "b image"`) {
+		t.Errorf("unknown sub-command: %v", err)
+	}
+	var out strings.Builder
+	if err := app.Run([]string{"image", "--help"}, &out); err != nil || !strings.Contains(out.String(), "ls ") {
+		t.Errorf("group help: %v %q", err, out.String())
 	}
 }
