@@ -6,7 +6,7 @@ CGO_ENABLED := 1
 LDFLAGS := -s -w -extldflags=-static
 GOFLAGS_BUILD := -trimpath -buildvcs=false -tags netgo,osusergo
 
-BINS := bin/berth-runtime
+BINS := bin/berth-runtime bin/berth
 
 .PHONY: all clean test test-unit vet fmt
 all: $(BINS)
@@ -27,3 +27,6 @@ fmt:
 
 clean:
 	rm -rf bin
+
+bin/berth: FORCE
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '-s -w' -o $@ ./cmd/berth

@@ -1,0 +1,130 @@
+// Command berth is berth's docker-compatible command line: images,
+// containers, volumes and networks without a daemon. Each command opens the
+// store (internal/engine) directly; containers outlive the command through
+// their monitor (berth-shim).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/berthproject/berth/internal/cli"
+	"github.com/berthproject/berth/internal/engine"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+// globals are the flags every command shares.
+type globals struct {
+	root, state, runtime, driver string
+	insecure                     []string
+	logLevel                     string
+	debug                        bool
+
+	eng *engine.Engine
+	log *slog.Logger
+}
+
+// statusError carries a command's exit status (a container's exit code,
+// or Docker's 125/126/127) to main.
+type statusError struct {
+	code int
+	err  error
+}
+
+func (e statusError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e statusError) Unwrap() error { return e.err }
+
+func main() {
+	g := &globals{}
+	err := newApp(g).Run(os.Args[1:], os.Stdout)
+	if g.eng != nil {
+		g.eng.Close()
+	}
+	if err == nil {
+		os.Exit(0)
+	}
+	code := 1
+	var se statusError
+	if errors.As(err, &se) {
+		code = se.code
+		if se.err == nil {
+			os.Exit(code)
+		}
+	}
+	fmt.Fprintln(os.Stderr, "Error:", err)
+	os.Exit(code)
+}
+
+func newApp(g *globals) *cli.App {
+	f := pflag.NewFlagSet("berth", pflag.ContinueOnError)
+	f.StringVar(&g.root, "root", envOr("BERTH_ROOT", engine.DefaultRoot), "persistent store: images, containers, volumes")
+	f.StringVar(&g.state, "state", envOr("BERTH_STATE", engine.DefaultState), "runtime state (on tmpfs, gone at reboot)")
+	f.StringVar(&g.runtime, "runtime", os.Getenv("BERTH_RUNTIME"), "OCI runtime binary (default: berth-runtime next to berth, else in $PATH)")
+	f.StringVar(&g.driver, "storage-driver", "", "snapshot driver for a new store: overlay or native")
+	f.StringArrayVar(&g.insecure, "insecure-registry", nil, "registry to reach over plain HTTP (localhost and 127.0.0.1 always are)")
+	f.StringVarP(&g.logLevel, "log-level", "l", "warn", "debug, info, warn or error")
+	f.BoolVarP(&g.debug, "debug", "D", false, "same as --log-level debug")
+	return &cli.App{
+		Name:     "berth",
+		Summary:  "containers from layered images, without a daemon (docker-compatible)",
+		Version:  fmt.Sprintf("berth version %s\n", version),
+		Global:   f,
+		Commands: commands(g),
+		Before:   g.setup,
+	}
+}
+
+func (g *globals) setup() error {
+	level := slog.LevelWarn
+	if g.debug {
+		g.logLevel = "debug"
+	}
+	if err := level.UnmarshalText([]byte(strings.ToUpper(g.logLevel))); err != nil {
+		return fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", g.logLevel)
+	}
+	g.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return nil
+}
+
+// engine opens the store on first use: `berth --help` and `--version` need none.
+func (g *globals) engine() (*engine.Engine, error) {
+	if g.eng != nil {
+		return g.eng, nil
+	}
+	e, err := engine.Open(engine.Options{
+		Root: g.root, State: g.state, Runtime: g.runtime, Driver: g.driver,
+		InsecureRegistries: g.insecure, Log: g.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.eng = e
+	return e, nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// commands lists every verb; each file of this package builds its group.
+func commands(g *globals) []*cli.Command {
+	var cmds []*cli.Command
+	cmds = append(cmds, imageCommands(g)...)
+	return cmds
+}
