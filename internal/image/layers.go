@@ -112,7 +112,7 @@ func decompress(r io.Reader, c compression) (io.ReadCloser, error) {
 	return io.NopCloser(r), nil
 }
 
-// digester hashes and counts what is read through it.
+// digester hashes (unless h is nil) and counts what is read through it.
 type digester struct {
 	r io.Reader
 	h hash.Hash
@@ -123,9 +123,17 @@ func newDigester(r io.Reader) *digester { return &digester{r: r, h: sha256.New()
 
 func (d *digester) Read(p []byte) (int, error) {
 	n, err := d.r.Read(p)
-	d.h.Write(p[:n])
+	if d.h != nil {
+		d.h.Write(p[:n])
+	}
 	d.n += int64(n)
 	return n, err
+}
+
+// diffIDer is a LayerWriter that computes the diff id itself while it
+// unpacks (snapshot.LayerWriter does), so the stream is not hashed twice.
+type diffIDer interface {
+	DiffID() digest.Digest
 }
 
 func (d *digester) Digest() digest.Digest { return digest.NewDigest(digest.SHA256, d.h) }
@@ -134,21 +142,32 @@ func (d *digester) Digest() digest.Digest { return digest.NewDigest(digest.SHA25
 // and uncompressed size. The whole stream is consumed, so the caller's
 // hash of the compressed bytes (a TeeReader under r) sees every byte.
 func applyLayer(ctx context.Context, lw LayerWriter, r io.Reader, c compression) (digest.Digest, int64, error) {
-	zr, err := decompress(r, c)
+	// A big buffer under the decompressor: it then reads through it
+	// directly (fewer, larger reads from the network and the content store).
+	zr, err := decompress(bufio.NewReaderSize(r, 1<<20), c)
 	if err != nil {
 		return "", 0, err
 	}
 	defer zr.Close()
 	dg := newDigester(zr)
+	did, selfHashing := lw.(diffIDer)
+	if selfHashing {
+		dg.h = nil
+	}
 	if err := lw.Apply(ctx, dg); err != nil {
 		return "", 0, err
 	}
-	// The tar reader stops at the end-of-archive blocks: hash the padding too.
-	if _, err := io.Copy(io.Discard, dg); err != nil {
+	// The tar reader stops at the end-of-archive blocks: read the padding too.
+	if n, err := io.Copy(io.Discard, dg); err != nil {
 		return "", 0, fmt.Errorf("read layer tail: %w", err)
+	} else if n > 0 && selfHashing {
+		return "", 0, fmt.Errorf("layer writer left %d bytes of the layer unread", n)
 	}
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return "", 0, fmt.Errorf("read layer tail: %w", err)
+	}
+	if selfHashing {
+		return did.DiffID(), dg.n, nil
 	}
 	return dg.Digest(), dg.n, nil
 }
