@@ -164,7 +164,8 @@ type GCReport struct {
 }
 
 // GC removes every layer and blob that no image record and no live operation
-// uses, and abandoned ingests. Layers with children still in use (a container
+// uses, and ingests abandoned for longer than Options.IngestExpiry (younger
+// ones are kept so the next pull of the same blob resumes them). Layers with children still in use (a container
 // of a force-removed image) stay until those go.
 func (s *Store) GC(ctx context.Context) (*GCReport, error) {
 	unlock, err := s.lock()
@@ -195,7 +196,7 @@ func (s *Store) GC(ctx context.Context) (*GCReport, error) {
 	if err := s.removeLayers(ctx, func(d digest.Digest) bool { return !usedLayers[d] }, report); err != nil {
 		return report, err
 	}
-	removed, freed, err := s.content.Prune(ctx, content.PruneOptions{Keep: func(d digest.Digest) bool { return usedBlobs[d] }})
+	removed, freed, err := s.content.Prune(ctx, content.PruneOptions{Keep: func(d digest.Digest) bool { return usedBlobs[d] }, IngestAge: s.ingestExpiry})
 	report.Blobs = removed
 	report.BytesFreed += freed
 	return report, err

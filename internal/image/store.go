@@ -40,6 +40,9 @@ type Options struct {
 	Holders HoldersFunc
 	// Platform is the default platform of pulls (zero: HostPlatform()).
 	Platform Platform
+	// IngestExpiry is how long GC keeps an interrupted download for a later
+	// pull to resume (0: 24 hours; negative: GC removes them at once).
+	IngestExpiry time.Duration
 }
 
 // Store is the image store. It is safe for concurrent use by several
@@ -51,6 +54,8 @@ type Store struct {
 	registry *registry.Client
 	holders  HoldersFunc
 	platform Platform
+	// ingestExpiry: see Options.IngestExpiry.
+	ingestExpiry time.Duration
 }
 
 // New opens (creating if needed) the image store.
@@ -72,6 +77,12 @@ func New(opts Options) (*Store, error) {
 	}
 	if s.registry == nil {
 		s.registry = registry.New(registry.Options{})
+	}
+	switch {
+	case opts.IngestExpiry == 0:
+		s.ingestExpiry = 24 * time.Hour
+	case opts.IngestExpiry > 0:
+		s.ingestExpiry = opts.IngestExpiry
 	}
 	if s.platform == (Platform{}) {
 		s.platform = HostPlatform()
