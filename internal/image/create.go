@@ -290,6 +290,9 @@ func (s *Store) storeLayer(ctx context.Context, ls *lease, tarStream io.Reader, 
 	defer func() {
 		if !committed {
 			lw.Abort(context.WithoutCancel(ctx))
+			// a random ref is never resumed: drop its bytes
+			cw.Close()
+			s.content.Abort(context.WithoutCancel(ctx), cw.Ref())
 		}
 	}()
 	zw, err := gzip.NewWriterLevel(cw, gzip.DefaultCompression)

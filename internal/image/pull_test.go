@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/berthproject/berth/internal/image/progress"
 	"github.com/berthproject/berth/internal/image/registry"
 	testregistry "github.com/berthproject/berth/test/registry"
@@ -381,5 +382,66 @@ func TestConcurrentPullsOfOneImage(t *testing.T) {
 	}
 	if ing, _ := ts.content.Ingests(); len(ing) != 0 {
 		t.Errorf("ingests left: %+v", ing)
+	}
+}
+
+func TestPushMountsBlobsFromAnotherRepository(t *testing.T) {
+	ctx := context.Background()
+	reg := testregistry.Start(t, testregistry.Options{})
+	img := gzipImage()
+	reg.Push(t, "team/base", "v1", img)
+	ts := newTestStore(t, true)
+	if _, err := ts.Pull(ctx, reg.Host+"/team/base:v1", PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var mounts []string
+	// The in-memory registry shares blobs between repositories and does not
+	// mount: act as a registry that does (blobs unknown in the new
+	// repository, mount requests answered 201 Created).
+	reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodHead && strings.HasPrefix(r.URL.Path, "/v2/other/copy/blobs/") {
+			w.WriteHeader(http.StatusNotFound)
+			return true
+		}
+		if r.Method == http.MethodPost && r.URL.Query().Get("mount") != "" {
+			mu.Lock()
+			mounts = append(mounts, r.URL.Query().Get("mount")+" from "+r.URL.Query().Get("from"))
+			mu.Unlock()
+			w.Header().Set("Location", "/v2/other/copy/blobs/"+r.URL.Query().Get("mount"))
+			w.WriteHeader(http.StatusCreated)
+			return true
+		}
+		return false
+	})
+	target := reg.Host + "/other/copy:v1"
+	if err := ts.Tag(ctx, reg.Host+"/team/base:v1", target); err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	if _, err := ts.Push(ctx, target, PushOptions{Progress: func(e progress.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, e.ID+" "+e.Status)
+	}}); err != nil {
+		t.Fatalf("Push: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, l := range img.Layers {
+		want := l.Digest() + " from team/base"
+		found := false
+		for _, m := range mounts {
+			found = found || m == want
+		}
+		if !found {
+			t.Errorf("layer %s was not mounted from team/base (mount requests: %q)", l.Digest(), mounts)
+		}
+	}
+	if reg.Requests("PATCH /v2/other/copy/blobs/uploads/") != 0 {
+		t.Errorf("layers were uploaded although they could be mounted")
+	}
+	if !strings.Contains(strings.Join(events, ","), ShortID(digest.Digest(img.Layers[0].Digest()))+" "+progress.Preparing) {
+		t.Errorf("push progress %q lacks Preparing events", events)
 	}
 }

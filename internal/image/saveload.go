@@ -277,6 +277,7 @@ func (s *Store) load(ctx context.Context, r io.Reader, opts LoadOptions) ([]Load
 		}
 		if _, err := io.Copy(cw, tr); err != nil {
 			cw.Close()
+			s.content.Abort(ctx, cw.Ref())
 			s.cleanupFailed(ctx, ls)
 			return nil, fmt.Errorf("read %s: %w", name, err)
 		}
@@ -289,6 +290,7 @@ func (s *Store) load(ctx context.Context, r io.Reader, opts LoadOptions) ([]Load
 		}
 		if err := ls.add([]digest.Digest{d}, nil); err != nil {
 			cw.Close()
+			s.content.Abort(ctx, cw.Ref())
 			s.cleanupFailed(ctx, ls)
 			return nil, err
 		}

@@ -266,3 +266,49 @@ func TestGCOnSnapshotDriver(t *testing.T) {
 		})
 	}
 }
+
+func TestImportRefusesPathTraversal(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("unpacking layers with owners needs root")
+	}
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		entries []testregistry.Entry
+	}{
+		{"dot-dot", []testregistry.Entry{{Name: "../berth-escape", Body: "x"}}},
+		{"through a symlink", []testregistry.Entry{{Name: "link", Type: '2', Linkname: "/tmp"}, {Name: "link/berth-escape", Body: "x"}}},
+		{"hard link to outside", []testregistry.Entry{{Name: "passwd", Type: '1', Linkname: "../../../../etc/passwd"}}},
+	}
+	for _, dc := range drivers {
+		for _, tt := range tests {
+			t.Run(dc.name+"/"+tt.name, func(t *testing.T) {
+				rs := newRealStore(t, dc)
+				_, err := rs.Import(ctx, bytes.NewReader(testregistry.Tar(tt.entries...)), ImportOptions{Ref: "localhost/evil:1"})
+				if !errors.Is(err, archive.ErrUnsafeEntry) {
+					t.Fatalf("Import of a %s tar = %v, want ErrUnsafeEntry", tt.name, err)
+				}
+				if _, err := os.Stat("/tmp/berth-escape"); err == nil {
+					os.Remove("/tmp/berth-escape")
+					t.Error("the tar wrote /tmp/berth-escape")
+				}
+				if imgs, _ := rs.List(ctx); len(imgs) != 0 {
+					t.Errorf("%d images listed after a refused import", len(imgs))
+				}
+				n := 0
+				rs.d.Walk(ctx, func(snapshot.Info) error { n++; return nil })
+				if n != 0 {
+					t.Errorf("%d snapshots left after a refused import", n)
+				}
+				var blobs int
+				rs.content.Walk(ctx, func(content.Info) error { blobs++; return nil })
+				if blobs != 0 {
+					t.Errorf("%d blobs left after a refused import", blobs)
+				}
+				if ing, _ := rs.content.Ingests(); len(ing) != 0 {
+					t.Errorf("ingests left after a refused import: %+v", ing)
+				}
+			})
+		}
+	}
+}
