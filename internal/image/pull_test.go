@@ -10,10 +10,10 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/opencontainers/go-digest"
 	"github.com/berthproject/berth/internal/image/progress"
 	"github.com/berthproject/berth/internal/image/registry"
 	testregistry "github.com/berthproject/berth/test/registry"
+	"github.com/opencontainers/go-digest"
 )
 
 // testLayers is a three-layer image with whiteouts, an opaque dir, a hard
