@@ -40,7 +40,7 @@ func importImage(ctx context.Context, s *image.Store, o importOptions, stdin io.
 	}
 	img, err := s.Import(ctx, r, image.ImportOptions{Ref: o.ref, Changes: o.changes, Message: o.message, Platform: o.platform, Source: o.source})
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", o.source, err)
 	}
 	fmt.Fprintln(out, img.ID)
 	return nil
@@ -117,6 +117,9 @@ func loadImages(ctx context.Context, s *image.Store, o loadOptions, stdin *os.Fi
 	}
 	loaded, err := s.Load(ctx, r, image.LoadOptions{Progress: progress.NewRenderer(out, mode).Func(), Platform: o.platform})
 	if err != nil {
+		if o.input != "" && o.input != "-" {
+			return fmt.Errorf("%s: %w", o.input, err)
+		}
 		return err
 	}
 	for _, l := range loaded {
