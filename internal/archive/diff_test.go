@@ -328,7 +328,8 @@ func TestDiffModTimeLimit(t *testing.T) {
 }
 
 func TestDecompressStream(t *testing.T) {
-	payload := bytes.Repeat([]byte("layer content "), 10000)
+	// Several read-ahead blocks long.
+	payload := bytes.Repeat([]byte("layer content "), 500000)
 	var gz, zs bytes.Buffer
 	gw := gzip.NewWriter(&gz)
 	gw.Write(payload)
