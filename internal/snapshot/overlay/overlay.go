@@ -106,6 +106,13 @@ func mounts(dir string, kind snapshot.Kind, parents []string) []snapshot.Mount {
 			"lowerdir=" + strings.Join(lower, ":"),
 			"upperdir=" + fs,
 			"workdir=" + filepath.Join(dir, "work"),
+			// Whatever the host's defaults, the upper dir must hold plain
+			// files and whiteouts that Diff can read back as a layer: no
+			// inode index, no redirected directories, no metadata-only
+			// copy-ups.
+			"index=off",
+			"redirect_dir=off",
+			"metacopy=off",
 		}}}
 	case len(parents) == 0:
 		return []snapshot.Mount{{Type: "bind", Source: fs, Options: []string{"rbind", "ro"}}}
