@@ -185,6 +185,8 @@ type applier struct {
 	// layer removes something.
 	parentPath string
 	parentFd   int
+	// removed: the current entry removed something; the cache goes after it.
+	removed bool
 
 	buf    []byte
 	umask  uint32
@@ -220,6 +222,12 @@ func cleanName(name string) (string, error) {
 }
 
 func (a *applier) entry(hdr *tar.Header, data io.Reader) error {
+	defer func() {
+		if a.removed {
+			a.dropParent()
+			a.removed = false
+		}
+	}()
 	switch hdr.Typeflag {
 	case tar.TypeXGlobalHeader:
 		return nil
@@ -379,8 +387,10 @@ func (a *applier) clear(pfd int, base string, isDir bool) error {
 }
 
 func (a *applier) remove(pfd int, base string) error {
-	// pfd is the cached parent, and the cache holds nothing below it, so the
-	// cache stays valid.
+	// pfd is the cached parent and stays open for the caller; the cache is
+	// dropped once the entry is done, since what went may have been on the
+	// way to it.
+	a.removed = true
 	if err := removeAllAt(pfd, base); err != nil {
 		return fmt.Errorf("remove existing %s: %w", base, err)
 	}

@@ -75,6 +75,9 @@ func TestApplyRefusesEscapes(t *testing.T) {
 		{name: "dir through own symlink", entries: []tarEntry{
 			dir("d/"), symlink("d/up", "../.."), dir("d/up/evil/"),
 		}, wantErr: true, badEntry: "d/up/evil/"},
+		{name: "directory replaced by own symlink", entries: []tarEntry{
+			dir("p/"), dir("p/sub/"), reg("p/sub/a", "x"), symlink("p", "../outside"), reg("p/sub/b", "x"),
+		}, wantErr: true, badEntry: "p/sub/b"},
 		{name: "hard link through own symlink", entries: []tarEntry{
 			symlink("link", "/etc"), hardlink("pw", "link/passwd"),
 		}, wantErr: true, badEntry: "pw"},

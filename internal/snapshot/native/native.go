@@ -99,9 +99,8 @@ func (s *Snapshotter) Changes(ctx context.Context, key string) ([]archive.Change
 	return archive.ChangesDirs(ctx, lower, upper)
 }
 
-// pair returns the trees of key's parent and of key. A base snapshot is
-// compared with an empty directory (the view-style empty fs of the store's
-// tmp area would do as well; a fresh one keeps this read-only).
+// pair returns the trees of key's parent and of key; a base snapshot is
+// compared with an empty directory kept in the driver root.
 func (s *Snapshotter) pair(key string) (string, string, error) {
 	r, err := s.Resolve(key)
 	if err != nil {
