@@ -82,17 +82,8 @@ func RecvFd(sock *os.File) (*os.File, error) {
 // terminal it is put in raw mode for the duration and its size follows the
 // local window (SIGWINCH).
 func Relay(master *os.File, stdin, stdout *os.File) error {
-	if st, err := unix.IoctlGetTermios(int(stdin.Fd()), unix.TCGETS); err == nil {
-		raw := *st
-		raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-		raw.Oflag &^= unix.OPOST
-		raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-		raw.Cflag &^= unix.CSIZE | unix.PARENB
-		raw.Cflag |= unix.CS8
-		raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
-		if err := unix.IoctlSetTermios(int(stdin.Fd()), unix.TCSETS, &raw); err == nil {
-			defer unix.IoctlSetTermios(int(stdin.Fd()), unix.TCSETS, st)
-		}
+	if restore, err := RawMode(stdin); err == nil {
+		defer restore()
 		resize := func() {
 			if ws, err := unix.IoctlGetWinsize(int(stdin.Fd()), unix.TIOCGWINSZ); err == nil {
 				_ = unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, ws)
@@ -114,4 +105,24 @@ func Relay(master *os.File, stdin, stdout *os.File) error {
 		err = nil
 	}
 	return err
+}
+
+// RawMode puts the terminal f in raw mode (no echo, no line editing, no
+// signals from keys) and returns the function that restores it.
+func RawMode(f *os.File) (restore func(), err error) {
+	st, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	if err != nil {
+		return nil, err
+	}
+	raw := *st
+	raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	raw.Oflag &^= unix.OPOST
+	raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	raw.Cflag &^= unix.CSIZE | unix.PARENB
+	raw.Cflag |= unix.CS8
+	raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
+	if err := unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, &raw); err != nil {
+		return nil, err
+	}
+	return func() { _ = unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, st) }, nil
 }
