@@ -1,0 +1,349 @@
+package main
+
+import (
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/shim/jsonlog"
+	"github.com/berthproject/berth/internal/shim/protocol"
+)
+
+// sink receives the container's output: it writes the log and hands a copy
+// to every attach client.
+type sink struct {
+	tty      bool
+	logFiles int // --log-max-files: how many rotated files a replay reads
+	warn     func(string)
+
+	mu      sync.Mutex
+	log     *jsonlog.Writer // nil without --log
+	logErr  bool            // a log write failed (warned once)
+	clients []*client
+}
+
+// stream copies one output descriptor of the container (stdout, stderr or
+// the pty master) to the sink, cut into log lines.
+type stream struct {
+	sink  *sink
+	id    byte   // protocol.Stdout or protocol.Stderr
+	name  string // jsonlog.Stdout or jsonlog.Stderr
+	lines jsonlog.Lines
+	now   time.Time // when the output being committed was read
+	emit  func([]byte)
+
+	f    *os.File // the monitor's end; nil when not running
+	fd   int
+	done chan struct{} // closed when copy returns
+}
+
+func newStream(k *sink, id byte) *stream {
+	s := &stream{sink: k, id: id, name: jsonlog.Stdout}
+	if id == protocol.Stderr {
+		s.name = jsonlog.Stderr
+	}
+	s.emit = s.writeLog // bound once: no allocation per line
+	return s
+}
+
+// run starts copying from s.f (whose descriptor is s.fd) until stop.
+func (s *stream) run() {
+	s.done = make(chan struct{})
+	go s.copy()
+}
+
+func (s *stream) copy() {
+	defer close(s.done)
+	for {
+		n, err := s.f.Read(s.lines.Free())
+		if n > 0 {
+			s.commit(n)
+		}
+		if err != nil {
+			break
+		}
+	}
+	// Stopped (deadline) or end of output: take what the pipe still holds.
+	// The container's processes are gone by then, so this is all of it.
+	for {
+		n, err := unix.Read(s.fd, s.lines.Free())
+		if err == unix.EINTR {
+			continue
+		}
+		if n <= 0 {
+			break
+		}
+		s.commit(n)
+	}
+	s.sink.mu.Lock()
+	s.now = time.Now()
+	s.lines.Flush(s.emit)
+	s.sink.mu.Unlock()
+}
+
+// commit hands the n bytes just read to the attach clients and the log.
+func (s *stream) commit(n int) {
+	k := s.sink
+	k.mu.Lock()
+	s.now = time.Now()
+	k.fanout(s.id, s.lines.Free()[:n])
+	s.lines.Commit(n, s.emit)
+	k.mu.Unlock()
+}
+
+// writeLog writes one line to the log; the sink's lock is held.
+func (s *stream) writeLog(line []byte) {
+	k := s.sink
+	if k.log == nil {
+		return
+	}
+	if err := k.log.Write(s.name, line, s.now); err != nil && !k.logErr {
+		k.logErr = true
+		k.warn("write log " + k.log.Path() + ": " + err.Error())
+	}
+}
+
+// stop ends the copy once the container's init is gone: the pending read
+// is cut short, what is left in the descriptor is read, and it is closed.
+func (s *stream) stop() {
+	if s.f == nil {
+		return
+	}
+	if s.done != nil {
+		_ = s.f.SetReadDeadline(time.Unix(1, 0))
+		<-s.done
+	}
+	s.f.Close()
+	s.f, s.fd, s.done = nil, -1, nil
+}
+
+// fanout queues output for the attach clients; k.mu is held.
+func (k *sink) fanout(id byte, p []byte) {
+	for _, c := range k.clients {
+		if id == protocol.Stdout && !c.hello.Stdout || id == protocol.Stderr && !c.hello.Stderr {
+			continue
+		}
+		c.push(k.tty, id, p)
+	}
+}
+
+// client is one attach connection.
+type client struct {
+	conn  *os.File
+	hello protocol.Hello
+
+	mu      sync.Mutex
+	pending []byte // output not yet written
+	spare   []byte // the buffer being written
+	dead    bool   // too slow, or the connection failed
+	closing bool   // the container is gone: write what is pending, then close
+	wake    chan struct{}
+	done    chan struct{} // closed when the writer has closed conn
+
+	replay    []*os.File // rotated log files for "logs":true, oldest first
+	replayCur *os.File   // the current log file, sent up to cut
+	cut       int64
+}
+
+// push queues p (as a stdcopy frame unless tty); c's sink lock is held.
+func (c *client) push(tty bool, id byte, p []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dead || c.closing {
+		return
+	}
+	if len(c.pending)+len(p)+protocol.FrameHeaderLen > protocol.MaxClientBacklog {
+		// A slow client must not hold the container back, nor grow the
+		// monitor: it is dropped; the log has everything.
+		c.dead = true
+		c.conn.Close()
+	} else {
+		if !tty {
+			c.pending = protocol.AppendFrameHeader(c.pending, id, len(p))
+		}
+		c.pending = append(c.pending, p...)
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// finish asks the writer to write what is pending and close.
+func (c *client) finish() {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// flushTimeout bounds the last write to a client when the monitor exits:
+// a client that does not read any more must not keep the monitor alive.
+const flushTimeout = 5 * time.Second
+
+// writeLoop writes the client's output until it is closed.
+func (c *client) writeLoop(k *sink) {
+	defer func() {
+		c.conn.Close()
+		k.remove(c)
+		close(c.done)
+	}()
+	if c.replay != nil || c.replayCur != nil {
+		if err := c.replayLog(k.tty); err != nil {
+			return
+		}
+	}
+	for range c.wake {
+		c.mu.Lock()
+		if c.dead {
+			c.mu.Unlock()
+			return
+		}
+		c.pending, c.spare = c.spare[:0], c.pending
+		closing := c.closing
+		c.mu.Unlock()
+		if closing {
+			_ = c.conn.SetWriteDeadline(time.Now().Add(flushTimeout))
+		}
+		if len(c.spare) > 0 {
+			if _, err := c.conn.Write(c.spare); err != nil {
+				return
+			}
+		}
+		if cap(c.spare) > 64<<10 {
+			c.spare = nil // do not keep a burst's buffer for the container's life
+		}
+		c.mu.Lock()
+		empty := len(c.pending) == 0
+		c.mu.Unlock()
+		if closing && empty {
+			return
+		}
+	}
+}
+
+// replayLog sends the log files' content recorded when the client came.
+func (c *client) replayLog(tty bool) error {
+	defer func() {
+		for _, f := range c.replay {
+			f.Close()
+		}
+		c.replay = nil
+	}()
+	if c.replayCur != nil {
+		c.replay = append(c.replay, c.replayCur)
+	}
+	var rec jsonlog.Record
+	var out []byte
+	for _, f := range c.replay {
+		var r io.Reader = f
+		if f == c.replayCur {
+			r = io.LimitReader(f, c.cut)
+		}
+		err := eachLine(r, func(line []byte) error {
+			if jsonlog.ParseRecord(line, &rec) != nil {
+				return nil // not a record: skip it
+			}
+			id := protocol.Stdout
+			if rec.Stream == jsonlog.Stderr {
+				id = protocol.Stderr
+			}
+			if id == protocol.Stdout && !c.hello.Stdout || id == protocol.Stderr && !c.hello.Stderr {
+				return nil
+			}
+			out = out[:0]
+			if !tty {
+				out = protocol.AppendFrameHeader(out, id, len(rec.Log))
+			}
+			out = append(out, rec.Log...)
+			_, err := c.conn.Write(out)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// eachLine calls fn with every complete line of r.
+func eachLine(r io.Reader, fn func([]byte) error) error {
+	buf := make([]byte, 64<<10)
+	n := 0
+	for {
+		m, err := r.Read(buf[n:])
+		n += m
+		start := 0
+		for i := n - m; i < n; i++ {
+			if buf[i] == '\n' {
+				if ferr := fn(buf[start : i+1]); ferr != nil {
+					return ferr
+				}
+				start = i + 1
+			}
+		}
+		n = copy(buf, buf[start:n])
+		if n == len(buf) {
+			buf = append(buf, make([]byte, len(buf))...)
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// add registers a client; with hello.Logs it also opens the log files as
+// they are now, so that the replay ends exactly where the live output
+// starts.
+func (k *sink) add(c *client) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if c.hello.Logs && k.log != nil {
+		path := k.log.Path()
+		for i := k.logFiles - 1; i >= 1; i-- {
+			if f, err := os.Open(path + "." + strconv.Itoa(i)); err == nil {
+				c.replay = append(c.replay, f)
+			}
+		}
+		if f, err := os.Open(path); err == nil {
+			c.replayCur, c.cut = f, k.log.Size()
+		}
+	}
+	k.clients = append(k.clients, c)
+}
+
+func (k *sink) remove(c *client) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for i, x := range k.clients {
+		if x == c {
+			k.clients = slices.Delete(k.clients, i, i+1)
+			return
+		}
+	}
+}
+
+// closeClients ends every attach connection after its pending output and
+// waits for them.
+func (k *sink) closeClients() {
+	k.mu.Lock()
+	clients := append([]*client(nil), k.clients...)
+	k.mu.Unlock()
+	for _, c := range clients {
+		c.finish()
+	}
+	for _, c := range clients {
+		<-c.done
+	}
+}

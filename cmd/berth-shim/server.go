@@ -1,0 +1,291 @@
+package main
+
+import (
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/shim/protocol"
+)
+
+// listen creates a unix stream socket at path (replacing a stale one),
+// mode 0600, non-blocking so that accepting waits in the netpoller.
+func listen(path string) (*os.File, error) {
+	_ = os.Remove(path)
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, &os.SyscallError{Syscall: "socket", Err: err}
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "bind", Path: path, Err: err}
+	}
+	if err := unix.Fchmodat(unix.AT_FDCWD, path, 0o600, 0); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "chmod", Path: path, Err: err}
+	}
+	if err := unix.Listen(fd, 64); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "listen", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// accept waits for the next connection on l and returns it non-blocking
+// (pollable).
+func accept(l *os.File) (*os.File, error) {
+	rc, err := l.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nfd := -1
+	var aerr error
+	err = rc.Read(func(fd uintptr) bool {
+		nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+		return aerr != unix.EAGAIN && aerr != unix.EINTR
+	})
+	if err != nil {
+		return nil, err
+	}
+	if aerr != nil {
+		return nil, &os.SyscallError{Syscall: "accept4", Err: aerr}
+	}
+	return os.NewFile(uintptr(nfd), "conn"), nil
+}
+
+// lineReader reads newline-terminated lines from a connection.
+type lineReader struct {
+	conn       *os.File
+	buf        []byte
+	start, end int // buf[start:end] is read and not yet returned
+}
+
+func newLineReader(conn *os.File, size int) *lineReader {
+	return &lineReader{conn: conn, buf: make([]byte, size)}
+}
+
+// next returns the next line without its newline; it is valid until the
+// next call.
+func (r *lineReader) next() ([]byte, error) {
+	for {
+		for i := r.start; i < r.end; i++ {
+			if r.buf[i] == '\n' {
+				line := r.buf[r.start:i]
+				r.start = i + 1
+				return line, nil
+			}
+		}
+		if r.start > 0 {
+			r.end = copy(r.buf, r.buf[r.start:r.end])
+			r.start = 0
+		}
+		if r.end == len(r.buf) {
+			return nil, errLineTooLong
+		}
+		n, err := r.conn.Read(r.buf[r.end:])
+		r.end += n
+		if n == 0 && err != nil {
+			return nil, err
+		}
+	}
+}
+
+// buffered returns the bytes read after the last line.
+func (r *lineReader) buffered() []byte { return r.buf[r.start:r.end] }
+
+var errLineTooLong = &protocol.SyntaxError{Msg: "line too long"}
+
+// serveAttach accepts attach clients forever.
+func (s *shim) serveAttach(l *os.File) {
+	for {
+		conn, err := accept(l)
+		if err != nil {
+			s.warn("accept on attach.sock: " + err.Error())
+			return
+		}
+		go s.attach(conn)
+	}
+}
+
+// attach serves one attach client: the hello line, then the client's
+// stdin while its output is written by its own writer.
+func (s *shim) attach(conn *os.File) {
+	lr := newLineReader(conn, 4096)
+	line, err := lr.next()
+	if err != nil {
+		conn.Close()
+		return
+	}
+	hello, err := protocol.ParseHello(line)
+	if err != nil {
+		conn.Close()
+		return
+	}
+	c := &client{conn: conn, hello: hello, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	s.out.add(c)
+	go c.writeLoop(s.out)
+	s.firstClient.Do(func() { close(s.attached) })
+
+	forward := hello.Stdin && s.cfg.stdin
+	if rest := lr.buffered(); forward && len(rest) > 0 {
+		s.in.write(rest)
+	}
+	// Without stdin to forward, reading still notices a client that goes
+	// away, and keeps its socket buffer from filling.
+	buf := lr.buf
+	for {
+		n, err := conn.Read(buf)
+		if n > 0 && forward {
+			s.in.write(buf[:n])
+		}
+		if err != nil {
+			break
+		}
+	}
+	if forward && s.cfg.stdinOnce {
+		s.in.closeOnce()
+	}
+}
+
+// serveControl accepts control connections forever.
+func (s *shim) serveControl(l *os.File) {
+	for {
+		conn, err := accept(l)
+		if err != nil {
+			s.warn("accept on control.sock: " + err.Error())
+			return
+		}
+		go s.control(conn)
+	}
+}
+
+// control answers the requests of one control connection.
+func (s *shim) control(conn *os.File) {
+	defer conn.Close()
+	lr := newLineReader(conn, 512)
+	var out []byte
+	for {
+		line, err := lr.next()
+		if err != nil {
+			return
+		}
+		msg := ""
+		req, err := protocol.ParseRequest(line)
+		switch {
+		case err != nil:
+			msg = "bad request: " + err.Error()
+		case req.Resize != nil:
+			if err := s.term.resize(*req.Resize); err != nil {
+				msg = err.Error()
+			}
+		case req.CloseStdin:
+			s.in.close()
+		}
+		out = protocol.AppendReply(out[:0], msg)
+		if _, err := conn.Write(out); err != nil {
+			return
+		}
+	}
+}
+
+// input is the container's stdin as the monitor holds it: the write end of
+// the stdin pipe, or the pty master.
+type input struct {
+	mu       sync.Mutex
+	w        *os.File // nil: no stdin (none, or closed)
+	pipe     bool     // w is a pipe: closing it is EOF for the container
+	onceDone bool     // the first attached stdin has ended (--stdin-once)
+}
+
+// set makes w the container's stdin for a new run (nil: none).
+func (in *input) set(w *os.File, pipe bool) {
+	in.mu.Lock()
+	in.w, in.pipe, in.onceDone = w, pipe, false
+	in.mu.Unlock()
+}
+
+// write forwards p to the container. A container that does not read
+// blocks only the client that writes.
+func (in *input) write(p []byte) {
+	in.mu.Lock()
+	w := in.w
+	in.mu.Unlock()
+	if w != nil {
+		_, _ = w.Write(p)
+	}
+}
+
+// close closes the container's stdin: EOF for the container. With a
+// terminal it only stops forwarding; the pty stays the container's.
+func (in *input) close() {
+	in.mu.Lock()
+	w, pipe := in.w, in.pipe
+	in.w = nil
+	in.mu.Unlock()
+	if w != nil && pipe {
+		w.Close()
+	}
+}
+
+// closeOnce closes stdin when the first attached stdin ends.
+func (in *input) closeOnce() {
+	in.mu.Lock()
+	done := in.onceDone
+	in.onceDone = true
+	in.mu.Unlock()
+	if !done {
+		in.close()
+	}
+}
+
+// term is the container's terminal, with --tty.
+type term struct {
+	mu     sync.Mutex
+	tty    bool
+	master *os.File // nil between runs
+	size   *protocol.WindowSize
+}
+
+var errNoTerminal = &protocol.SyntaxError{Msg: "resize: the container has no terminal"}
+
+// resize sets the terminal's size now, and for the next runs.
+func (t *term) resize(ws protocol.WindowSize) error {
+	if !t.tty {
+		return errNoTerminal
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.size = &ws
+	if t.master == nil {
+		return nil
+	}
+	return t.apply()
+}
+
+func (t *term) apply() error {
+	rc, err := t.master.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ioerr error
+	err = rc.Control(func(fd uintptr) {
+		ioerr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: t.size.Height, Col: t.size.Width})
+	})
+	if err == nil && ioerr != nil {
+		err = &os.SyscallError{Syscall: "ioctl TIOCSWINSZ", Err: ioerr}
+	}
+	return err
+}
+
+// set makes master the terminal of a new run (nil: none) and gives it the
+// last size asked for.
+func (t *term) set(master *os.File) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.master = master
+	if master == nil || t.size == nil {
+		return nil
+	}
+	return t.apply()
+}

@@ -1,0 +1,90 @@
+// Package protocol defines what berth's per-container monitor (berth-shim)
+// and the engine say to each other: the files of the monitor's directory,
+// the messages on its sockets and pipes, and the decisions both sides must
+// agree on (restart policy, exit codes). It is imported by the monitor, so
+// it stays small: no fmt, no encoding/json, no reflection.
+//
+// # Command line
+//
+//	berth-shim --id ID --bundle DIR --runtime PATH --runtime-root DIR --dir DIR
+//	           [--log FILE] [--log-max-size BYTES] [--log-max-files N]
+//	           [--tty] [--stdin] [--stdin-once] [--wait-attach]
+//	           [--restart no|always|unless-stopped|on-failure[:N]]
+//	           [--oom-file PATH] [--exit-command PATH --exit-arg ARG ...]
+//	fd 3: the ready pipe (write end)
+//
+// The engine starts the monitor in a new session with stdio on /dev/null.
+//
+// # The monitor's directory (--dir)
+//
+//	shim.pid      the monitor's pid ("1234\n"); the monitor is alive while
+//	              that process runs with "--dir DIR" on its command line
+//	init.pid      the container init's pid, written by the runtime (--pid-file)
+//	runtime.log   the runtime's JSON log (--log, --log-format json)
+//	console.sock  with --tty: receives the pty master from the runtime
+//	attach.sock   attach clients (0600), see below
+//	control.sock  control requests (0600), see below
+//	exit.json     the last exit, written atomically (temp file + rename)
+//	stopped       created by the engine when the user stops the container:
+//	              the monitor restarts it no more
+//	shim.log      the monitor's own warnings, if it has any
+//
+// # Start ladder (fd 3)
+//
+//	engine                          berth-shim                      runtime
+//	  | fork+exec, Setsid, fd 3 ------>|
+//	  |                                | subreaper, shim.pid, sockets
+//	  |                                | create --bundle --pid-file ---->|
+//	  |                                |<---------- exit 0 (init waits) -|
+//	  |-- connect attach.sock -------->| (only with --wait-attach: waits
+//	  |-- {"stdin":..} hello --------->|  for this, at most 10 s)
+//	  |                                | start ------------------------->|
+//	  |<------------- {"pid":1234}\n --| (then fd 3 is closed)
+//
+// On a failure before the container runs, the monitor runs
+// `runtime delete --force`, writes {"error":"..."} on fd 3 and exits 1.
+// The message is the runtime's last "level":"error" log line, else its
+// stderr, else its exit status.
+//
+// # Attach (attach.sock)
+//
+// A client connects and writes one line, a Hello:
+//
+//	{"stdin":true,"stdout":true,"stderr":true,"logs":false}
+//
+// From then on the monitor writes the container's output to the client:
+// with a terminal the raw bytes, otherwise in Docker's stdcopy framing (an
+// 8-byte header: stream 1 or 2, three zero bytes, a big-endian uint32
+// payload length; then the payload). With "logs":true the log file's
+// content is sent first. Bytes the client writes after the hello line go to
+// the container's stdin when it asked for stdin. With --stdin-once, the end
+// of the first attached stdin (EOF from the client) closes the container's
+// stdin, as Docker's StdinOnce. A client that does not keep up (more than
+// MaxClientBacklog bytes pending) is disconnected; the log never loses
+// data for it. Clients stay connected across restarts.
+//
+// # Control (control.sock)
+//
+// One JSON line per request, one JSON line per reply:
+//
+//	{"resize":{"height":24,"width":80}}   -> {"ok":true}
+//	{"close-stdin":true}                  -> {"ok":true}
+//	anything else                         -> {"error":"..."}
+//
+// # Exit
+//
+// When the container's init exits the monitor writes exit.json:
+//
+//	{"exitCode":137,"oomKilled":true,"finishedAt":"2026-11-27T21:03:41.123456789Z","restartCount":0}
+//
+// plus "restarting":true when the restart policy will start it again, and
+// "error":"..." when a restart failed. Then it runs `runtime delete
+// --force`, and either starts the container again (RestartPolicy) or runs
+// the exit command (stdio on /dev/null, waited for), removes its sockets
+// and exits 0.
+//
+// # Logs
+//
+// The output is written to --log in Docker's json-file format, see package
+// jsonlog.
+package protocol

@@ -1,0 +1,279 @@
+package protocol
+
+import (
+	"strconv"
+	"time"
+)
+
+// Hello is the first line an attach client sends.
+type Hello struct {
+	Stdin  bool // the client's bytes go to the container's stdin
+	Stdout bool // the client receives the container's stdout
+	Stderr bool // the client receives the container's stderr
+	Logs   bool // the log file's content is sent before the live output
+}
+
+// Append appends h as one JSON line.
+func (h Hello) Append(dst []byte) []byte {
+	dst = append(dst, `{"stdin":`...)
+	dst = AppendBool(dst, h.Stdin)
+	dst = append(dst, `,"stdout":`...)
+	dst = AppendBool(dst, h.Stdout)
+	dst = append(dst, `,"stderr":`...)
+	dst = AppendBool(dst, h.Stderr)
+	dst = append(dst, `,"logs":`...)
+	dst = AppendBool(dst, h.Logs)
+	return append(dst, "}\n"...)
+}
+
+// ParseHello parses a hello line (with or without its newline). Members
+// other than the four are ignored, as are absent ones (false).
+func ParseHello(line []byte) (Hello, error) {
+	var h Hello
+	err := DecodeObject(line, func(name, v []byte) error {
+		var p *bool
+		switch string(name) {
+		case "stdin":
+			p = &h.Stdin
+		case "stdout":
+			p = &h.Stdout
+		case "stderr":
+			p = &h.Stderr
+		case "logs":
+			p = &h.Logs
+		default:
+			return nil
+		}
+		b, err := Bool(v)
+		if err != nil {
+			return &FieldError{Field: string(name), Err: err}
+		}
+		*p = b
+		return nil
+	})
+	return h, err
+}
+
+// WindowSize is a terminal size in characters.
+type WindowSize struct {
+	Height, Width uint16
+}
+
+// Request is one control request. Exactly one of its fields is set.
+type Request struct {
+	Resize     *WindowSize
+	CloseStdin bool
+}
+
+// Append appends r as one JSON line.
+func (r Request) Append(dst []byte) []byte {
+	switch {
+	case r.Resize != nil:
+		dst = append(dst, `{"resize":{"height":`...)
+		dst = strconv.AppendUint(dst, uint64(r.Resize.Height), 10)
+		dst = append(dst, `,"width":`...)
+		dst = strconv.AppendUint(dst, uint64(r.Resize.Width), 10)
+		return append(dst, "}}\n"...)
+	case r.CloseStdin:
+		return append(dst, `{"close-stdin":true}`+"\n"...)
+	}
+	return append(dst, "{}\n"...)
+}
+
+// ParseRequest parses a control request line.
+func ParseRequest(line []byte) (Request, error) {
+	var r Request
+	err := DecodeObject(line, func(name, v []byte) error {
+		switch string(name) {
+		case "resize":
+			ws := WindowSize{}
+			err := DecodeObject(v, func(name, v []byte) error {
+				var p *uint16
+				switch string(name) {
+				case "height":
+					p = &ws.Height
+				case "width":
+					p = &ws.Width
+				default:
+					return nil
+				}
+				n, err := Int(v)
+				if err != nil || n < 0 || n > 65535 {
+					return &FieldError{Field: "resize." + string(name), Err: syntaxError("expected an integer from 0 to 65535")}
+				}
+				*p = uint16(n)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			r.Resize = &ws
+		case "close-stdin":
+			b, err := Bool(v)
+			if err != nil {
+				return &FieldError{Field: "close-stdin", Err: err}
+			}
+			r.CloseStdin = b
+		default:
+			return &FieldError{Field: string(name), Err: errUnknownRequest}
+		}
+		return nil
+	})
+	if err != nil {
+		return Request{}, err
+	}
+	if r.Resize == nil && !r.CloseStdin {
+		return Request{}, errEmptyRequest
+	}
+	if r.Resize != nil && r.CloseStdin {
+		return Request{}, errTwoRequests
+	}
+	return r, nil
+}
+
+var (
+	errUnknownRequest = &SyntaxError{Msg: "unknown request"}
+	errEmptyRequest   = &SyntaxError{Msg: `empty request: want "resize" or "close-stdin"`}
+	errTwoRequests    = &SyntaxError{Msg: "one request per line"}
+)
+
+// FieldError names the member of a message at fault.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// AppendReply appends the reply to a control request: {"ok":true} when
+// errMsg is empty, else {"error":errMsg}.
+func AppendReply(dst []byte, errMsg string) []byte {
+	if errMsg == "" {
+		return append(dst, `{"ok":true}`+"\n"...)
+	}
+	dst = append(dst, `{"error":`...)
+	dst = AppendString(dst, errMsg)
+	return append(dst, "}\n"...)
+}
+
+// ParseReply parses a control reply: it returns the error message the
+// monitor sent, "" for {"ok":true}.
+func ParseReply(line []byte) (errMsg string, err error) {
+	ok := false
+	err = DecodeObject(line, func(name, v []byte) error {
+		var err error
+		switch string(name) {
+		case "ok":
+			ok, err = Bool(v)
+		case "error":
+			errMsg, err = String(v)
+		}
+		return err
+	})
+	if err == nil && !ok && errMsg == "" {
+		err = syntaxError(`reply has neither "ok" nor "error"`)
+	}
+	return errMsg, err
+}
+
+// Ready is the line the monitor writes on the ready pipe: the container's
+// init pid once it runs, or why it could not be started.
+type Ready struct {
+	Pid   int
+	Error string
+}
+
+// Append appends r as one JSON line.
+func (r Ready) Append(dst []byte) []byte {
+	if r.Error != "" {
+		dst = append(dst, `{"error":`...)
+		dst = AppendString(dst, r.Error)
+		return append(dst, "}\n"...)
+	}
+	dst = append(dst, `{"pid":`...)
+	dst = strconv.AppendInt(dst, int64(r.Pid), 10)
+	return append(dst, "}\n"...)
+}
+
+// ParseReady parses the ready line.
+func ParseReady(line []byte) (Ready, error) {
+	var r Ready
+	err := DecodeObject(line, func(name, v []byte) error {
+		var err error
+		switch string(name) {
+		case "pid":
+			r.Pid, err = Int(v)
+		case "error":
+			r.Error, err = String(v)
+		}
+		if err != nil {
+			return &FieldError{Field: string(name), Err: err}
+		}
+		return nil
+	})
+	if err == nil && r.Pid <= 0 && r.Error == "" {
+		err = syntaxError(`ready line has neither a "pid" nor an "error"`)
+	}
+	return r, err
+}
+
+// Exit is the content of exit.json: how the container's init ended.
+type Exit struct {
+	ExitCode     int       // as a shell reports it: 128+N when killed by signal N
+	OOMKilled    bool      // the kernel's OOM killer killed a process of the container
+	FinishedAt   time.Time // when the monitor reaped the init
+	RestartCount int       // restarts done before this exit
+	Restarting   bool      // the restart policy starts the container again
+	Error        string    // why a restart failed
+}
+
+// Append appends e as one JSON line.
+func (e Exit) Append(dst []byte) []byte {
+	dst = append(dst, `{"exitCode":`...)
+	dst = strconv.AppendInt(dst, int64(e.ExitCode), 10)
+	dst = append(dst, `,"oomKilled":`...)
+	dst = AppendBool(dst, e.OOMKilled)
+	dst = append(dst, `,"finishedAt":"`...)
+	dst = e.FinishedAt.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `","restartCount":`...)
+	dst = strconv.AppendInt(dst, int64(e.RestartCount), 10)
+	if e.Restarting {
+		dst = append(dst, `,"restarting":true`...)
+	}
+	if e.Error != "" {
+		dst = append(dst, `,"error":`...)
+		dst = AppendString(dst, e.Error)
+	}
+	return append(dst, "}\n"...)
+}
+
+// ParseExit parses exit.json.
+func ParseExit(b []byte) (Exit, error) {
+	var e Exit
+	err := DecodeObject(b, func(name, v []byte) error {
+		var err error
+		switch string(name) {
+		case "exitCode":
+			e.ExitCode, err = Int(v)
+		case "oomKilled":
+			e.OOMKilled, err = Bool(v)
+		case "finishedAt":
+			var s string
+			if s, err = String(v); err == nil {
+				e.FinishedAt, err = time.Parse(time.RFC3339Nano, s)
+			}
+		case "restartCount":
+			e.RestartCount, err = Int(v)
+		case "restarting":
+			e.Restarting, err = Bool(v)
+		case "error":
+			e.Error, err = String(v)
+		}
+		if err != nil {
+			return &FieldError{Field: string(name), Err: err}
+		}
+		return nil
+	})
+	return e, err
+}

@@ -1,0 +1,291 @@
+// Package shim is the engine's side of berth-shim, the per-container
+// monitor: it starts a monitor (Start), attaches to its container's stdio
+// (Attach), resizes its terminal and closes its stdin (Resize, CloseStdin),
+// reads how the container exited (ReadExit), tells whether the monitor
+// still runs (Alive), reads the json-file log (ReadLogs) and splits
+// Docker's stdcopy streams (Demux, NewStdWriter).
+//
+// The protocol between the two, and the files of the monitor's directory,
+// are drawn in package protocol; the log format is package jsonlog's.
+package shim
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berthproject/berth/internal/shim/protocol"
+)
+
+// Options are what Start passes to the monitor.
+type Options struct {
+	Binary      string // the berth-shim executable
+	ID          string // the container id (the runtime's)
+	Bundle      string // the OCI bundle directory
+	Runtime     string // the OCI runtime executable
+	RuntimeRoot string // the runtime's --root
+	Dir         string // the monitor's directory (must exist; see package protocol)
+
+	Log         string // the json-file log; "": output is not logged
+	LogMaxSize  int64  // rotate at this size; 0: the monitor's default (10 MiB); < 0: never
+	LogMaxFiles int    // files kept in all; 0: the monitor's default (3)
+
+	Tty       bool   // the container has a terminal (process.terminal in the bundle)
+	Stdin     bool   // the container's stdin is open (attach clients write to it)
+	StdinOnce bool   // close stdin when the first attached stdin ends
+	Restart   string // restart policy in --restart syntax; "": no
+	OOMFile   string // the cgroup file with the "oom_kill N" counter; "": no OOM report
+
+	ExitCommand string   // run when the container is gone for good
+	ExitArgs    []string // its arguments
+
+	Env []string // the monitor's environment; nil: this process's
+
+	// BeforeStart, when set, makes the monitor wait (up to 10 s) for an
+	// attach client before it starts the container; it is called once the
+	// container is being created, to attach (see Attach) without missing
+	// any output.
+	BeforeStart func(dir string) error `json:"-"`
+}
+
+// Args returns the monitor's command line arguments for o.
+func (o *Options) Args() []string {
+	args := []string{"--id", o.ID, "--bundle", o.Bundle, "--runtime", o.Runtime}
+	if o.RuntimeRoot != "" {
+		args = append(args, "--runtime-root", o.RuntimeRoot)
+	}
+	args = append(args, "--dir", o.Dir)
+	if o.Log != "" {
+		args = append(args, "--log", o.Log)
+	}
+	if o.LogMaxSize != 0 {
+		args = append(args, "--log-max-size", strconv.FormatInt(max(o.LogMaxSize, -1), 10))
+	}
+	if o.LogMaxFiles != 0 {
+		args = append(args, "--log-max-files", strconv.Itoa(o.LogMaxFiles))
+	}
+	for _, f := range []struct {
+		on   bool
+		flag string
+	}{{o.Tty, "--tty"}, {o.Stdin, "--stdin"}, {o.StdinOnce, "--stdin-once"}, {o.BeforeStart != nil, "--wait-attach"}} {
+		if f.on {
+			args = append(args, f.flag)
+		}
+	}
+	if o.Restart != "" {
+		args = append(args, "--restart", o.Restart)
+	}
+	if o.OOMFile != "" {
+		args = append(args, "--oom-file", o.OOMFile)
+	}
+	if o.ExitCommand != "" {
+		args = append(args, "--exit-command", o.ExitCommand)
+		for _, a := range o.ExitArgs {
+			args = append(args, "--exit-arg", a)
+		}
+	}
+	return args
+}
+
+// StartError is the monitor's report that the container could not be
+// started (the runtime's message, as Docker's "OCI runtime create failed:
+// ..."). The monitor has cleaned up and exited.
+type StartError struct {
+	ID  string
+	Msg string
+}
+
+func (e *StartError) Error() string { return e.Msg }
+
+// Start starts a monitor for the container of o and waits until the
+// container runs; it returns the container init's pid. The monitor runs in
+// a session of its own and outlives the calling process.
+func Start(o Options) (pid int, err error) {
+	if o.Binary == "" || o.ID == "" || o.Bundle == "" || o.Runtime == "" || o.Dir == "" {
+		return 0, errors.New("start berth-shim: Binary, ID, Bundle, Runtime and Dir are required")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, fmt.Errorf("start berth-shim for %s: %w", o.ID, err)
+	}
+	defer r.Close()
+	cmd := exec.Command(o.Binary, o.Args()...)
+	cmd.ExtraFiles = []*os.File{w} // fd 3
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	env := o.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	// One P from the first instruction: fewer threads and caches in every
+	// monitor (the monitor removes it from its children's environment).
+	cmd.Env = append(env[:len(env):len(env)], "GOMAXPROCS=1")
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		return 0, fmt.Errorf("start berth-shim for %s: %w", o.ID, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }() // reap it, whenever it ends
+
+	var hookErr error
+	if o.BeforeStart != nil {
+		if err := waitSocket(filepath.Join(o.Dir, "attach.sock"), exited); err != nil {
+			return 0, fmt.Errorf("start berth-shim for %s: %w", o.ID, err)
+		}
+		if err := o.BeforeStart(o.Dir); err != nil {
+			hookErr = fmt.Errorf("attach to %s before start: %w", o.ID, err)
+		}
+	}
+	line, err := io.ReadAll(r)
+	if err != nil {
+		return 0, fmt.Errorf("read the ready pipe of berth-shim for %s: %w", o.ID, err)
+	}
+	if len(bytes.TrimSpace(line)) == 0 {
+		werr := <-exited
+		return 0, fmt.Errorf("berth-shim for %s exited without reporting (%v)%s", o.ID, werr, shimLog(o.Dir))
+	}
+	ready, err := protocol.ParseReady(line)
+	if err != nil {
+		return 0, fmt.Errorf("berth-shim for %s: ready line %q: %w", o.ID, line, err)
+	}
+	if ready.Error != "" {
+		return 0, &StartError{ID: o.ID, Msg: ready.Error}
+	}
+	return ready.Pid, hookErr
+}
+
+// waitSocket waits until the unix socket path exists, or the monitor has
+// exited (whose status it puts back for the caller).
+func waitSocket(path string, exited chan error) error {
+	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 10*time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			return fmt.Errorf("berth-shim exited before %s existed: %v", path, err)
+		case <-time.After(delay):
+		}
+	}
+}
+
+// shimLog returns the monitor's warnings, if any, for an error message.
+func shimLog(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "shim.log"))
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	return ": " + strings.TrimSpace(string(b))
+}
+
+// Exit is how the container's init exited.
+type Exit = protocol.Exit
+
+// ReadExit reads the last exit the monitor recorded in dir. The error
+// wraps fs.ErrNotExist while the container has not exited yet.
+func ReadExit(dir string) (*Exit, error) {
+	path := filepath.Join(dir, "exit.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	e, err := protocol.ParseExit(b)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return &e, nil
+}
+
+// Pid returns the monitor's pid recorded in dir.
+func Pid(dir string) (int, error) {
+	path := filepath.Join(dir, "shim.pid")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("read %s: invalid pid %q", path, b)
+	}
+	return pid, nil
+}
+
+// Alive reports whether the monitor of dir runs: the process of shim.pid
+// exists, is not a zombie, and has "--dir DIR" on its command line (which
+// no other live process can have, so a reused pid is not mistaken for it).
+func Alive(dir string) bool {
+	pid, err := Pid(dir)
+	if err != nil {
+		return false
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || len(cmdline) == 0 { // gone, or a zombie
+		return false
+	}
+	args := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
+	want := filepath.Clean(dir)
+	for i, a := range args {
+		switch {
+		case a == "--dir" && i+1 < len(args) && filepath.Clean(args[i+1]) == want:
+			return true
+		case strings.HasPrefix(a, "--dir=") && filepath.Clean(a[len("--dir="):]) == want:
+			return true
+		}
+	}
+	return false
+}
+
+// dial connects to one of the monitor's sockets.
+func dial(dir, name string) (*net.UnixConn, error) {
+	path := filepath.Join(dir, name)
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("connect to the container monitor: %w", err)
+	}
+	return c, nil
+}
+
+// control sends one control request and returns the monitor's answer.
+func control(dir string, req protocol.Request) error {
+	c, err := dial(dir, "control.sock")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.Write(req.Append(nil)); err != nil {
+		return fmt.Errorf("send to the container monitor: %w", err)
+	}
+	line, err := bufio.NewReader(c).ReadBytes('\n')
+	if err != nil {
+		return fmt.Errorf("read the container monitor's reply: %w", err)
+	}
+	msg, err := protocol.ParseReply(line)
+	if err != nil {
+		return fmt.Errorf("container monitor reply %q: %w", line, err)
+	}
+	if msg != "" {
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// Resize sets the size of the container's terminal.
+func Resize(dir string, height, width uint16) error {
+	return control(dir, protocol.Request{Resize: &protocol.WindowSize{Height: height, Width: width}})
+}
+
+// CloseStdin closes the container's stdin (the container reads EOF).
+func CloseStdin(dir string) error {
+	return control(dir, protocol.Request{CloseStdin: true})
+}

@@ -1,0 +1,81 @@
+package shimtest
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/berthproject/berth/internal/shim"
+)
+
+func TestExitCodeAndBothStreamsLogged(t *testing.T) {
+	c := newCtr(t, sh("echo out; echo err >&2; exit 3"))
+	c.start()
+	e := c.waitGone()
+	if e.ExitCode != 3 || e.OOMKilled || e.RestartCount != 0 || e.Restarting {
+		t.Errorf("exit = %+v, want code 3, no OOM, no restart", e)
+	}
+	got := c.records()
+	want := []string{"stdout:out\n", "stderr:err\n"}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("log records = %q, want %q", got, want)
+	}
+	for _, name := range []string{"attach.sock", "control.sock"} {
+		if _, err := os.Stat(filepath.Join(c.sdir, name)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s after exit: %v, want it removed", name, err)
+		}
+	}
+	if out, err := c.rt("state", c.id); err == nil {
+		t.Errorf("runtime state after exit succeeded, want the container deleted: %s", out)
+	}
+}
+
+func TestExitCodeOfSignal(t *testing.T) {
+	c := newCtr(t, []string{"sleep", "1000"})
+	c.start()
+	if out, err := c.rt("kill", c.id, "KILL"); err != nil {
+		t.Fatalf("runtime kill: %v: %s", err, out)
+	}
+	if e := c.waitGone(); e.ExitCode != 137 {
+		t.Errorf("exit code = %d, want 137 (128+SIGKILL)", e.ExitCode)
+	}
+}
+
+func TestStartErrorIsTheRuntimes(t *testing.T) {
+	c := newCtr(t, []string{"/no/such/binary"})
+	_, err := c.tryStart()
+	var se *shim.StartError
+	if !errors.As(err, &se) {
+		t.Fatalf("Start error = %v, want a *shim.StartError", err)
+	}
+	if !strings.Contains(se.Msg, "/no/such/binary") || !strings.HasPrefix(se.Msg, "OCI runtime") {
+		t.Errorf("Start error = %q, want the runtime's message naming /no/such/binary", se.Msg)
+	}
+	waitFor(t, "the monitor to exit", func() bool { return !shim.Alive(c.sdir) })
+	if out, err := c.rt("state", c.id); err == nil {
+		t.Errorf("runtime state after a failed start succeeded, want nothing left: %s", out)
+	}
+}
+
+func TestExitCommandRuns(t *testing.T) {
+	c := newCtr(t, sh("exit 0"))
+	mark := filepath.Join(c.dir, "exited")
+	c.opts.ExitCommand = "/bin/busybox"
+	c.opts.ExitArgs = []string{"sh", "-c", `cat "$0" > "$1"`, filepath.Join(c.sdir, "exit.json"), mark}
+	c.start()
+	c.waitGone()
+	b, err := os.ReadFile(mark)
+	if err != nil {
+		t.Fatalf("the exit command did not run: %v", err)
+	}
+	if !bytes.Contains(b, []byte(`"exitCode":0`)) {
+		t.Errorf("exit.json as the exit command saw it = %q, want it written before", b)
+	}
+}
