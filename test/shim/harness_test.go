@@ -66,8 +66,13 @@ func setup(work string) error {
 	}
 	shimBin = filepath.Join(work, "berth-shim")
 	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", shimBin, "./cmd/berth-shim")
-	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if os.Getenv("BERTH_TEST_SHIM_RACE") != "" {
+		// The race detector in the monitor (its stderr is /dev/null: run
+		// with GORACE=log_path=/tmp/shimrace to see its reports).
+		build = exec.Command("go", "build", "-race", "-o", shimBin, "./cmd/berth-shim")
+	}
+	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("build berth-shim: %v: %s", err, out)
 	}
