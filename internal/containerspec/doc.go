@@ -11,11 +11,12 @@
 // the host or on other containers is found by the engine and handed over in
 // Input as data: the image's /etc/passwd and /etc/group, the host
 // directories of volumes, the paths of namespaces to join, the /etc files to
-// bind, the device nodes behind --device and the blkio flags. Two host facts
-// are read by the libraries it uses, once per process: the kernel's highest
-// capability number (the set --privileged and --cap-add ALL grant) and, for
-// Docker's default seccomp profile, the kernel version (some system calls
-// are allowed only from a given kernel on). Tests pin the profile with
+// bind, the device nodes behind --device and the blkio flags, the
+// capabilities the engine holds. Two host facts are read by the libraries it
+// uses, once per process: the kernel's highest capability number (the set
+// --privileged grants when Input.AvailableCaps is nil) and, for Docker's
+// default seccomp profile, the kernel version (some system calls are allowed
+// only from a given kernel on). Tests pin both with Input.AvailableCaps and
 // Input.SeccompDefault.
 //
 // # Conventions the engine follows

@@ -89,7 +89,7 @@ func Generate(in *Input) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	capList, err := capabilities(h)
+	capList, err := capabilities(h, in.AvailableCaps)
 	if err != nil {
 		return nil, err
 	}

@@ -45,6 +45,19 @@ var stubSeccomp = &specs.LinuxSeccomp{
 	Syscalls:      []specs.LinuxSyscall{{Names: []string{"read", "write", "exit_group"}, Action: specs.ActAllow}},
 }
 
+// allCaps are the capabilities of a 6.x kernel, pinned so that golden
+// files do not depend on the machine.
+var allCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+	"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+	"CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+	"CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+	"CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+	"CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+	"CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+}
+
 // baseInput is `berth run busybox` as the engine would describe it.
 func baseInput() *Input {
 	return &Input{
@@ -65,6 +78,7 @@ func baseInput() *Input {
 			"/etc/resolv.conf": "/run/berth/containers/" + testID + "/resolv.conf",
 		},
 		SeccompDefault: stubSeccomp,
+		AvailableCaps:  allCaps,
 	}
 }
 
@@ -346,6 +360,10 @@ func TestGenerateErrors(t *testing.T) {
 		want  string
 	}{
 		{"unknown cap", func(in *Input) { in.Host.CapAdd = []string{"FOO"} }, `--cap-add: unknown capability "FOO"`},
+		{"unavailable cap", func(in *Input) {
+			in.AvailableCaps = slices.DeleteFunc(slices.Clone(allCaps), func(c string) bool { return c == "CAP_SYS_RESOURCE" })
+			in.Host.CapAdd = []string{"SYS_RESOURCE"}
+		}, "--cap-add: capability CAP_SYS_RESOURCE is not available here"},
 		{"unknown cap drop", func(in *Input) { in.Host.CapDrop = []string{"CAP_NOPE"} }, `--cap-drop: unknown capability "CAP_NOPE"`},
 		{"unknown user", func(in *Input) { in.Config.User = "bob" }, `-u: no user "bob" in the image's /etc/passwd`},
 		{"unknown user no passwd", func(in *Input) { in.Config.User = "bob"; in.Passwd = nil }, `-u: no user "bob": the image has no /etc/passwd`},
@@ -601,7 +619,7 @@ func TestCapabilities(t *testing.T) {
 			wantHas: []string{"CAP_SYS_MODULE", "CAP_CHOWN"}, wantNot: []string{"CAP_SYS_ADMIN"}},
 		{name: "adding a default one keeps one copy", add: []string{"CHOWN"}, want: DefaultCapabilities},
 	} {
-		got, err := capabilities(&container.HostConfig{CapAdd: tc.add, CapDrop: tc.drop})
+		got, err := capabilities(&container.HostConfig{CapAdd: tc.add, CapDrop: tc.drop}, allCaps)
 		if err != nil {
 			t.Errorf("%s: %v", tc.name, err)
 			continue

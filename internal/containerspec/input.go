@@ -63,6 +63,12 @@ type Input struct {
 	// /sys/devices/system/cpu/cpuN/thermal_throttle.
 	HostMaskedPaths []string
 
+	// AvailableCaps are the capabilities the engine holds (the names of
+	// the bits of its CapEff): --privileged and --cap-add ALL grant these,
+	// and --cap-add of another one is refused, as Docker does. Nil means
+	// every capability the running kernel knows.
+	AvailableCaps []string
+
 	// NoSwapLimit says the kernel cannot limit swap (no memory.memsw or
 	// memory.swap.max): --memory-swap is dropped, as Docker does with a
 	// warning.

@@ -155,13 +155,25 @@ func normalizeCaps(flag string, list []string) ([]string, error) {
 // capabilities applies --privileged, --cap-add and --cap-drop to Docker's
 // default set, with Docker's rules: add ALL grants everything but what is
 // dropped; drop ALL keeps only what is added; otherwise drop, then add.
-func capabilities(h *container.HostConfig) ([]string, error) {
+// "Everything" is available, the capabilities the engine holds (Docker's
+// rule too: a container cannot get what its creator lacks), or every one
+// the kernel knows when available is nil.
+func capabilities(h *container.HostConfig, available []string) ([]string, error) {
+	all := available
+	if all == nil {
+		all = caps.All()
+	}
 	if h.Privileged {
-		return caps.All(), nil
+		return slices.Clone(all), nil
 	}
 	add, err := normalizeCaps("--cap-add", h.CapAdd)
 	if err != nil {
 		return nil, err
+	}
+	for _, c := range add {
+		if c != "ALL" && !slices.Contains(all, c) {
+			return nil, invalid("--cap-add", "capability %s is not available here: the engine does not hold it", c)
+		}
 	}
 	drop, err := normalizeCaps("--cap-drop", h.CapDrop)
 	if err != nil {
@@ -170,7 +182,7 @@ func capabilities(h *container.HostConfig) ([]string, error) {
 	var out []string
 	switch {
 	case slices.Contains(add, "ALL"):
-		for _, c := range caps.All() {
+		for _, c := range all {
 			if !slices.Contains(drop, c) {
 				out = append(out, c)
 			}
