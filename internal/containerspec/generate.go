@@ -74,6 +74,12 @@ func Generate(in *Input) (*specs.Spec, error) {
 	if c.Hostname != "" && ns.mode[specs.UTSNamespace] != nsNew {
 		return nil, invalid("--hostname", "conflicting options: a hostname cannot be set with --uts %s", h.UTSMode)
 	}
+	if c.Domainname != "" && ns.mode[specs.UTSNamespace] != nsNew {
+		return nil, invalid("--domainname", "conflicting options: a domain name cannot be set with --uts %s", h.UTSMode)
+	}
+	if len(h.DeviceRequests) > 0 {
+		return nil, invalid("--gpus", "device requests (GPUs) are not supported")
+	}
 	if len(c.Hostname) > 64 {
 		return nil, invalid("--hostname", "%q is longer than 64 characters", c.Hostname)
 	}

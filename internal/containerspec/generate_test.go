@@ -453,6 +453,8 @@ func TestGenerateErrors(t *testing.T) {
 			in.Host.IpcMode = "host"
 			in.Host.Sysctls = map[string]string{"kernel.shmmax": "1"}
 		}, "--sysctl: kernel.shmmax: not allowed with --ipc host"},
+		{"domainname with uts host", func(in *Input) { in.Host.UTSMode = "host"; in.Config.Domainname = "x" }, "--domainname: conflicting options"},
+		{"gpus", func(in *Input) { in.Host.DeviceRequests = []container.DeviceRequest{{Count: -1}} }, "--gpus: device requests (GPUs) are not supported"},
 		{"init without binary", func(in *Input) { in.Host.Init = ptr(true) }, "--init: no init binary"},
 		{"shm size", func(in *Input) { in.Host.ShmSize = -1 }, "--shm-size: -1: must not be negative"},
 	} {
@@ -693,6 +695,28 @@ func TestTmpfsOptionsMerge(t *testing.T) {
 	}
 }
 
+func TestTmpfsMountOptions(t *testing.T) {
+	for _, tc := range []struct {
+		o        *mount.TmpfsOptions
+		readonly bool
+		want     string
+	}{
+		{nil, false, ""},
+		{nil, true, "ro"},
+		{&mount.TmpfsOptions{Mode: 0o1777}, false, "mode=1777"},
+		{&mount.TmpfsOptions{Mode: os.ModeSticky | 0o777}, false, "mode=1777"},
+		{&mount.TmpfsOptions{SizeBytes: 3 << 30}, false, "size=3g"},
+		{&mount.TmpfsOptions{SizeBytes: 1536 << 10}, false, "size=1536k"},
+		{&mount.TmpfsOptions{SizeBytes: 1000}, false, "size=1000"},
+		{&mount.TmpfsOptions{Options: [][]string{{"exec"}, {"uid", "1000"}}}, false, "exec,uid=1000"},
+	} {
+		got, err := tmpfsData(tc.o, tc.readonly)
+		if err != nil || got != tc.want {
+			t.Errorf("tmpfsData(%+v, ro=%v) = %q, %v, want %q", tc.o, tc.readonly, got, err, tc.want)
+		}
+	}
+}
+
 func TestMountOrderAndOverrides(t *testing.T) {
 	in := baseInput()
 	in.Host.Binds = []string{"/h/etc-app:/etc/app/conf.d", "/h/etc:/etc/app", "/h/hosts:/etc/hosts"}
@@ -747,5 +771,78 @@ func TestGenerateDoesNotAliasInput(t *testing.T) {
 	s.Linux.Seccomp.Syscalls[0].Action = specs.ActKill
 	if in.Host.OomScoreAdj != 100 || in.IDMap[0].HostID != 100000 || stubSeccomp.Syscalls[0].Action != specs.ActAllow {
 		t.Errorf("changing the spec changed the input")
+	}
+}
+
+func TestMaskedPaths(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		adapt            func(*Input)
+		masked, readonly []string
+		wantNoneAtAll    bool
+	}{
+		{"default", func(*Input) {}, DefaultMaskedPaths, DefaultReadonlyPaths, false},
+		{"host extras", func(in *Input) { in.HostMaskedPaths = []string{"/sys/devices/system/cpu/cpu0/thermal_throttle"} },
+			append(slices.Clone(DefaultMaskedPaths), "/sys/devices/system/cpu/cpu0/thermal_throttle"), DefaultReadonlyPaths, false},
+		{"privileged", func(in *Input) { in.Host.Privileged = true }, nil, nil, true},
+		{"systempaths=unconfined", func(in *Input) { in.Host.SecurityOpt = []string{"systempaths=unconfined"} }, nil, nil, true},
+		{"API override of masked only", func(in *Input) { in.Host.MaskedPaths = []string{"/proc/x"} }, []string{"/proc/x"}, DefaultReadonlyPaths, false},
+		{"API empty lists", func(in *Input) { in.Host.MaskedPaths, in.Host.ReadonlyPaths = []string{}, []string{} }, nil, nil, true},
+	} {
+		in := baseInput()
+		tc.adapt(in)
+		s, err := Generate(in)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if tc.wantNoneAtAll {
+			if len(s.Linux.MaskedPaths)+len(s.Linux.ReadonlyPaths) != 0 {
+				t.Errorf("%s: masked %q read-only %q, want none", tc.name, s.Linux.MaskedPaths, s.Linux.ReadonlyPaths)
+			}
+			continue
+		}
+		if !slices.Equal(s.Linux.MaskedPaths, tc.masked) || !slices.Equal(s.Linux.ReadonlyPaths, tc.readonly) {
+			t.Errorf("%s: masked %q read-only %q, want %q %q", tc.name, s.Linux.MaskedPaths, s.Linux.ReadonlyPaths, tc.masked, tc.readonly)
+		}
+	}
+}
+
+// --privileged and --cap-add ALL grant what the engine holds, not more.
+func TestCapabilitiesBoundedByEngine(t *testing.T) {
+	held := slices.DeleteFunc(slices.Clone(allCaps), func(c string) bool { return c == "CAP_SYS_RESOURCE" })
+	for _, h := range []*container.HostConfig{{Privileged: true}, {CapAdd: []string{"ALL"}}} {
+		got, err := capabilities(h, held)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(got, "CAP_SYS_RESOURCE") || len(got) != len(held) {
+			t.Errorf("capabilities(privileged=%v, add=%v) = %d caps (SYS_RESOURCE: %v), want the %d the engine holds",
+				h.Privileged, h.CapAdd, len(got), slices.Contains(got, "CAP_SYS_RESOURCE"), len(held))
+		}
+	}
+}
+
+func TestSecurityOptForms(t *testing.T) {
+	for _, tc := range []struct {
+		opts []string
+		nnp  bool
+	}{
+		{[]string{"no-new-privileges"}, true},
+		{[]string{"no-new-privileges=true"}, true},
+		{[]string{"no-new-privileges:true"}, true},
+		{[]string{"no-new-privileges=false"}, false},
+		{[]string{"no-new-privileges", "no-new-privileges=false"}, false},
+		{[]string{"label=disable", "apparmor=unconfined"}, false},
+	} {
+		in := baseInput()
+		in.Host.SecurityOpt = tc.opts
+		s, err := Generate(in)
+		if err != nil {
+			t.Errorf("--security-opt %q: %v", tc.opts, err)
+			continue
+		}
+		if s.Process.NoNewPrivileges != tc.nnp || s.Process.ApparmorProfile != "" {
+			t.Errorf("--security-opt %q: noNewPrivileges %v apparmor %q, want %v and none", tc.opts, s.Process.NoNewPrivileges, s.Process.ApparmorProfile, tc.nnp)
+		}
 	}
 }

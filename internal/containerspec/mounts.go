@@ -2,6 +2,7 @@ package containerspec
 
 import (
 	"fmt"
+	"os"
 	"path"
 	"slices"
 	"sort"
@@ -297,7 +298,7 @@ func tmpfsData(o *mount.TmpfsOptions, readonly bool) (string, error) {
 	}
 	if o != nil {
 		if o.Mode != 0 {
-			raw = append(raw, fmt.Sprintf("mode=%o", o.Mode.Perm()|o.Mode&0o7000))
+			raw = append(raw, fmt.Sprintf("mode=%o", unixMode(o.Mode)))
 		}
 		if o.SizeBytes < 0 {
 			return "", invalid("--mount", "type tmpfs: invalid size %d", o.SizeBytes)
@@ -327,6 +328,23 @@ func tmpfsData(o *mount.TmpfsOptions, readonly bool) (string, error) {
 		}
 	}
 	return strings.Join(raw, ","), nil
+}
+
+// unixMode returns the permission bits of m as chmod takes them. The API's
+// tmpfs mode holds them raw (the docker CLI parses "1777" as octal), but a
+// Go caller may use os.ModeSticky and friends: accept both.
+func unixMode(m os.FileMode) uint32 {
+	v := uint32(m & 0o7777)
+	if m&os.ModeSticky != 0 {
+		v |= 0o1000
+	}
+	if m&os.ModeSetgid != 0 {
+		v |= 0o2000
+	}
+	if m&os.ModeSetuid != 0 {
+		v |= 0o4000
+	}
+	return v
 }
 
 // tmpfsFlags groups the flag options of a tmpfs mount: within a group the
