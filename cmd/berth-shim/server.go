@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"sync"
 
@@ -94,7 +95,7 @@ func (r *lineReader) next() ([]byte, error) {
 // buffered returns the bytes read after the last line.
 func (r *lineReader) buffered() []byte { return r.buf[r.start:r.end] }
 
-var errLineTooLong = &protocol.SyntaxError{Msg: "line too long"}
+var errLineTooLong = errors.New("line too long")
 
 // serveAttach accepts attach clients forever.
 func (s *shim) serveAttach(l *os.File) {
@@ -247,7 +248,7 @@ type term struct {
 	size   *protocol.WindowSize
 }
 
-var errNoTerminal = &protocol.SyntaxError{Msg: "resize: the container has no terminal"}
+var errNoTerminal = errors.New("resize: the container has no terminal")
 
 // resize sets the terminal's size now, and for the next runs.
 func (t *term) resize(ws protocol.WindowSize) error {

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,7 +29,7 @@ func ParseRestartPolicy(s string) (RestartPolicy, error) {
 	switch name {
 	case "", RestartNo, RestartAlways, RestartUnlessStopped:
 		if hasCount {
-			return RestartPolicy{}, &FieldError{Field: "--restart", Err: &SyntaxError{Msg: "maximum retry count cannot be used with restart policy '" + name + "'"}}
+			return RestartPolicy{}, &FieldError{Field: "--restart", Err: errors.New("maximum retry count cannot be used with restart policy '" + name + "'")}
 		}
 		if name == "" {
 			name = RestartNo
@@ -39,13 +40,13 @@ func ParseRestartPolicy(s string) (RestartPolicy, error) {
 		if hasCount {
 			n, err := strconv.Atoi(count)
 			if err != nil || n < 0 {
-				return RestartPolicy{}, &FieldError{Field: "--restart", Err: &SyntaxError{Msg: "invalid maximum retry count " + strconv.Quote(count)}}
+				return RestartPolicy{}, &FieldError{Field: "--restart", Err: errors.New("maximum retry count must be a non-negative integer: " + strconv.Quote(count))}
 			}
 			p.MaximumRetryCount = n
 		}
 		return p, nil
 	}
-	return RestartPolicy{}, &FieldError{Field: "--restart", Err: &SyntaxError{Msg: "invalid restart policy " + strconv.Quote(s)}}
+	return RestartPolicy{}, &FieldError{Field: "--restart", Err: errors.New("invalid restart policy " + strconv.Quote(s) + " (want no, always, unless-stopped or on-failure[:N])")}
 }
 
 // String returns the policy in --restart syntax.
