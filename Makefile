@@ -6,7 +6,7 @@ CGO_ENABLED := 1
 LDFLAGS := -s -w -extldflags=-static
 GOFLAGS_BUILD := -trimpath -buildvcs=false -tags netgo,osusergo
 
-BINS := bin/berth-runtime bin/berth
+BINS := bin/berth-runtime bin/berth bin/berth-shim bin/berth-init
 
 .PHONY: all clean test test-unit vet fmt
 all: $(BINS)
@@ -30,3 +30,10 @@ clean:
 
 bin/berth: FORCE
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '-s -w' -o $@ ./cmd/berth
+
+# The monitor and the init are small static Go programs without cgo.
+bin/berth-shim: FORCE
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '-s -w' -o $@ ./cmd/berth-shim
+
+bin/berth-init: FORCE
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '-s -w' -o $@ ./cmd/berth-init

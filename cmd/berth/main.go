@@ -122,9 +122,20 @@ func envOr(k, def string) string {
 	return def
 }
 
-// commands lists every verb; each file of this package builds its group.
+// commands lists every verb; each file of this package builds its own.
+// Groups of the same name from several files ("system") are merged.
 func commands(g *globals) []*cli.Command {
 	var cmds []*cli.Command
-	cmds = append(cmds, imageCommands(g)...)
+	byName := map[string]*cli.Command{}
+	for _, list := range [][]*cli.Command{imageCommands(g), containerCommands(g)} {
+		for _, c := range list {
+			if prev, ok := byName[c.Name()]; ok && len(prev.Sub) > 0 && len(c.Sub) > 0 {
+				prev.Sub = append(prev.Sub, c.Sub...)
+				continue
+			}
+			byName[c.Name()] = c
+			cmds = append(cmds, c)
+		}
+	}
 	return cmds
 }

@@ -106,7 +106,11 @@ func (a *App) Run(args []string, stdout io.Writer) error {
 	fs := cmd.Flags()
 	fs.SetOutput(io.Discard)
 	if cmd.help == nil {
-		cmd.help = fs.BoolP("help", "h", false, "show help")
+		short := "h"
+		if fs.ShorthandLookup("h") != nil { // docker run -h is --hostname
+			short = ""
+		}
+		cmd.help = fs.BoolP("help", short, false, "show help")
 	}
 	cmdHelp := cmd.help
 	*cmdHelp = false

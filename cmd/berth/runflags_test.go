@@ -1,0 +1,94 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/spf13/pflag"
+)
+
+func parseRun(t *testing.T, args ...string) (*container.Config, *container.HostConfig, error) {
+	t.Helper()
+	var f runFlags
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	f.register(fs, true)
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	return f.config(fs, fs.Args())
+}
+
+func TestRunFlags(t *testing.T) {
+	t.Setenv("FROM_HOST", "yes")
+	cfg, host, err := parseRun(t, "-it", "--rm", "--name", "web", "-e", "A=1", "-e", "FROM_HOST", "-e", "UNSET_VAR",
+		"-w", "/srv", "-u", "nobody:nogroup", "--entrypoint", "", "-m", "256m", "--memory-swap", "512m", "--cpus", "1.5",
+		"--pids-limit", "64", "-p", "127.0.0.1:8080:80", "-p", "9000-9001:9000-9001/udp", "--restart", "no",
+		"--ulimit", "nofile=1024:2048", "--tmpfs", "/run:size=64m", "-v", "/srv/site:/www:ro", "--cap-add", "NET_ADMIN",
+		"-l", "tier=front", "--init", "--read-only", "busybox", "sh", "-c", "echo hi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Image != "busybox" || strings.Join(cfg.Cmd, " ") != "sh -c echo hi" || cfg.Entrypoint == nil || len(cfg.Entrypoint) != 0 {
+		t.Errorf("image/cmd/entrypoint = %q %q %#v", cfg.Image, cfg.Cmd, cfg.Entrypoint)
+	}
+	if strings.Join(cfg.Env, ",") != "A=1,FROM_HOST=yes" {
+		t.Errorf("env = %q (an unset KEY is dropped, a set one copied)", cfg.Env)
+	}
+	if !cfg.Tty || !cfg.OpenStdin || cfg.WorkingDir != "/srv" || cfg.User != "nobody:nogroup" || cfg.Labels["tier"] != "front" {
+		t.Errorf("config = %+v", cfg)
+	}
+	r := host.Resources
+	if r.Memory != 256<<20 || r.MemorySwap != 512<<20 || r.NanoCPUs != 1_500_000_000 || *r.PidsLimit != 64 || r.Ulimits[0].Hard != 2048 {
+		t.Errorf("resources = %+v", r)
+	}
+	if !host.AutoRemove || !host.ReadonlyRootfs || host.Init == nil || !*host.Init || host.Tmpfs["/run"] != "size=64m" || host.Binds[0] != "/srv/site:/www:ro" {
+		t.Errorf("host = %+v", host)
+	}
+	if len(host.PortBindings) != 3 || len(cfg.ExposedPorts) != 3 {
+		t.Fatalf("ports: exposed %v bindings %v", cfg.ExposedPorts, host.PortBindings)
+	}
+	for p, b := range host.PortBindings {
+		switch p.String() {
+		case "80/tcp":
+			if b[0].HostIP.String() != "127.0.0.1" || b[0].HostPort != "8080" {
+				t.Errorf("80/tcp -> %+v", b)
+			}
+		case "9001/udp":
+			if b[0].HostPort != "9001" {
+				t.Errorf("9001/udp -> %+v", b)
+			}
+		}
+	}
+}
+
+func TestRunFlagErrors(t *testing.T) {
+	tests := []struct {
+		args   []string
+		errSub string
+	}{
+		{[]string{"-m", "lots", "busybox"}, "--memory: invalid size"},
+		{[]string{"-m", "1k", "busybox"}, "--memory: minimum memory limit allowed is 6MB"},
+		{[]string{"-m", "64m", "--memory-swap", "32m", "busybox"}, "--memory-swap: must be at least --memory"},
+		{[]string{"--cpus", "-1", "busybox"}, "--cpus"},
+		{[]string{"-p", "80:80:80:80", "busybox"}, "--publish"},
+		{[]string{"-p", "70000", "busybox"}, "invalid port"},
+		{[]string{"-v", "/a:relative", "busybox"}, "--volume: invalid volume specification"},
+		{[]string{"-v", "/a:/b:xx", "busybox"}, `unknown option "xx"`},
+		{[]string{"--restart", "sometimes", "busybox"}, "--restart: invalid restart policy"},
+		{[]string{"--restart", "always", "--rm", "busybox"}, "cannot specify both --restart and --rm"},
+		{[]string{"--mount", "type=bind,target=/x", "busybox"}, "a bind mount needs an absolute source"},
+		{[]string{"--mount", "type=nfs,target=/x", "busybox"}, `type "nfs" is not supported`},
+		{[]string{"-w", "rel", "busybox"}, "--workdir"},
+		{[]string{"--ulimit", "nofile", "busybox"}, "--ulimit"},
+		{[]string{"--blkio-weight", "5", "busybox"}, "--blkio-weight"},
+		{[]string{"--dns", "not-an-ip", "busybox"}, "--dns"},
+		{[]string{}, "requires at least 1 argument"},
+	}
+	for _, tt := range tests {
+		_, _, err := parseRun(t, tt.args...)
+		if err == nil || !strings.Contains(err.Error(), tt.errSub) {
+			t.Errorf("run %q: err = %v, want it to mention %q", tt.args, err, tt.errSub)
+		}
+	}
+}

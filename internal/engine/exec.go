@@ -1,0 +1,184 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berthproject/berth/internal/containerspec"
+)
+
+// ExecOptions describe a process to run in a running container.
+type ExecOptions struct {
+	Cmd         []string
+	Env         []string
+	WorkingDir  string
+	User        string
+	Tty         bool
+	Interactive bool
+	Detach      bool
+	Privileged  bool
+	Stdin       *os.File // default: ours
+	Stdout      *os.File
+	Stderr      *os.File
+}
+
+// Exec runs a process in the container's namespaces, cgroup and security
+// settings (through the runtime's exec) and returns its exit code; with
+// Detach it returns once the process runs.
+func (e *Engine) Exec(ctx context.Context, ref string, o ExecOptions) (int, error) {
+	c, err := e.Lookup(ctx, ref)
+	if err != nil {
+		return -1, err
+	}
+	switch c.State.Status {
+	case StatusRunning:
+	case StatusPaused:
+		return -1, fmt.Errorf("%w: container %s is paused, unpause the container before exec", ErrConflict, c.Name)
+	default:
+		return -1, fmt.Errorf("%w: container %s is not running", ErrConflict, c.ID)
+	}
+	if len(o.Cmd) == 0 {
+		return -1, fmt.Errorf("%w: exec: no command", ErrInvalid)
+	}
+	dir := e.runDir(c.ID)
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return -1, err
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return -1, err
+	}
+	p, err := containerspec.ExecProcess(&spec, containerspec.ExecInput{
+		Cmd: o.Cmd, Env: o.Env, WorkingDir: o.WorkingDir, User: o.User, Tty: o.Tty, Privileged: o.Privileged,
+		Passwd: readInRoot(e.rootfsDir(c.ID), "/etc/passwd"), Group: readInRoot(e.rootfsDir(c.ID), "/etc/group"),
+	})
+	if err != nil {
+		return -1, err
+	}
+	pb, err := json.Marshal(p)
+	if err != nil {
+		return -1, err
+	}
+	f, err := os.CreateTemp(dir, "exec-*.json")
+	if err != nil {
+		return -1, err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(pb); err != nil {
+		f.Close()
+		return -1, err
+	}
+	f.Close()
+	args := []string{"--root", e.runtimeRoot(), "exec", "--process", f.Name()}
+	if o.Detach {
+		args = append(args, "--detach")
+	}
+	args = append(args, c.ID)
+	cmd := exec.CommandContext(ctx, e.runtimePath(), args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
+	if cmd.Stdin == nil && o.Interactive {
+		cmd.Stdin = os.Stdin
+	}
+	if cmd.Stdout == nil {
+		cmd.Stdout = os.Stdout
+	}
+	var errBuf strings.Builder
+	if cmd.Stderr == nil {
+		cmd.Stderr = &teeWriter{w: os.Stderr, keep: &errBuf}
+	}
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code := ee.ExitCode()
+		// The runtime says why it could not run the command: Docker's
+		// 126/127 convention.
+		if msg := errBuf.String(); strings.Contains(msg, "berth-runtime:") {
+			switch {
+			case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
+				return 127, nil
+			case strings.Contains(msg, "permission denied"), strings.Contains(msg, "is a directory"):
+				return 126, nil
+			}
+		}
+		return code, nil
+	}
+	if err != nil {
+		return -1, err
+	}
+	return 0, nil
+}
+
+// teeWriter passes writes through and keeps a copy of the last few.
+type teeWriter struct {
+	w    *os.File
+	keep *strings.Builder
+}
+
+func (t *teeWriter) Write(p []byte) (int, error) {
+	if t.keep.Len() < 4096 {
+		t.keep.Write(p)
+	}
+	return t.w.Write(p)
+}
+
+// Top lists the container's processes with ps(1) columns.
+func (e *Engine) Top(ctx context.Context, ref string, psArgs []string) (titles []string, rows [][]string, err error) {
+	c, err := e.Lookup(ctx, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.State.Status != StatusRunning && c.State.Status != StatusPaused {
+		return nil, nil, fmt.Errorf("%w: container %s is not running", ErrConflict, c.Name)
+	}
+	out, err := exec.CommandContext(ctx, e.runtimePath(), "--root", e.runtimeRoot(), "ps", "--format", "json", c.ID).Output()
+	if err != nil {
+		return nil, nil, fmt.Errorf("list the processes of %s: %w", c.Name, err)
+	}
+	var pids []int
+	if err := json.Unmarshal(out, &pids); err != nil {
+		return nil, nil, err
+	}
+	if len(psArgs) == 0 {
+		psArgs = []string{"-ef"}
+	}
+	psOut, err := exec.CommandContext(ctx, "ps", psArgs...).Output()
+	if err != nil {
+		return nil, nil, fmt.Errorf("ps %s: %w", strings.Join(psArgs, " "), err)
+	}
+	lines := strings.Split(strings.TrimRight(string(psOut), "\n"), "\n")
+	titles = strings.Fields(lines[0])
+	col := -1
+	for i, t := range titles {
+		if t == "PID" {
+			col = i
+		}
+	}
+	if col < 0 {
+		return nil, nil, fmt.Errorf("%w: ps %s: no PID column", ErrInvalid, strings.Join(psArgs, " "))
+	}
+	in := map[string]bool{}
+	for _, p := range pids {
+		in[strconv.Itoa(p)] = true
+	}
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if col < len(f) && in[f[col]] {
+			// The last column (the command) may contain spaces.
+			if len(f) > len(titles) {
+				f = append(f[:len(titles)-1], strings.Join(f[len(titles)-1:], " "))
+			}
+			rows = append(rows, f)
+		}
+	}
+	return titles, rows, nil
+}

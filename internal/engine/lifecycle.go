@@ -1,0 +1,246 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/shim"
+	"github.com/berthproject/berth/internal/snapshot"
+)
+
+// runtimeRoot is where berth-runtime keeps the state of berth's containers.
+func (e *Engine) runtimeRoot() string { return filepath.Join(e.opts.State, "runtime") }
+
+// runtimePath is the OCI runtime binary: the configured one, else
+// berth-runtime next to the running executable, else from $PATH.
+func (e *Engine) runtimePath() string {
+	if e.opts.Runtime != "" {
+		return e.opts.Runtime
+	}
+	return siblingBinary("berth-runtime")
+}
+
+// siblingBinary finds a berth binary installed next to the running one,
+// else in $PATH.
+func siblingBinary(name string) string {
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	return name
+}
+
+// runtime runs the OCI runtime with args and returns its error output on
+// failure.
+func (e *Engine) runtime(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, e.runtimePath(), append([]string{"--root", e.runtimeRoot()}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		msg := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "berth-runtime: "))
+		if msg == "" {
+			msg = err.Error()
+		}
+		return fmt.Errorf("runtime %s: %s", args[0], msg)
+	}
+	return nil
+}
+
+// reconcile brings a record up to date with what really exists: the
+// monitor's exit file, and whether the monitor and the process still live.
+// The kernel is the truth; the record is a cache of it.
+func (e *Engine) reconcile(ctx context.Context, c *Container) (*Container, error) {
+	switch c.State.Status {
+	case StatusRunning, StatusPaused, StatusRestarting:
+	default:
+		return c, nil
+	}
+	dir := e.runDir(c.ID)
+	if ex, err := shim.ReadExit(dir); err == nil && ex != nil && !shim.Alive(dir) {
+		// The monitor finished; it could not update the record (the
+		// exit command failed or was killed): finish the job now.
+		e.applyExit(c, ex)
+		return c, e.saveLocked(ctx, c, func(cur *Container) { cur.State = c.State })
+	}
+	if shim.Alive(dir) {
+		return c, nil // running, or paused as recorded by Pause
+	}
+	// The monitor died without an exit record (kill -9). Nobody reads the
+	// container's output or reaps it any more: stop it and report it
+	// stopped with what is known.
+	_ = e.runtime(context.WithoutCancel(ctx), "delete", "--force", c.ID)
+	e.unmountRootfs(c.ID)
+	c.State.Status = StatusExited
+	c.State.Pid = 0
+	c.State.ExitCode = 255
+	c.State.Error = "the container's monitor (berth-shim) died; the container was stopped"
+	c.State.FinishedAt = time.Now().UTC()
+	return c, e.saveLocked(ctx, c, func(cur *Container) { cur.State = c.State })
+}
+
+// applyExit records an exit the monitor reported.
+func (e *Engine) applyExit(c *Container, ex *shim.Exit) {
+	c.State.Status = StatusExited
+	c.State.Pid = 0
+	c.State.ExitCode = ex.ExitCode
+	c.State.OOMKilled = ex.OOMKilled
+	c.State.FinishedAt = ex.FinishedAt
+	c.State.RestartCount = ex.RestartCount
+	if ex.Error != "" {
+		c.State.Error = ex.Error
+	}
+}
+
+// saveLocked re-reads the record under its lock, applies change and writes
+// it: concurrent commands never lose each other's updates.
+func (e *Engine) saveLocked(ctx context.Context, c *Container, change func(cur *Container)) error {
+	lk, err := e.lockContainer(c.ID)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // removed meanwhile
+		}
+		return err
+	}
+	defer lk.Close()
+	cur, err := readContainer(e, c.ID)
+	if err != nil {
+		return err
+	}
+	change(cur)
+	*c = *cur
+	return writeContainer(e, cur)
+}
+
+// rootfsDir is where a container's root filesystem is mounted while it runs.
+func (e *Engine) rootfsDir(id string) string { return filepath.Join(e.runDir(id), "rootfs") }
+
+// mountRootfs mounts the container's layer stack at rootfsDir.
+func (e *Engine) mountRootfs(ctx context.Context, id string) (string, error) {
+	target := e.rootfsDir(id)
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return "", err
+	}
+	if mounted(target) {
+		return target, nil
+	}
+	mounts, err := e.Driver.Mounts(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if err := snapshot.MountAll(mounts, target); err != nil {
+		return "", fmt.Errorf("mount the container's root filesystem: %w", err)
+	}
+	return target, nil
+}
+
+// unmountRootfs undoes mountRootfs; a missing mount is fine.
+func (e *Engine) unmountRootfs(id string) {
+	target := e.rootfsDir(id)
+	if mounted(target) {
+		_ = snapshot.Unmount(target)
+	}
+}
+
+// mounted reports whether path is a mount point.
+func mounted(path string) bool {
+	var st, parent unix.Stat_t
+	if unix.Lstat(path, &st) != nil || unix.Lstat(filepath.Dir(path), &parent) != nil {
+		return false
+	}
+	if st.Dev != parent.Dev {
+		return true
+	}
+	// Same device: a bind or overlay of the same filesystem still shows in
+	// mountinfo.
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && unescapeMount(f[4]) == path {
+			return true
+		}
+	}
+	return false
+}
+
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Remove deletes a container. A running one needs force (it is killed).
+func (e *Engine) Remove(ctx context.Context, ref string, force, volumes bool) error {
+	c, err := e.Lookup(ctx, ref)
+	if err != nil {
+		return err
+	}
+	switch c.State.Status {
+	case StatusRunning, StatusPaused, StatusRestarting:
+		if !force {
+			return fmt.Errorf("%w: cannot remove container %q: container is %s: stop the container before removing or force remove", ErrConflict, c.Name, c.State.Status)
+		}
+		if err := e.kill(ctx, c, unix.SIGKILL, true); err != nil {
+			return err
+		}
+	}
+	return e.removeStopped(ctx, c)
+}
+
+// removeStopped deletes a container that runs no process.
+func (e *Engine) removeStopped(ctx context.Context, c *Container) error {
+	lk, err := e.lockNames()
+	if err != nil {
+		return err
+	}
+	defer lk.Close()
+	_ = e.runtime(ctx, "delete", "--force", c.ID) // a leftover of a crash, if any
+	e.unmountRootfs(c.ID)
+	if err := e.Driver.Remove(ctx, c.ID); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+		return fmt.Errorf("remove the container's layer: %w", err)
+	}
+	if err := os.RemoveAll(e.runDir(c.ID)); err != nil {
+		return err
+	}
+	return os.RemoveAll(e.containerDir(c.ID))
+}
+
+// readRootfs gives the container's root filesystem to read: the running
+// container's mount, or a mount made for the caller (release undoes it).
+func (e *Engine) readRootfs(ctx context.Context, c *Container) (dir string, release func(), err error) {
+	dir = e.rootfsDir(c.ID)
+	if mounted(dir) {
+		return dir, func() {}, nil
+	}
+	if dir, err = e.mountRootfs(ctx, c.ID); err != nil {
+		return "", nil, err
+	}
+	return dir, func() { e.unmountRootfs(c.ID) }, nil
+}

@@ -1,0 +1,323 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/shim"
+)
+
+// Kill sends sig to the container's main process.
+func (e *Engine) Kill(ctx context.Context, ref string, sig unix.Signal) error {
+	c, err := e.Lookup(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if c.State.Status != StatusRunning && c.State.Status != StatusPaused {
+		return fmt.Errorf("%w: cannot kill container %s: container %s is not running", ErrConflict, c.Name, c.ID)
+	}
+	return e.kill(ctx, c, sig, false)
+}
+
+// kill signals the container; with wait it returns once the monitor has
+// recorded the exit (and run its exit command).
+func (e *Engine) kill(ctx context.Context, c *Container, sig unix.Signal, wait bool) error {
+	if sig == unix.SIGKILL || sig == unix.SIGTERM || sig == unix.SIGINT {
+		// An explicit stop: no restart policy brings it back.
+		markStopped(e.runDir(c.ID))
+	}
+	if c.State.Status == StatusPaused {
+		_ = e.runtime(ctx, "resume", c.ID)
+	}
+	all := []string{"kill", c.ID, strconv.Itoa(int(sig))}
+	if sig == unix.SIGKILL {
+		all = []string{"kill", "--all", c.ID, "9"}
+	}
+	if err := e.runtime(ctx, all...); err != nil {
+		if _, werr := e.waitShim(ctx, c, 0); werr == nil {
+			return nil // it had exited meanwhile
+		}
+		return err
+	}
+	if !wait {
+		return nil
+	}
+	_, err := e.waitShim(ctx, c, 0)
+	return err
+}
+
+func markStopped(dir string) {
+	if f, err := os.Create(filepath.Join(dir, "stopped")); err == nil {
+		f.Close()
+	}
+}
+
+// Stop asks the container to stop with its stop signal, and kills it after
+// timeout (nil: the container's --stop-timeout, else 10 s).
+func (e *Engine) Stop(ctx context.Context, ref string, timeout *int) error {
+	c, err := e.Lookup(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if c.State.Status != StatusRunning && c.State.Status != StatusPaused && c.State.Status != StatusRestarting {
+		return nil // Docker: stopping a stopped container succeeds
+	}
+	markStopped(e.runDir(c.ID))
+	t := 10
+	if c.Config.StopTimeout != nil {
+		t = *c.Config.StopTimeout
+	}
+	if timeout != nil {
+		t = *timeout
+	}
+	sig := unix.SIGTERM
+	if c.Config.StopSignal != "" {
+		if s, err := ParseSignal(c.Config.StopSignal); err == nil {
+			sig = s
+		}
+	}
+	if t != 0 {
+		if err := e.kill(ctx, c, sig, false); err == nil {
+			if t < 0 {
+				_, err := e.waitShim(ctx, c, 0)
+				return err
+			}
+			if done, _ := e.waitShim(ctx, c, time.Duration(t)*time.Second); done {
+				return nil
+			}
+		}
+	}
+	return e.kill(ctx, c, unix.SIGKILL, true)
+}
+
+// waitShim waits until the container's monitor is gone (it exits after
+// recording the exit and running its exit command), or timeout (0: for
+// ever). It reports whether the monitor is gone.
+func (e *Engine) waitShim(ctx context.Context, c *Container, timeout time.Duration) (bool, error) {
+	dir := e.runDir(c.ID)
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	pidfd := -1
+	if c.State.ShimPid > 0 {
+		if fd, err := unix.PidfdOpen(c.State.ShimPid, 0); err == nil {
+			pidfd = fd
+			defer unix.Close(fd)
+		}
+	}
+	for {
+		if !shim.Alive(dir) {
+			return true, nil
+		}
+		wait := 50 * time.Millisecond
+		if !deadline.IsZero() {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return false, nil
+			}
+			wait = min(wait, left)
+		}
+		if pidfd >= 0 {
+			fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+			_, _ = unix.Poll(fds, int(wait/time.Millisecond))
+		} else {
+			time.Sleep(wait)
+		}
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+	}
+}
+
+// Wait blocks until the container stops and returns its exit code
+// (`docker wait`). A container that is not running returns at once.
+func (e *Engine) Wait(ctx context.Context, ref string) (int, error) {
+	c, err := e.Lookup(ctx, ref)
+	if err != nil {
+		return -1, err
+	}
+	if c.State.Status == StatusRunning || c.State.Status == StatusPaused || c.State.Status == StatusRestarting {
+		id := c.ID
+		if _, err := e.waitShim(ctx, c, 0); err != nil {
+			return -1, err
+		}
+		if c, err = readContainer(e, id); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				// Removed by --rm: the monitor's exit command left the exit
+				// behind for us.
+				if ex, terr := e.takeTombstone(id); terr == nil {
+					return ex.ExitCode, nil
+				}
+			}
+			return -1, err
+		}
+		if c, err = e.reconcile(ctx, c); err != nil {
+			return -1, err
+		}
+	}
+	return c.State.ExitCode, nil
+}
+
+// Pause freezes every process of a running container.
+func (e *Engine) Pause(ctx context.Context, ref string) error {
+	c, err := e.Lookup(ctx, ref)
+	if err != nil {
+		return err
+	}
+	switch c.State.Status {
+	case StatusRunning:
+	case StatusPaused:
+		return fmt.Errorf("%w: container %s is already paused", ErrConflict, c.Name)
+	default:
+		return fmt.Errorf("%w: container %s is not running", ErrConflict, c.Name)
+	}
+	if err := e.runtime(ctx, "pause", c.ID); err != nil {
+		return err
+	}
+	return e.saveLocked(ctx, c, func(cur *Container) { cur.State.Status = StatusPaused })
+}
+
+// Unpause thaws a paused container.
+func (e *Engine) Unpause(ctx context.Context, ref string) error {
+	c, err := e.Lookup(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if c.State.Status != StatusPaused {
+		return fmt.Errorf("%w: container %s is not paused", ErrConflict, c.Name)
+	}
+	if err := e.runtime(ctx, "resume", c.ID); err != nil {
+		return err
+	}
+	return e.saveLocked(ctx, c, func(cur *Container) { cur.State.Status = StatusRunning })
+}
+
+// Restart stops (like Stop) and starts the container again.
+func (e *Engine) Restart(ctx context.Context, ref string, timeout *int) error {
+	if err := e.Stop(ctx, ref, timeout); err != nil {
+		return err
+	}
+	return e.Start(ctx, ref, StartOptions{})
+}
+
+// Rename gives a container a new name.
+func (e *Engine) Rename(ctx context.Context, ref, name string) error {
+	if !validName(name) {
+		return fmt.Errorf("%w: Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", ErrInvalid, name)
+	}
+	c, err := e.Lookup(ctx, ref)
+	if err != nil {
+		return err
+	}
+	lk, err := e.lockNames()
+	if err != nil {
+		return err
+	}
+	defer lk.Close()
+	if id, taken := e.nameTaken(name); taken && id != c.ID {
+		return fmt.Errorf("%w: Conflict. The container name \"/%s\" is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", ErrConflict, name, id)
+	}
+	return e.saveLocked(ctx, c, func(cur *Container) { cur.Name = name })
+}
+
+// Cleanup is the monitor's exit command: it records the exit, unmounts the
+// root filesystem and removes an --rm container. It runs in a process of
+// its own, after the runtime deleted the container.
+func (e *Engine) Cleanup(ctx context.Context, id string) error {
+	c, err := readContainer(e, id)
+	if err != nil {
+		return err
+	}
+	ex, err := shim.ReadExit(e.runDir(id))
+	if err != nil {
+		return err
+	}
+	e.unmountRootfs(id)
+	if ex != nil {
+		e.applyExit(c, ex)
+		if err := e.saveLocked(ctx, c, func(cur *Container) { cur.State = c.State }); err != nil {
+			return err
+		}
+	}
+	if c.HostConfig.AutoRemove {
+		if ex != nil {
+			e.leaveTombstone(id, ex)
+		}
+		return e.removeStopped(ctx, c)
+	}
+	return nil
+}
+
+// Tombstones: the exit of an --rm container, kept on tmpfs after the
+// container is gone, for the `run` or `wait` that waits for it. Ones nobody
+// took are dropped after an hour.
+func (e *Engine) tombstoneDir() string { return filepath.Join(e.opts.State, "exited") }
+
+func (e *Engine) leaveTombstone(id string, ex *shim.Exit) {
+	dir := e.tombstoneDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return
+	}
+	if ents, err := os.ReadDir(dir); err == nil {
+		for _, ent := range ents {
+			if fi, err := ent.Info(); err == nil && time.Since(fi.ModTime()) > time.Hour {
+				os.Remove(filepath.Join(dir, ent.Name()))
+			}
+		}
+	}
+	_ = writeFileAtomic(filepath.Join(dir, id), []byte(strconv.Itoa(ex.ExitCode)), 0o600)
+}
+
+func (e *Engine) takeTombstone(id string) (*shim.Exit, error) {
+	p := filepath.Join(e.tombstoneDir(), id)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(p)
+	code, err := strconv.Atoi(string(b))
+	if err != nil {
+		return nil, err
+	}
+	return &shim.Exit{ExitCode: code}, nil
+}
+
+// Prune removes every stopped container.
+func (e *Engine) Prune(ctx context.Context) ([]string, error) {
+	cs, err := e.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, c := range cs {
+		if c.State.Status == StatusExited || c.State.Status == StatusCreated || c.State.Status == StatusDead {
+			if err := e.removeStopped(ctx, c); err == nil {
+				removed = append(removed, c.ID)
+			}
+		}
+	}
+	return removed, nil
+}
+
+// ParseSignal accepts "KILL", "SIGKILL", "9".
+func ParseSignal(s string) (unix.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return unix.Signal(n), nil
+	}
+	name := s
+	if len(name) < 3 || name[:3] != "SIG" {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("%w: invalid signal: %s", ErrInvalid, s)
+}

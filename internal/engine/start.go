@@ -1,0 +1,351 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	ggcr "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/moby/api/types/container"
+	imagespec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berthproject/berth/internal/cgroups"
+	"github.com/berthproject/berth/internal/containerspec"
+	"github.com/berthproject/berth/internal/fsroot"
+	"github.com/berthproject/berth/internal/shim"
+	"github.com/berthproject/berth/internal/units"
+)
+
+// StartOptions tune Start.
+type StartOptions struct {
+	// Attach, when set, is called once the container exists and before its
+	// process runs, with the monitor's directory: a foreground `run`
+	// connects to the output there so that nothing is missed.
+	Attach func(dir string) error
+}
+
+// Start runs a created or stopped container's process under its monitor.
+func (e *Engine) Start(ctx context.Context, ref string, o StartOptions) (err error) {
+	c, err := e.Lookup(ctx, ref)
+	if err != nil {
+		return err
+	}
+	lk, err := e.lockContainer(c.ID)
+	if err != nil {
+		return err
+	}
+	defer lk.Close()
+	if c, err = readContainer(e, c.ID); err != nil {
+		return err
+	}
+	switch c.State.Status {
+	case StatusRunning, StatusPaused, StatusRestarting:
+		return nil // Docker: starting a running container is not an error
+	case StatusRemoving, StatusDead:
+		return fmt.Errorf("%w: container %s is %s", ErrConflict, c.Name, c.State.Status)
+	}
+	dir := e.runDir(c.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	// A previous run of this container may have left its files.
+	for _, f := range []string{"exit.json", "init.pid", "shim.pid", "stopped", "attach.sock", "control.sock", "console.sock"} {
+		os.Remove(filepath.Join(dir, f))
+	}
+	_ = e.runtime(ctx, "delete", "--force", c.ID)
+
+	rootfs, err := e.mountRootfs(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			e.unmountRootfs(c.ID)
+		}
+	}()
+	spec, err := e.renderSpec(ctx, c, rootfs)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
+		return err
+	}
+	logMax, logFiles, err := logLimits(c.HostConfig.LogConfig)
+	if err != nil {
+		return err
+	}
+	self := siblingBinary("berth")
+	if exe, err := os.Executable(); err == nil {
+		self = exe
+	}
+	so := shim.Options{
+		Binary:      siblingBinary("berth-shim"),
+		ID:          c.ID,
+		Bundle:      dir,
+		Runtime:     e.runtimePath(),
+		RuntimeRoot: e.runtimeRoot(),
+		Dir:         dir,
+		Tty:         c.Config.Tty,
+		Stdin:       c.Config.OpenStdin,
+		StdinOnce:   c.Config.StdinOnce,
+		Restart:     restartFlag(c.HostConfig.RestartPolicy),
+		OOMFile:     oomFile(spec.Linux.CgroupsPath),
+		ExitCommand: self,
+		ExitArgs:    []string{"--root", e.opts.Root, "--state", e.opts.State, "container", "cleanup", c.ID},
+	}
+	if c.HostConfig.LogConfig.Type != "none" {
+		so.Log, so.LogMaxSize, so.LogMaxFiles = e.logPath(c.ID), logMax, logFiles
+	}
+	so.BeforeStart = o.Attach
+	pid, err := shim.Start(so)
+	if err != nil {
+		return fmt.Errorf("start container %s: %w", c.Name, err)
+	}
+	shimPid, _ := shim.Pid(dir)
+	c.State = State{
+		Status: StatusRunning, Pid: pid, StartedAt: time.Now().UTC(), ShimPid: shimPid,
+		RestartCount: c.State.RestartCount,
+	}
+	return writeContainer(e, c)
+}
+
+// renderSpec gathers what the spec depends on and renders it.
+func (e *Engine) renderSpec(ctx context.Context, c *Container, rootfs string) (*specs.Spec, error) {
+	cfg, err := e.Images.Config(ctx, c.Image.String())
+	if err != nil {
+		return nil, err
+	}
+	etc, err := e.writeEtcFiles(c)
+	if err != nil {
+		return nil, err
+	}
+	in := &containerspec.Input{
+		ID:          c.ID,
+		Image:       imageConfig(cfg.Config),
+		Config:      c.Config,
+		Host:        c.HostConfig,
+		Rootfs:      rootfs,
+		Passwd:      readInRoot(rootfs, "/etc/passwd"),
+		Group:       readInRoot(rootfs, "/etc/group"),
+		CgroupsPath: cgroupsPath(c),
+		EtcFiles:    etc,
+		Namespaces:  map[specs.LinuxNamespaceType]string{},
+	}
+	if c.HostConfig.Init != nil && *c.HostConfig.Init {
+		in.InitPath = siblingBinary("berth-init")
+	}
+	hostFacts(c, in)
+	if err := e.resolveNamespaces(ctx, c, in); err != nil {
+		return nil, err
+	}
+	if err := e.resolveVolumes(ctx, c, in); err != nil {
+		return nil, err
+	}
+	return containerspec.Generate(in)
+}
+
+// cgroupsPath is the container's cgroup: under --cgroup-parent, else /berth.
+func cgroupsPath(c *Container) string {
+	parent := c.HostConfig.CgroupParent
+	if parent == "" {
+		parent = "/berth"
+	}
+	if !strings.HasPrefix(parent, "/") {
+		parent = "/" + parent
+	}
+	return filepath.Join(parent, c.ID)
+}
+
+// oomFile is the cgroup file whose oom_kill count tells whether the kernel
+// killed the container for lack of memory.
+func oomFile(path string) string {
+	layout, err := cgroups.DetectLayout(cgroups.Options{})
+	if err != nil {
+		return ""
+	}
+	if m, ok := layout.V1["memory"]; ok {
+		return filepath.Join(m.Dir, path, "memory.oom_control")
+	}
+	if layout.Unified != nil {
+		return filepath.Join(layout.Unified.Dir, path, "memory.events")
+	}
+	return ""
+}
+
+func restartFlag(p container.RestartPolicy) string {
+	switch p.Name {
+	case container.RestartPolicyOnFailure:
+		if p.MaximumRetryCount > 0 {
+			return "on-failure:" + strconv.Itoa(p.MaximumRetryCount)
+		}
+		return "on-failure"
+	case container.RestartPolicyAlways, container.RestartPolicyUnlessStopped:
+		return string(p.Name)
+	}
+	return "no"
+}
+
+// logLimits reads --log-opt max-size and max-file (Docker's json-file
+// options); rotation is on by default: 10 MiB, 3 files.
+func logLimits(lc container.LogConfig) (int64, int, error) {
+	switch lc.Type {
+	case "", "json-file", "none":
+	default:
+		return 0, 0, fmt.Errorf("%w: --log-driver: %q is not supported (json-file or none)", ErrInvalid, lc.Type)
+	}
+	size, files := int64(10<<20), 3
+	if v := lc.Config["max-size"]; v != "" {
+		n, err := units.RAMInBytes(v)
+		if err != nil || n <= 0 {
+			return 0, 0, fmt.Errorf("%w: --log-opt max-size=%s: not a size", ErrInvalid, v)
+		}
+		size = n
+	}
+	if v := lc.Config["max-file"]; v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return 0, 0, fmt.Errorf("%w: --log-opt max-file=%s: not a positive number", ErrInvalid, v)
+		}
+		files = n
+	}
+	return size, files, nil
+}
+
+// logPath is the container's json-file log.
+func (e *Engine) logPath(id string) string { return filepath.Join(e.containerDir(id), id+"-json.log") }
+
+// readInRoot reads a small file of the container's filesystem without
+// following links out of it; a missing file reads as nil.
+func readInRoot(rootfs, path string) []byte {
+	root, err := os.Open(rootfs)
+	if err != nil {
+		return nil
+	}
+	defer root.Close()
+	f, err := fsroot.Open(root, path, os.O_RDONLY)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	b := make([]byte, 1<<20)
+	n, _ := f.Read(b)
+	return b[:n]
+}
+
+// imageConfig converts the image's run configuration to image-spec's type.
+func imageConfig(c ggcr.Config) imagespec.ImageConfig {
+	return imagespec.ImageConfig{
+		User: c.User, ExposedPorts: c.ExposedPorts, Env: c.Env, Entrypoint: c.Entrypoint, Cmd: c.Cmd,
+		Volumes: c.Volumes, WorkingDir: c.WorkingDir, Labels: c.Labels, StopSignal: c.StopSignal,
+	}
+}
+
+// writeEtcFiles writes the container's /etc/hostname, /etc/hosts and
+// /etc/resolv.conf into its directory, for the spec to bind-mount.
+func (e *Engine) writeEtcFiles(c *Container) (map[string]string, error) {
+	dir := e.containerDir(c.ID)
+	hostname := c.Config.Hostname
+	files := map[string]string{
+		"/etc/hostname": hostname + "\n",
+		"/etc/hosts":    hostsFile(c, hostname),
+	}
+	resolv, err := resolvConf(c)
+	if err != nil {
+		return nil, err
+	}
+	if resolv != "" {
+		files["/etc/resolv.conf"] = resolv
+	}
+	out := map[string]string{}
+	for dst, content := range files {
+		p := filepath.Join(dir, filepath.Base(dst))
+		if err := writeFileAtomic(p, []byte(content), 0o644); err != nil {
+			return nil, err
+		}
+		out[dst] = p
+	}
+	return out, nil
+}
+
+func hostsFile(c *Container, hostname string) string {
+	var b strings.Builder
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	b.WriteString("fe00::\tip6-localnet\nff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+	for _, h := range c.HostConfig.ExtraHosts {
+		name, ip, ok := strings.Cut(h, ":")
+		if !ok {
+			if name, ip, ok = strings.Cut(h, "="); !ok {
+				continue
+			}
+		}
+		fmt.Fprintf(&b, "%s\t%s\n", ip, name)
+	}
+	if c.HostConfig.NetworkMode.IsHost() {
+		return b.String()
+	}
+	fmt.Fprintf(&b, "127.0.1.1\t%s\n", hostname)
+	return b.String()
+}
+
+// resolvConf is the container's resolv.conf: the host's, with --dns,
+// --dns-search and --dns-option in place of its entries when given.
+func resolvConf(c *Container) (string, error) {
+	host, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	var servers, search, options []string
+	for _, line := range strings.Split(string(host), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "nameserver":
+			// A loopback resolver of the host is not reachable from
+			// another network namespace.
+			if c.HostConfig.NetworkMode.IsHost() || !(strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
+				servers = append(servers, f[1])
+			}
+		case "search", "domain":
+			search = append(search, f[1:]...)
+		case "options":
+			options = append(options, f[1:]...)
+		}
+	}
+	h := c.HostConfig
+	if len(h.DNS) > 0 {
+		servers = nil
+		for _, a := range h.DNS {
+			servers = append(servers, a.String())
+		}
+	}
+	if len(h.DNSSearch) > 0 {
+		search = h.DNSSearch
+	}
+	if len(h.DNSOptions) > 0 {
+		options = h.DNSOptions
+	}
+	var b strings.Builder
+	for _, s := range servers {
+		fmt.Fprintf(&b, "nameserver %s\n", s)
+	}
+	if len(search) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
+	}
+	if len(options) > 0 {
+		fmt.Fprintf(&b, "options %s\n", strings.Join(options, " "))
+	}
+	return b.String(), nil
+}
