@@ -88,7 +88,7 @@ func runCommand(g *globals) *cli.Command {
 			return nil
 		},
 	}
-	f.register(c.Flags(), true)
+	c.Setup = func(c *cli.Command) { f.register(c.Flags(), true) }
 	return c
 }
 
@@ -274,7 +274,7 @@ func createCommand(g *globals) *cli.Command {
 			return nil
 		},
 	}
-	f.register(c.Flags(), false)
+	c.Setup = func(c *cli.Command) { f.register(c.Flags(), false) }
 	return c
 }
 

@@ -25,6 +25,10 @@ type Command struct {
 	// Sub makes this command a group ("image ls", "system df"): the next
 	// argument names one of these.
 	Sub []*Command
+	// Setup, when set, defines the command's flags; it runs only for the
+	// command that is run (a command with many flags costs nothing to the
+	// others).
+	Setup func(c *Command)
 
 	flags *pflag.FlagSet
 	app   string
@@ -102,6 +106,10 @@ func (a *App) Run(args []string, stdout io.Writer) error {
 		}
 		cmd.app = group.CommandPath()
 		rest = rest[1:]
+	}
+	if cmd.Setup != nil {
+		cmd.Setup(cmd)
+		cmd.Setup = nil
 	}
 	fs := cmd.Flags()
 	fs.SetOutput(io.Discard)

@@ -221,7 +221,7 @@ func (e *Engine) removeStopped(ctx context.Context, c *Container) error {
 		return err
 	}
 	defer lk.Close()
-	_ = e.runtime(ctx, "delete", "--force", c.ID) // a leftover of a crash, if any
+	e.deleteRuntimeLeftover(ctx, c.ID)
 	e.unmountRootfs(c.ID)
 	if err := e.Driver.Remove(ctx, c.ID); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
 		return fmt.Errorf("remove the container's layer: %w", err)
@@ -243,4 +243,12 @@ func (e *Engine) readRootfs(ctx context.Context, c *Container) (dir string, rele
 		return "", nil, err
 	}
 	return dir, func() { e.unmountRootfs(c.ID) }, nil
+}
+
+// deleteRuntimeLeftover removes the runtime's record of a container that
+// should have none (after a crash); it costs nothing when there is none.
+func (e *Engine) deleteRuntimeLeftover(ctx context.Context, id string) {
+	if _, err := os.Stat(filepath.Join(e.runtimeRoot(), id)); err == nil {
+		_ = e.runtime(ctx, "delete", "--force", id)
+	}
 }

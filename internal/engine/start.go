@@ -33,6 +33,8 @@ type StartOptions struct {
 
 // Start runs a created or stopped container's process under its monitor.
 func (e *Engine) Start(ctx context.Context, ref string, o StartOptions) (err error) {
+	t0 := time.Now()
+	step := func(what string) { e.log.Debug("start", "step", what, "elapsed", time.Since(t0)) }
 	c, err := e.Lookup(ctx, ref)
 	if err != nil {
 		return err
@@ -59,12 +61,14 @@ func (e *Engine) Start(ctx context.Context, ref string, o StartOptions) (err err
 	for _, f := range []string{"exit.json", "init.pid", "shim.pid", "stopped", "attach.sock", "control.sock", "console.sock"} {
 		os.Remove(filepath.Join(dir, f))
 	}
-	_ = e.runtime(ctx, "delete", "--force", c.ID)
+	e.deleteRuntimeLeftover(ctx, c.ID)
 
+	step("looked up")
 	rootfs, err := e.mountRootfs(ctx, c.ID)
 	if err != nil {
 		return err
 	}
+	step("rootfs mounted")
 	defer func() {
 		if err != nil {
 			e.unmountRootfs(c.ID)
@@ -74,6 +78,7 @@ func (e *Engine) Start(ctx context.Context, ref string, o StartOptions) (err err
 	if err != nil {
 		return err
 	}
+	step("spec rendered")
 	b, err := json.Marshal(spec)
 	if err != nil {
 		return err
@@ -108,7 +113,9 @@ func (e *Engine) Start(ctx context.Context, ref string, o StartOptions) (err err
 		so.Log, so.LogMaxSize, so.LogMaxFiles = e.logPath(c.ID), logMax, logFiles
 	}
 	so.BeforeStart = o.Attach
+	step("bundle written")
 	pid, err := shim.Start(so)
+	step("monitor reported")
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.Name, err)
 	}

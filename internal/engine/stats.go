@@ -72,6 +72,9 @@ func (e *Engine) Stats(ctx context.Context, ref string) (*Container, *Sample, er
 // CPUPercent is Docker's CPU %: the container's share of the host's CPU
 // time between two samples, times the number of CPUs.
 func CPUPercent(prev, cur *Sample) float64 {
+	if prev == nil {
+		return 0
+	}
 	dt := cur.Read.Sub(prev.Read)
 	if prev.Read.IsZero() || dt <= 0 || cur.CPUTotal < prev.CPUTotal {
 		return 0

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // DefaultDomain is the registry of names that do not name one.
@@ -58,13 +59,30 @@ var (
 	digestPat      = `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}`
 	remoteName     = pathComponent + `(?:/` + pathComponent + `)*`
 	namePat        = `(?:` + domain + `/)?` + remoteName
-	referenceRegex = regexp.MustCompile(`^(` + namePat + `)(?::(` + tagPat + `))?(?:@(` + digestPat + `))?$`)
-	domainRegex    = regexp.MustCompile(`^` + domain + `$`)
-	remoteRegex    = regexp.MustCompile(`^` + remoteName + `$`)
-	tagRegex       = regexp.MustCompile(`^` + tagPat + `$`)
-	identifier     = regexp.MustCompile(`^[a-f0-9]{64}$`)
-	sha256Hex      = regexp.MustCompile(`^[a-f0-9]{64}$`)
+	// The expressions are compiled on first use: every berth command pays
+	// its package initialisation, and compiling these takes milliseconds.
+	referenceRegex = lazy(`^(` + namePat + `)(?::(` + tagPat + `))?(?:@(` + digestPat + `))?$`)
+	domainRegex    = lazy(`^` + domain + `$`)
+	remoteRegex    = lazy(`^` + remoteName + `$`)
+	tagRegex       = lazy(`^` + tagPat + `$`)
 )
+
+func lazy(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}
+
+// isHex64 reports whether s is 64 lower-case hex digits.
+func isHex64(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // Reference is a parsed, normalized image reference. The zero value is not
 // valid; make one with Parse.
@@ -86,7 +104,7 @@ func Parse(s string) (Reference, error) {
 	if s == "" {
 		return Reference{}, fmt.Errorf("%w: reference is empty", ErrInvalid)
 	}
-	if identifier.MatchString(s) {
+	if isHex64(s) {
 		return Reference{}, fmt.Errorf("%w: invalid repository name (%s), cannot specify 64-byte hexadecimal strings", ErrInvalid, s)
 	}
 	dom, rest := splitDomain(s)
@@ -107,12 +125,12 @@ func Parse(s string) (Reference, error) {
 // ParseFull parses a fully qualified reference (domain/path[:tag][@digest])
 // without any normalization beyond index.docker.io -> docker.io.
 func ParseFull(s string) (Reference, error) {
-	m := referenceRegex.FindStringSubmatch(s)
+	m := referenceRegex().FindStringSubmatch(s)
 	if m == nil {
 		if s == "" {
 			return Reference{}, fmt.Errorf("%w: reference is empty", ErrInvalid)
 		}
-		if referenceRegex.MatchString(strings.ToLower(s)) {
+		if referenceRegex().MatchString(strings.ToLower(s)) {
 			return Reference{}, fmt.Errorf("%w: repository name must be lowercase", ErrInvalid)
 		}
 		return Reference{}, fmt.Errorf("%w: %q: %s", ErrInvalid, s, explain(s))
@@ -123,7 +141,7 @@ func ParseFull(s string) (Reference, error) {
 	}
 	var r Reference
 	i := strings.IndexRune(name, '/')
-	if i < 0 || !domainRegex.MatchString(name[:i]) {
+	if i < 0 || !domainRegex().MatchString(name[:i]) {
 		return Reference{}, fmt.Errorf("%w: invalid registry domain %q in %q", ErrInvalid, name[:max(i, 0)], s)
 	}
 	r.Domain, r.Path = name[:i], name[i+1:]
@@ -172,7 +190,7 @@ func explain(s string) string {
 	}
 	if i := strings.LastIndex(name, ":"); i >= 0 && !strings.Contains(name[i:], "/") {
 		name, tag = name[:i], name[i+1:]
-		if !tagRegex.MatchString(tag) {
+		if !tagRegex().MatchString(tag) {
 			return fmt.Sprintf("invalid tag %q", tag)
 		}
 	}
@@ -180,10 +198,10 @@ func explain(s string) string {
 	if len(parts) < 2 {
 		return "repository name must have at least one component"
 	}
-	if !domainRegex.MatchString(parts[0]) {
+	if !domainRegex().MatchString(parts[0]) {
 		return fmt.Sprintf("invalid registry domain %q", parts[0])
 	}
-	if !remoteRegex.MatchString(strings.Join(parts[1:], "/")) {
+	if !remoteRegex().MatchString(strings.Join(parts[1:], "/")) {
 		return fmt.Sprintf("invalid repository name %q", strings.Join(parts[1:], "/"))
 	}
 	return "does not match the reference grammar"
@@ -195,7 +213,7 @@ func ValidateDigest(d string) error {
 	if !ok || alg == "" || hex == "" {
 		return fmt.Errorf("%w: invalid digest %q: want algorithm:hex", ErrInvalid, d)
 	}
-	if alg == "sha256" && !sha256Hex.MatchString(hex) {
+	if alg == "sha256" && !isHex64(hex) {
 		return fmt.Errorf("%w: invalid digest %q: sha256 needs 64 lower-case hex digits", ErrInvalid, d)
 	}
 	if alg != "sha256" && alg != "sha512" && alg != "sha384" {
@@ -254,7 +272,7 @@ func (r Reference) WithDefaultTag() Reference {
 
 // WithTag returns the repository with tag (and no digest).
 func (r Reference) WithTag(tag string) (Reference, error) {
-	if !tagRegex.MatchString(tag) {
+	if !tagRegex().MatchString(tag) {
 		return Reference{}, fmt.Errorf("%w: invalid tag %q", ErrInvalid, tag)
 	}
 	return Reference{Domain: r.Domain, Path: r.Path, Tag: tag}, nil
