@@ -47,18 +47,18 @@ const (
 var ErrInvalid = errors.New("invalid reference format")
 
 var (
-	alnum          = `[a-z0-9]+`
-	separator      = `(?:[_.]|__|[-]+)`
-	pathComponent  = alnum + `(?:` + separator + alnum + `)*`
-	domainComp     = `(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])`
-	domainName     = domainComp + `(?:\.` + domainComp + `)*`
-	ipv6           = `\[(?:[a-fA-F0-9:]+)\]`
-	host           = `(?:` + domainName + `|` + ipv6 + `)`
-	domain         = host + `(?::[0-9]+)?`
-	tagPat         = `[\w][\w.-]{0,127}`
-	digestPat      = `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}`
-	remoteName     = pathComponent + `(?:/` + pathComponent + `)*`
-	namePat        = `(?:` + domain + `/)?` + remoteName
+	alnum         = `[a-z0-9]+`
+	separator     = `(?:[_.]|__|[-]+)`
+	pathComponent = alnum + `(?:` + separator + alnum + `)*`
+	domainComp    = `(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])`
+	domainName    = domainComp + `(?:\.` + domainComp + `)*`
+	ipv6          = `\[(?:[a-fA-F0-9:]+)\]`
+	host          = `(?:` + domainName + `|` + ipv6 + `)`
+	domain        = host + `(?::[0-9]+)?`
+	tagPat        = `[\w][\w.-]{0,127}`
+	digestPat     = `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}`
+	remoteName    = pathComponent + `(?:/` + pathComponent + `)*`
+	namePat       = `(?:` + domain + `/)?` + remoteName
 	// The expressions are compiled on first use: every berth command pays
 	// its package initialisation, and compiling these takes milliseconds.
 	referenceRegex = lazy(`^(` + namePat + `)(?::(` + tagPat + `))?(?:@(` + digestPat + `))?$`)
