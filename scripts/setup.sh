@@ -22,3 +22,8 @@ jq '.process.terminal = false
 
 log "berth-runtime run --bundle $b demo"
 "$BERTH_DIR/bin/berth-runtime" --root /run/berth-demo run --bundle "$b" "demo-$$"
+
+log "berth: a busybox image made from busybox-static, run with a 64 MiB memory limit"
+tar -C "$b/rootfs" -c . | "$BERTH_DIR/bin/berth" import - busybox:latest >/dev/null
+"$BERTH_DIR/bin/berth" run --rm --hostname berth-demo --memory 64m busybox sh -c \
+  'echo "hostname: $(hostname)"; echo "my pid: $$"; l=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max); echo "memory limit: $l bytes"'
