@@ -53,6 +53,10 @@ type Container struct {
 	HostConfig *container.HostConfig `json:"hostConfig"`
 	Driver     string                `json:"driver"`
 	State      State                 `json:"state"`
+	// AnonVolumes maps the destination of each anonymous volume (-v /dst,
+	// --mount type=volume without a source, the image's VOLUMEs) to the
+	// volume made for it at create; rm -v removes them.
+	AnonVolumes map[string]string `json:"anonVolumes,omitempty"`
 }
 
 // State is what is known of a container's process. The monitor's files

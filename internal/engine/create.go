@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -62,6 +63,9 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ *Container, err
 	} else if id, taken := e.nameTaken(name); taken {
 		return nil, fmt.Errorf("%w: Conflict. The container name \"/%s\" is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", ErrConflict, name, id)
 	}
+	if err := e.expandVolumesFrom(ctx, o.HostConfig); err != nil {
+		return nil, err
+	}
 	imgCfg, err := e.Images.Config(ctx, img.ID.String())
 	if err != nil {
 		return nil, err
@@ -88,6 +92,9 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ *Container, err
 	}
 	if c.Config.Hostname == "" {
 		c.Config.Hostname = c.ID[:12]
+	}
+	if c.AnonVolumes, err = e.createAnonVolumes(ctx, c); err != nil {
+		return nil, err
 	}
 	if err := writeContainer(e, c); err != nil {
 		return nil, err
@@ -212,4 +219,87 @@ func (e *Engine) driverName() string {
 		return ""
 	}
 	return string(b[:len(b)-1])
+}
+
+// expandVolumesFrom copies the mounts of the containers named by
+// --volumes-from NAME[:ro|rw] into the new container's own, as Docker
+// does at create.
+func (e *Engine) expandVolumesFrom(ctx context.Context, h *container.HostConfig) error {
+	for _, from := range h.VolumesFrom {
+		ref, mode, _ := strings.Cut(from, ":")
+		if mode != "" && mode != "ro" && mode != "rw" {
+			return fmt.Errorf("%w: --volumes-from %s: mode must be ro or rw", ErrInvalid, from)
+		}
+		src, err := e.Lookup(ctx, ref)
+		if err != nil {
+			return fmt.Errorf("--volumes-from %s: %w", from, err)
+		}
+		for _, b := range src.HostConfig.Binds {
+			parts := strings.Split(b, ":")
+			if len(parts) < 2 {
+				continue
+			}
+			if mode != "" {
+				b = parts[0] + ":" + parts[1] + ":" + mode
+			}
+			h.Binds = append(h.Binds, b)
+		}
+		for _, m := range src.HostConfig.Mounts {
+			if m.Type == mount.TypeTmpfs {
+				continue
+			}
+			if mode != "" {
+				m.ReadOnly = mode == "ro"
+			}
+			h.Mounts = append(h.Mounts, m)
+		}
+	}
+	h.VolumesFrom = nil
+	return nil
+}
+
+// createAnonVolumes makes the container's anonymous volumes: -v /dst,
+// --mount type=volume without a source, and the image's VOLUMEs that no
+// other mount covers.
+func (e *Engine) createAnonVolumes(ctx context.Context, c *Container) (map[string]string, error) {
+	covered := map[string]bool{}
+	var want []string
+	for _, b := range c.HostConfig.Binds {
+		parts := strings.Split(b, ":")
+		if len(parts) == 1 {
+			want = append(want, parts[0])
+		} else {
+			covered[parts[1]] = true
+		}
+	}
+	for _, m := range c.HostConfig.Mounts {
+		if m.Type == mount.TypeVolume && m.Source == "" {
+			want = append(want, m.Target)
+		} else {
+			covered[m.Target] = true
+		}
+	}
+	for dst := range c.HostConfig.Tmpfs {
+		covered[dst] = true
+	}
+	for dst := range c.Config.Volumes {
+		if !covered[dst] {
+			want = append(want, dst)
+		}
+	}
+	if len(want) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, dst := range want {
+		if _, ok := out[dst]; ok {
+			continue
+		}
+		v, err := e.VolumeCreate(ctx, "", map[string]string{anonymousLabel: ""}, nil)
+		if err != nil {
+			return nil, err
+		}
+		out[dst] = v.Name
+	}
+	return out, nil
 }

@@ -211,7 +211,17 @@ func (e *Engine) Remove(ctx context.Context, ref string, force, volumes bool) er
 			return err
 		}
 	}
-	return e.removeStopped(ctx, c)
+	if err := e.removeStopped(ctx, c); err != nil {
+		return err
+	}
+	if volumes {
+		for _, name := range c.AnonVolumes {
+			if err := e.VolumeRemove(ctx, name, true); err != nil {
+				e.log.Warn("remove anonymous volume", "volume", name, "err", err)
+			}
+		}
+	}
+	return nil
 }
 
 // removeStopped deletes a container that runs no process.

@@ -251,7 +251,13 @@ func (e *Engine) Cleanup(ctx context.Context, id string) error {
 		if ex != nil {
 			e.leaveTombstone(id, ex)
 		}
-		return e.removeStopped(ctx, c)
+		if err := e.removeStopped(ctx, c); err != nil {
+			return err
+		}
+		for _, name := range c.AnonVolumes { // --rm takes them too, as Docker does
+			_ = e.VolumeRemove(ctx, name, true)
+		}
+		return nil
 	}
 	return nil
 }

@@ -69,6 +69,7 @@ func (e *Engine) VolumeCreate(ctx context.Context, name string, labels, opts map
 	}
 	v := &Volume{Name: name, Driver: "local", Mountpoint: filepath.Join(dir, "_data"), CreatedAt: time.Now().UTC(),
 		Labels: labels, Options: map[string]string{}, Scope: "local"}
+	_, v.Anonymous = labels[anonymousLabel]
 	b, _ := json.Marshal(v)
 	if err := writeFileAtomic(filepath.Join(dir, "volume.json"), b, 0o600); err != nil {
 		os.RemoveAll(dir)
@@ -99,7 +100,7 @@ func (e *Engine) readVolume(name string) (*Volume, error) {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return nil, fmt.Errorf("volume %s: %w", name, err)
 	}
-	v.Anonymous = v.Labels[anonymousLabel] != ""
+	_, v.Anonymous = v.Labels[anonymousLabel]
 	return &v, nil
 }
 
@@ -209,6 +210,9 @@ func dirSize(dir string) int64 {
 // containerVolumes lists the volume names a container mounts.
 func containerVolumes(c *Container) []string {
 	var out []string
+	for _, name := range c.AnonVolumes {
+		out = append(out, name)
+	}
 	for _, b := range c.HostConfig.Binds {
 		if src, _, ok := strings.Cut(b, ":"); ok && !filepath.IsAbs(src) {
 			out = append(out, src)
@@ -256,6 +260,16 @@ func (e *Engine) resolveVolumes(ctx context.Context, c *Container, in *container
 		}
 		if err := use(src, dst, nocopy); err != nil {
 			return fmt.Errorf("--volume %s: %w", b, err)
+		}
+	}
+	for dst, name := range c.AnonVolumes {
+		v, err := e.readVolume(name)
+		if err != nil {
+			return fmt.Errorf("anonymous volume for %s: %w", dst, err)
+		}
+		in.Volumes[dst] = v.Mountpoint
+		if err := populateVolume(ctx, in.Rootfs, dst, v.Mountpoint); err != nil {
+			return err
 		}
 	}
 	for _, m := range c.HostConfig.Mounts {
