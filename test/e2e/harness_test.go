@@ -340,3 +340,105 @@ func (e *env) storeEntries() []string {
 	}
 	return out
 }
+
+// dockerd is a private Docker daemon for tests that check compatibility
+// with Docker itself: its own data root, exec root and socket under a temp
+// dir, no bridge and no iptables, stopped (with the containerd it starts)
+// and unmounted when the test ends.
+type dockerd struct {
+	t    *testing.T
+	dir  string
+	cli  string
+	sock string
+}
+
+// startDockerd starts a private dockerd, or skips the test when Docker is
+// not installed (Debian: docker.io).
+func startDockerd(t *testing.T) *dockerd {
+	t.Helper()
+	bin, err := exec.LookPath("dockerd")
+	if err != nil {
+		t.Skip("dockerd not installed (apt-get install docker.io): no comparison with Docker")
+	}
+	cli, err := exec.LookPath("docker")
+	if err != nil {
+		t.Skip("docker CLI not installed")
+	}
+	// A short path: the daemon's sockets must fit in sun_path.
+	dir, err := os.MkdirTemp("", "e2e-dockerd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &dockerd{t: t, dir: dir, cli: cli, sock: filepath.Join(dir, "docker.sock")}
+	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config-file", filepath.Join(dir, "daemon.json"),
+		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
+		"--pidfile", filepath.Join(dir, "docker.pid"), "-H", "unix://"+d.sock,
+		"--bridge=none", "--iptables=false", "--ip-masq=false", "--log-level", "warn")
+	logf, err := os.Create(filepath.Join(dir, "dockerd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start dockerd: %v", err)
+	}
+	t.Cleanup(func() {
+		children := childPids(cmd.Process.Pid)
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			cmd.Process.Kill()
+			<-done
+		}
+		for _, pid := range children {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		logf.Close()
+		unmountUnder(t, dir)
+		os.RemoveAll(dir)
+	})
+	for i := 0; ; i++ {
+		if _, err := d.run("version"); err == nil {
+			break
+		}
+		if i == 600 {
+			b, _ := os.ReadFile(filepath.Join(dir, "dockerd.log"))
+			t.Fatalf("dockerd did not answer within a minute:\n%s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return d
+}
+
+// run runs the docker CLI against the private daemon.
+func (d *dockerd) run(args ...string) (string, error) {
+	cmd := exec.Command(d.cli, append([]string{"-H", "unix://" + d.sock}, args...)...)
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(d.dir, "cli"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// childPids lists the direct children of pid (the containerd dockerd starts).
+func childPids(pid int) []int {
+	var out []int
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return nil
+	}
+	for _, f := range strings.Fields(string(b)) {
+		var c int
+		if _, err := fmt.Sscan(f, &c); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -514,3 +514,36 @@ func TestErrors(t *testing.T) {
 		t.Errorf("images after failures = %q, want only e2e/base:1", got)
 	}
 }
+
+// TestDockerArchiveInterop: Docker loads what berth saves, and berth loads
+// what Docker saves, with the same image IDs and tags (skipped where Docker
+// is not installed).
+func TestDockerArchiveInterop(t *testing.T) {
+	e := newEnv(t)
+	d := startDockerd(t)
+	id := e.importBusybox("e2e/interop:1", "-c", `CMD ["/bin/sh"]`)
+	e.ok("tag", "e2e/interop:1", "e2e/interop:2")
+	archive := filepath.Join(e.dir, "berth.tar")
+	e.ok("save", "-o", archive, "e2e/interop:1", "e2e/interop:2")
+	out, err := d.run("load", "-i", archive)
+	if err != nil || !strings.Contains(out, "Loaded image: e2e/interop:1") || !strings.Contains(out, "Loaded image: e2e/interop:2") {
+		t.Fatalf("docker load of berth's archive: %v\n%s", err, out)
+	}
+	for _, name := range []string{"e2e/interop:1", "e2e/interop:2"} {
+		if got, err := d.run("image", "inspect", "-f", "{{.Id}}", name); err != nil || strings.TrimSpace(got) != id {
+			t.Errorf("docker sees %s as %q (%v), berth saved %s", name, strings.TrimSpace(got), err, id)
+		}
+	}
+
+	fromDocker := filepath.Join(e.dir, "docker.tar")
+	if out, err := d.run("save", "-o", fromDocker, "e2e/interop:1"); err != nil {
+		t.Fatalf("docker save: %v\n%s", err, out)
+	}
+	e.ok("rmi", "e2e/interop:1", "e2e/interop:2")
+	if out := e.ok("load", "-i", fromDocker); out != "Loaded image: e2e/interop:1\n" {
+		t.Errorf("berth load of docker's archive printed %q", out)
+	}
+	if got := strings.TrimSpace(e.ok("image", "inspect", "-f", "{{.Id}}", "e2e/interop:1")); got != id {
+		t.Errorf("berth loaded docker's archive as %s, want %s", got, id)
+	}
+}
