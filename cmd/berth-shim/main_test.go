@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berthproject/berth/internal/shim/jsonlog"
 	"github.com/berthproject/berth/internal/shim/protocol"
 )
@@ -109,12 +111,13 @@ func TestOutputPathAllocatesNothing(t *testing.T) {
 // pipeClient returns a client whose connection is one end of a pipe.
 func pipeClient(t *testing.T, hello protocol.Hello) (*client, *os.File) {
 	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		t.Fatal(err)
 	}
+	r, w := os.NewFile(uintptr(p[0]), "r"), os.NewFile(uintptr(p[1]), "w")
 	t.Cleanup(func() { r.Close(); w.Close() })
-	return &client{conn: w, hello: hello, wake: make(chan struct{}, 1), done: make(chan struct{})}, r
+	return &client{conn: w, fd: p[1], hello: hello, wake: make(chan struct{}, 1), done: make(chan struct{})}, r
 }
 
 func TestSlowClientIsDroppedNotTheOutput(t *testing.T) {
@@ -124,7 +127,8 @@ func TestSlowClientIsDroppedNotTheOutput(t *testing.T) {
 	s := newStream(k, protocol.Stdout)
 	line := []byte(strings.Repeat("x", 1023) + "\n")
 	total := 0
-	for total <= protocol.MaxClientBacklog+len(line) {
+	// What the pipe takes goes at once; past that, MaxClientBacklog waits.
+	for total <= 2*protocol.MaxClientBacklog {
 		n := copy(s.lines.Free(), line)
 		s.commit(n)
 		total += n

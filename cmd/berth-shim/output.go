@@ -3,9 +3,12 @@ package main
 import (
 	"io"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -25,6 +28,9 @@ type sink struct {
 	log     *jsonlog.Writer // nil without --log
 	logErr  bool            // a log write failed (warned once)
 	clients []*client
+	frame   []byte // the stdcopy frame being sent, reused
+
+	released atomic.Bool // a client gave big buffers back (garbage to return)
 }
 
 // stream copies one output descriptor of the container (stdout, stderr or
@@ -61,8 +67,11 @@ func (s *stream) copy() {
 	defer close(s.done)
 	for {
 		n, err := s.f.Read(s.lines.Free())
-		if n > 0 {
-			s.commit(n)
+		if n > 0 && s.commit(n) {
+			// Output was queued for an attach client: let its writer run
+			// now. With one P a reader whose pipe is never empty would
+			// otherwise keep it waiting for a whole time slice.
+			runtime.Gosched()
 		}
 		if err != nil {
 			break
@@ -86,14 +95,16 @@ func (s *stream) copy() {
 	s.sink.mu.Unlock()
 }
 
-// commit hands the n bytes just read to the attach clients and the log.
-func (s *stream) commit(n int) {
+// commit hands the n bytes just read to the attach clients and the log;
+// it reports whether some output was queued for a client.
+func (s *stream) commit(n int) bool {
 	k := s.sink
 	k.mu.Lock()
 	s.now = time.Now()
-	k.fanout(s.id, s.lines.Free()[:n])
+	queued := k.fanout(s.id, s.lines.Free()[:n])
 	s.lines.Commit(n, s.emit)
 	k.mu.Unlock()
+	return queued
 }
 
 // writeLog writes one line to the log; the sink's lock is held.
@@ -122,25 +133,42 @@ func (s *stream) stop() {
 	s.f, s.fd, s.done = nil, -1, nil
 }
 
-// fanout queues output for the attach clients; k.mu is held.
-func (k *sink) fanout(id byte, p []byte) {
+// fanout sends output to the attach clients; k.mu is held. It reports
+// whether some of it had to be queued.
+func (k *sink) fanout(id byte, p []byte) bool {
+	if len(k.clients) == 0 {
+		return false
+	}
+	frame := p
+	if !k.tty {
+		k.frame = protocol.AppendFrame(k.frame[:0], id, p)
+		frame = k.frame
+	}
+	queued := false
 	for _, c := range k.clients {
 		if id == protocol.Stdout && !c.hello.Stdout || id == protocol.Stderr && !c.hello.Stderr {
 			continue
 		}
-		c.push(k.tty, id, p)
+		if c.push(frame) {
+			queued = true
+		}
 	}
+	return queued
 }
 
 // client is one attach connection.
 type client struct {
 	conn  *os.File
+	fd    int // conn's descriptor (non-blocking)
 	hello protocol.Hello
 
 	mu      sync.Mutex
 	pending []byte // output not yet written
 	spare   []byte // the buffer being written
+	writing bool   // the writer is writing (spare, or the log replay)
 	dead    bool   // too slow, or the connection failed
+	quiet   bool   // no output since the last trim tick
+	trim    bool   // quiet for a whole tick: the writer drops big buffers
 	closing bool   // the container is gone: write what is pending, then close
 	wake    chan struct{}
 	done    chan struct{} // closed when the writer has closed conn
@@ -150,32 +178,56 @@ type client struct {
 	cut       int64
 }
 
-// push queues p (as a stdcopy frame unless tty); c's sink lock is held.
-func (c *client) push(tty bool, id byte, p []byte) {
+// push sends frame to the client; c's sink lock is held. When nothing is
+// queued before it, it is written at once, without blocking, as far as
+// the socket takes it; the rest is queued for the writer. It reports
+// whether something was queued.
+func (c *client) push(frame []byte) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.dead || c.closing {
-		return
+		return false
 	}
-	if len(c.pending)+len(p)+protocol.FrameHeaderLen > protocol.MaxClientBacklog {
+	c.quiet, c.trim = false, false
+	if len(c.pending) == 0 && !c.writing {
+		n, err := unix.Write(c.fd, frame)
+		switch {
+		case err == unix.EAGAIN || err == unix.EINTR:
+			n = 0
+		case err != nil: // the client went away
+			c.dead = true
+			c.wakeWriter()
+			return false
+		}
+		if n == len(frame) {
+			return false
+		}
+		frame = frame[n:]
+	}
+	if len(c.pending)+len(frame) > protocol.MaxClientBacklog {
 		// A slow client must not hold the container back, nor grow the
 		// monitor: it is dropped; the log has everything.
 		c.dead = true
-		c.conn.Close()
+		c.conn.Close() // cuts a write in progress short
 	} else {
-		if !tty {
-			c.pending = protocol.AppendFrameHeader(c.pending, id, len(p))
-		}
-		c.pending = append(c.pending, p...)
+		c.pending = append(c.pending, frame...)
 	}
+	c.wakeWriter()
+	return true
+}
+
+func (c *client) wakeWriter() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
 }
 
-// finish asks the writer to write what is pending and close.
+// finish asks the writer to write what is pending and close. A client
+// that does not read any more must not keep the monitor alive: its writes
+// get a deadline, the one in progress included.
 func (c *client) finish() {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(flushTimeout))
 	c.mu.Lock()
 	c.closing = true
 	c.mu.Unlock()
@@ -185,8 +237,10 @@ func (c *client) finish() {
 	}
 }
 
-// flushTimeout bounds the last write to a client when the monitor exits:
-// a client that does not read any more must not keep the monitor alive.
+// idleBuffer is the most buffer an idle client keeps.
+const idleBuffer = 16 << 10
+
+// flushTimeout bounds the last writes to a client when the monitor exits.
 const flushTimeout = 5 * time.Second
 
 // writeLoop writes the client's output until it is closed.
@@ -197,7 +251,12 @@ func (c *client) writeLoop(k *sink) {
 		close(c.done)
 	}()
 	if c.replay != nil || c.replayCur != nil {
-		if err := c.replayLog(k.tty); err != nil {
+		err := c.replayLog(k.tty)
+		c.mu.Lock()
+		c.writing = false
+		c.mu.Unlock()
+		c.wakeWriter() // for what was queued meanwhile
+		if err != nil {
 			return
 		}
 	}
@@ -208,21 +267,30 @@ func (c *client) writeLoop(k *sink) {
 			return
 		}
 		c.pending, c.spare = c.spare[:0], c.pending
+		c.writing = len(c.spare) > 0
 		closing := c.closing
 		c.mu.Unlock()
-		if closing {
-			_ = c.conn.SetWriteDeadline(time.Now().Add(flushTimeout))
-		}
 		if len(c.spare) > 0 {
 			if _, err := c.conn.Write(c.spare); err != nil {
 				return
 			}
 		}
-		if cap(c.spare) > 64<<10 {
-			c.spare = nil // do not keep a burst's buffer for the container's life
-		}
 		c.mu.Lock()
+		c.writing = false
 		empty := len(c.pending) == 0
+		if empty && c.trim {
+			// Quiet for a while: do not keep a burst's buffers for the
+			// container's life. While output flows they are reused, so
+			// the output path makes no garbage.
+			if cap(c.spare) > idleBuffer {
+				c.spare = nil
+			}
+			if cap(c.pending) > idleBuffer {
+				c.pending = nil
+			}
+			c.trim = false
+			k.released.Store(true)
+		}
 		c.mu.Unlock()
 		if closing && empty {
 			return
@@ -319,6 +387,8 @@ func (k *sink) add(c *client) {
 		if f, err := os.Open(path); err == nil {
 			c.replayCur, c.cut = f, k.log.Size()
 		}
+		// Live output waits behind the replay.
+		c.writing = c.replay != nil || c.replayCur != nil
 	}
 	k.clients = append(k.clients, c)
 }
@@ -331,6 +401,29 @@ func (k *sink) remove(c *client) {
 			k.clients = slices.Delete(k.clients, i, i+1)
 			return
 		}
+	}
+}
+
+// trim is called periodically: a client without output for a whole
+// period gives its big buffers back; the next call returns the memory to
+// the system (the collector runs only then, or at the memory limit).
+func (k *sink) trim() {
+	if k.released.Swap(false) {
+		debug.FreeOSMemory()
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, c := range k.clients {
+		c.mu.Lock()
+		if c.quiet && (cap(c.pending) > idleBuffer || cap(c.spare) > idleBuffer) {
+			c.trim = true
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
+		}
+		c.quiet = true
+		c.mu.Unlock()
 	}
 }
 

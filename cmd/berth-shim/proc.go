@@ -44,14 +44,16 @@ func (r *reaper) reapLocked() {
 	}
 }
 
-// sweepInterval is how often orphans are reaped when nothing else happens.
+// sweepInterval is how often orphans are reaped when nothing else
+// happens, and idle attach clients give back their buffers.
 const sweepInterval = 30 * time.Second
 
-// sweep reaps orphans forever. A status nobody claimed for two sweeps is
-// an orphan's and is dropped.
-func (r *reaper) sweep() {
+// sweep reaps orphans forever, calling also each period. A status nobody
+// claimed for two sweeps is an orphan's and is dropped.
+func (r *reaper) sweep(also func()) {
 	for {
 		time.Sleep(sweepInterval)
+		also()
 		r.mu.Lock()
 		r.gen++
 		r.reapLocked()
@@ -149,12 +151,12 @@ func (r *reaper) spawn(argv []string, env []string, stdio [3]int) (*proc, error)
 }
 
 // childEnv is the environment of the monitor's children: the monitor's
-// own without the Go runtime settings the engine gives the monitor.
+// own without the GOMAXPROCS=1 the engine gives the monitor.
 func childEnv() []string {
 	env := os.Environ()
 	out := env[:0]
 	for _, kv := range env {
-		if strings.HasPrefix(kv, "GOMAXPROCS=") || strings.HasPrefix(kv, "GOGC=") || strings.HasPrefix(kv, "GOMEMLIMIT=") {
+		if strings.HasPrefix(kv, "GOMAXPROCS=") {
 			continue
 		}
 		out = append(out, kv)

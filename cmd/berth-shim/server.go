@@ -18,13 +18,15 @@ func listen(path string) (*os.File, error) {
 	if err != nil {
 		return nil, &os.SyscallError{Syscall: "socket", Err: err}
 	}
-	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+	// The socket is created 0600 (the umask is the process's, but nothing
+	// else creates files while the monitor listens), never connectable by
+	// others even for an instant.
+	old := unix.Umask(0o177)
+	err = unix.Bind(fd, &unix.SockaddrUnix{Name: path})
+	unix.Umask(old)
+	if err != nil {
 		unix.Close(fd)
 		return nil, &os.PathError{Op: "bind", Path: path, Err: err}
-	}
-	if err := unix.Fchmodat(unix.AT_FDCWD, path, 0o600, 0); err != nil {
-		unix.Close(fd)
-		return nil, &os.PathError{Op: "chmod", Path: path, Err: err}
 	}
 	if err := unix.Listen(fd, 64); err != nil {
 		unix.Close(fd)
@@ -34,11 +36,11 @@ func listen(path string) (*os.File, error) {
 }
 
 // accept waits for the next connection on l and returns it non-blocking
-// (pollable).
-func accept(l *os.File) (*os.File, error) {
+// (pollable), with its descriptor.
+func accept(l *os.File) (*os.File, int, error) {
 	rc, err := l.SyscallConn()
 	if err != nil {
-		return nil, err
+		return nil, -1, err
 	}
 	nfd := -1
 	var aerr error
@@ -47,12 +49,12 @@ func accept(l *os.File) (*os.File, error) {
 		return aerr != unix.EAGAIN && aerr != unix.EINTR
 	})
 	if err != nil {
-		return nil, err
+		return nil, -1, err
 	}
 	if aerr != nil {
-		return nil, &os.SyscallError{Syscall: "accept4", Err: aerr}
+		return nil, -1, &os.SyscallError{Syscall: "accept4", Err: aerr}
 	}
-	return os.NewFile(uintptr(nfd), "conn"), nil
+	return os.NewFile(uintptr(nfd), "conn"), nfd, nil
 }
 
 // lineReader reads newline-terminated lines from a connection.
@@ -100,18 +102,18 @@ var errLineTooLong = errors.New("line too long")
 // serveAttach accepts attach clients forever.
 func (s *shim) serveAttach(l *os.File) {
 	for {
-		conn, err := accept(l)
+		conn, fd, err := accept(l)
 		if err != nil {
 			s.warn("accept on attach.sock: " + err.Error())
 			return
 		}
-		go s.attach(conn)
+		go s.attach(conn, fd)
 	}
 }
 
 // attach serves one attach client: the hello line, then the client's
 // stdin while its output is written by its own writer.
-func (s *shim) attach(conn *os.File) {
+func (s *shim) attach(conn *os.File, fd int) {
 	lr := newLineReader(conn, 4096)
 	line, err := lr.next()
 	if err != nil {
@@ -123,7 +125,7 @@ func (s *shim) attach(conn *os.File) {
 		conn.Close()
 		return
 	}
-	c := &client{conn: conn, hello: hello, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	c := &client{conn: conn, fd: fd, hello: hello, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	s.out.add(c)
 	go c.writeLoop(s.out)
 	s.firstClient.Do(func() { close(s.attached) })
@@ -152,7 +154,7 @@ func (s *shim) attach(conn *os.File) {
 // serveControl accepts control connections forever.
 func (s *shim) serveControl(l *os.File) {
 	for {
-		conn, err := accept(l)
+		conn, _, err := accept(l)
 		if err != nil {
 			s.warn("accept on control.sock: " + err.Error())
 			return

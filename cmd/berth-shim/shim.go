@@ -127,7 +127,7 @@ func (s *shim) setup() error {
 	}
 	go s.serveAttach(al)
 	go s.serveControl(cl)
-	go s.reaper.sweep()
+	go s.reaper.sweep(s.out.trim)
 	return nil
 }
 

@@ -133,7 +133,7 @@ func removeCgroup(path string) {
 	}
 }
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("berth-shim end-to-end tests need root")
@@ -146,7 +146,7 @@ func requireRoot(t *testing.T) {
 // ctr is one container with its bundle, runtime root and monitor
 // directory, all removed when the test ends.
 type ctr struct {
-	t      *testing.T
+	t      testing.TB
 	id     string
 	dir    string // holds everything below
 	bundle string
@@ -160,10 +160,10 @@ type ctr struct {
 var unsafeID = regexp.MustCompile(`[^a-zA-Z0-9]+`)
 
 // newCtr makes a container running args with the default spec adapted.
-func newCtr(t *testing.T, args []string, adapt ...func(*specs.Spec)) *ctr {
+func newCtr(t testing.TB, args []string, adapt ...func(*specs.Spec)) *ctr {
 	t.Helper()
 	requireRoot(t)
-	name := strings.ToLower(unsafeID.ReplaceAllString(strings.TrimPrefix(t.Name(), "Test"), "-"))
+	name := strings.ToLower(unsafeID.ReplaceAllString(strings.TrimPrefix(strings.TrimPrefix(t.Name(), "Test"), "Benchmark"), "-"))
 	if len(name) > 30 {
 		name = name[len(name)-30:]
 	}
@@ -231,7 +231,7 @@ func (c *ctr) tryStart() (int, error) {
 }
 
 // waitFor polls cond until it holds (or the guard fails the test).
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for end := time.Now().Add(pollGuard); !cond(); {
 		if time.Now().After(end) {
