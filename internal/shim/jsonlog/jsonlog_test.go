@@ -184,7 +184,7 @@ func TestWriterAppendsToAnExistingLogAndCountsItsSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Close()
-	if got := readFile(t, path + ".1"); got != string(old) {
+	if got := readFile(t, path+".1"); got != string(old) {
 		t.Errorf("rotated file = %q, want the old content", got)
 	}
 }
