@@ -208,7 +208,8 @@ func (c *client) push(frame []byte) bool {
 		// A slow client must not hold the container back, nor grow the
 		// monitor: it is dropped; the log has everything.
 		c.dead = true
-		c.conn.Close() // cuts a write in progress short
+		// Cut a write in progress short; the writer closes the connection.
+		_ = c.conn.SetWriteDeadline(time.Unix(1, 0))
 	} else {
 		c.pending = append(c.pending, frame...)
 	}

@@ -103,6 +103,12 @@ func (s *shim) setup() error {
 	if err := writeFileAtomic(s.path("shim.pid"), []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
 		return err
 	}
+	// What a previous life of the container left says nothing of this one.
+	for _, name := range []string{"exit.json", "stopped", "init.pid"} {
+		if err := os.Remove(s.path(name)); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
 	fd, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: "/dev/null", Err: err}

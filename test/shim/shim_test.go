@@ -79,3 +79,23 @@ func TestExitCommandRuns(t *testing.T) {
 		t.Errorf("exit.json as the exit command saw it = %q, want it written before", b)
 	}
 }
+
+func TestAStartForgetsThePreviousLife(t *testing.T) {
+	c := newCtr(t, []string{"sleep", "1000"})
+	for name, content := range map[string]string{"exit.json": `{"exitCode":99}`, "stopped": ""} {
+		if err := os.WriteFile(filepath.Join(c.sdir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.start()
+	if _, err := shim.ReadExit(c.sdir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadExit of a running container = %v, want ErrNotExist (the old exit.json removed)", err)
+	}
+	if _, err := os.Stat(filepath.Join(c.sdir, "stopped")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stopped file after a new start: %v, want it removed", err)
+	}
+	if out, err := c.rt("kill", c.id, "KILL"); err != nil {
+		t.Fatalf("runtime kill: %v: %s", err, out)
+	}
+	c.waitGone()
+}
