@@ -71,6 +71,7 @@ type logReader struct {
 	cur   *os.File   // the current file (path); nil until it exists
 	rec   jsonlog.Record
 	part  []byte // an incomplete last line (following only)
+	buf   []byte // read buffer
 }
 
 func (lr *logReader) closeAll() {
@@ -178,11 +179,13 @@ func tailOffset(f *os.File, n int) (off int64, found int, err error) {
 // With keepPart an incomplete last line is kept for the next read (the
 // writer may be in the middle of it); otherwise it is dropped.
 func (lr *logReader) readFile(f *os.File, keepPart bool) error {
-	buf := make([]byte, 64<<10)
+	if lr.buf == nil {
+		lr.buf = make([]byte, 64<<10)
+	}
 	for {
-		n, err := f.Read(buf)
+		n, err := f.Read(lr.buf)
 		if n > 0 {
-			if perr := lr.feed(buf[:n]); perr != nil {
+			if perr := lr.feed(lr.buf[:n]); perr != nil {
 				return perr
 			}
 		}
@@ -341,7 +344,10 @@ func (lr *logReader) rotatedAfter(old os.FileInfo) []*os.File {
 }
 
 // watcher wakes a follower when the log's directory changes.
-type watcher struct{ fd int }
+type watcher struct {
+	fd  int
+	buf [4096]byte
+}
 
 func newWatcher(dir string) (*watcher, error) {
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
@@ -361,9 +367,8 @@ func (w *watcher) wait(timeout time.Duration) error {
 	if _, err := unix.Poll(fds, int(timeout/time.Millisecond)); err != nil && err != syscall.EINTR {
 		return fmt.Errorf("follow log: poll: %w", err)
 	}
-	buf := make([]byte, 4096)
 	for {
-		n, err := unix.Read(w.fd, buf)
+		n, err := unix.Read(w.fd, w.buf[:])
 		if n <= 0 || err != nil {
 			return nil
 		}

@@ -88,8 +88,13 @@ func TestAliveChecksTheProcessAndItsDir(t *testing.T) {
 	if Alive(dir) {
 		t.Error("Alive without shim.pid = true")
 	}
-	// A process whose command line carries "--dir DIR", as a monitor's.
-	cmd := exec.Command("/bin/sh", "-c", "sleep 100", "--dir", dir)
+	// A process whose command line carries "--dir DIR", as a monitor's
+	// (the ":" keeps sh from exec'ing sleep in its place).
+	cmd := exec.Command("/bin/sh", "-c", "echo ready; sleep 100; :", "--dir", dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +106,10 @@ func TestAliveChecksTheProcessAndItsDir(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "shim.pid"), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// sh has run (its command line is the one above) once it wrote.
+	if _, err := out.Read(make([]byte, 16)); err != nil {
+		t.Fatal(err)
 	}
 	write(cmd.Process.Pid)
 	if !Alive(dir) {
