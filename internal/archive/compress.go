@@ -141,7 +141,7 @@ func (ra *readAhead) Read(p []byte) (int, error) {
 	if ra.off == len(ra.cur) {
 		if ra.cur != nil {
 			ra.free <- ra.cur[:0]
-			ra.cur = nil
+			ra.cur, ra.off = nil, 0
 		}
 		buf, ok := <-ra.full
 		if !ok {
