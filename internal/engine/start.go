@@ -64,7 +64,7 @@ func (e *Engine) Start(ctx context.Context, ref string, o StartOptions) (err err
 	e.deleteRuntimeLeftover(ctx, c.ID)
 
 	step("looked up")
-	rootfs, err := e.mountRootfs(ctx, c.ID)
+	rootfs, err := e.mountRootfs(ctx, c.ID, c.HostConfig.AutoRemove)
 	if err != nil {
 		return err
 	}

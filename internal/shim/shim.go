@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/berthproject/berth/internal/shim/protocol"
+	"github.com/berthproject/berth/internal/unixsock"
 )
 
 // Options are what Start passes to the monitor.
@@ -248,12 +249,17 @@ func Alive(dir string) bool {
 
 // dial connects to one of the monitor's sockets.
 func dial(dir, name string) (*net.UnixConn, error) {
-	path := filepath.Join(dir, name)
-	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	// unixsock reaches paths longer than a sockaddr_un holds.
+	f, err := unixsock.Dial(filepath.Join(dir, name))
 	if err != nil {
 		return nil, fmt.Errorf("connect to the container monitor: %w", err)
 	}
-	return c, nil
+	defer f.Close()
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the container monitor: %w", err)
+	}
+	return c.(*net.UnixConn), nil
 }
 
 // control sends one control request and returns the monitor's answer.

@@ -18,11 +18,15 @@ func Dial(path string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", path, err)
 	}
-	for {
-		err = unix.Connect(fd, &unix.SockaddrUnix{Name: path})
-		if err != unix.EINTR {
-			break
+	sa, release, err := Addr(path)
+	if err == nil {
+		for {
+			err = unix.Connect(fd, sa)
+			if err != unix.EINTR {
+				break
+			}
 		}
+		release()
 	}
 	if err != nil {
 		unix.Close(fd)

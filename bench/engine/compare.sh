@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# compare.sh: berth against docker and podman on the container lifecycle, in
+# one interleaved run of the shared harness (../shared/bench or $HARNESS):
+#
+#   B1  run --rm IMAGE /bin/true (default network and --net=none)
+#   B3  exec C /bin/true into a running container
+#   B4  50 idle containers started with run -d (one by one and 4 at a time):
+#       start rate and engine memory (PSS) per container
+#
+# Everything runs inside a throwaway network namespace made for the run (the
+# "host" of every engine: their bridges and firewall rules live and die with
+# it), with a private dockerd (own data root, exec root and socket), podman
+# with its own root and run root, and berth with its own --root/--state, all
+# under one temporary directory on the same file system. The harness is
+# copied next to them so that the engine profiles can name those roots.
+# Nothing is left behind: daemons are stopped by pid, containers removed,
+# the namespace deleted.
+#
+# Usage (root): bench/engine/compare.sh [b1 b3 b4]    (default: all three)
+# Environment: ENGINES (default "docker podman berth"; docker or podman are
+# skipped when not installed), B1_RUNS, B3_RUNS, DENSITY_N, DENSITY_PAR,
+# BERTH (the berth binary, default ./bin/berth), HARNESS, OUT (results dir).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+HARNESS=${HARNESS:-$repo/../shared/bench}
+BERTH=${BERTH:-$repo/bin/berth}
+OUT=${OUT:-$here/results/$(date -u +%Y%m%dT%H%M%SZ)}
+die() { echo "compare.sh: $*" >&2; exit 1; }
+log() { echo "compare.sh: $*" >&2; }
+
+[[ $(id -u) == 0 ]] || die "run as root"
+[[ -x $BERTH ]] || die "no berth binary at $BERTH (run make)"
+[[ -d $HARNESS ]] || die "no benchmark harness at $HARNESS (set HARNESS)"
+BERTH=$(readlink -f "$BERTH")
+
+# Step 1: enter a network namespace of our own (unshare, not `ip netns exec`,
+# which remounts /sys and would hide the cgroup file systems).
+if [[ -z ${BERTH_BENCH_NETNS:-} ]]; then
+	BERTH_BENCH_NETNS=1 exec unshare --net -- "$0" "$@"
+fi
+ip link set lo up
+
+has() { command -v "$1" >/dev/null 2>&1; }
+ENGINES=${ENGINES:-"docker podman berth"}
+want=()
+for e in $ENGINES; do
+	case $e in
+	docker) has dockerd && has docker && want+=(docker) || log "docker not installed: skipped" ;;
+	podman) has podman && want+=(podman) || log "podman not installed: skipped" ;;
+	berth) want+=(berth) ;;
+	*) die "unknown engine $e (docker, podman, berth)" ;;
+	esac
+done
+
+T=$(mktemp -d /var/tmp/berth-bench.XXXXXX)
+DOCKERD_PID= BSTATE=
+cleanup() {
+	set +e
+	if [[ -n $DOCKERD_PID ]]; then
+		dock ps -aq 2>/dev/null | xargs -r "$(command -v docker)" -H "unix://$T/docker/docker.sock" rm -f >/dev/null 2>&1
+		kill "$DOCKERD_PID" 2>/dev/null
+		for _ in $(seq 100); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.1; done
+	fi
+	if [[ -d $T/podman ]]; then
+		pod rm -a -f -t 0 >/dev/null 2>&1
+		pod system reset -f >/dev/null 2>&1
+	fi
+	if [[ -d $T/berth ]]; then
+		"$BERTH" --root "$T/berth/root" --state "$BSTATE" ps -aq 2>/dev/null |
+			xargs -r "$BERTH" --root "$T/berth/root" --state "$BSTATE" rm -f >/dev/null 2>&1
+		rm -rf "$BSTATE"
+	fi
+	# Whatever is still mounted under $T (overlay roots of the engines).
+	grep -o " $T[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+dock() { docker -H "unix://$T/docker/docker.sock" "$@"; }
+pod() { podman --root "$T/podman/root" --runroot "$T/podman/run" --cgroup-manager cgroupfs --events-backend file "$@"; }
+
+cp -r "$HARNESS" "$T/harness"
+rm -rf "$T/harness/results"
+profiles=$T/harness/engines
+
+for e in "${want[@]}"; do
+	case $e in
+	docker)
+		mkdir -p "$T/docker/data" "$T/docker/exec"
+		echo '{}' >"$T/docker/daemon.json"
+		dockerd --config-file "$T/docker/daemon.json" --data-root "$T/docker/data" --exec-root "$T/docker/exec" \
+			--pidfile "$T/docker/docker.pid" -H "unix://$T/docker/docker.sock" \
+			--storage-driver overlay2 --log-level warn >"$T/dockerd.log" 2>&1 &
+		DOCKERD_PID=$!
+		for _ in $(seq 300); do dock version >/dev/null 2>&1 && break; sleep 0.1; done
+		dock version >/dev/null 2>&1 || die "dockerd did not start: $(tail -3 "$T/dockerd.log")"
+		log "dockerd $(dock version -f '{{.Server.Version}}') (pid $DOCKERD_PID)"
+		cat >"$profiles/docker.env" <<-EOF
+			CLI="docker -H unix://$T/docker/docker.sock"
+			ENGINE_DAEMONS="dockerd containerd"
+		EOF
+		;;
+	podman)
+		mkdir -p "$T/podman"
+		# The harness's profile adds ulimits when CAP_SYS_RESOURCE is missing.
+		cat >>"$profiles/podman.env" <<-EOF
+			CLI="podman --root $T/podman/root --runroot $T/podman/run --cgroup-manager cgroupfs --events-backend file"
+			CLI_RM_ARGS="-t 0"
+		EOF
+		log "podman $(podman version -f '{{.Client.Version}}')"
+		;;
+	berth)
+		# The state dir holds the monitors' sockets: keep it short.
+		BSTATE=$(mktemp -d /run/berth-bench.XXXXXX)
+		mkdir -p "$T/berth"
+		cat >"$profiles/berth.env" <<-EOF
+			CLI="$BERTH --root $T/berth/root --state $BSTATE"
+		EOF
+		log "berth $("$BERTH" --version)"
+		;;
+	esac
+done
+
+mkdir -p "$OUT"
+export ENGINES="${want[*]}" RESULTS_DIR=$OUT
+benches=("$@")
+((${#benches[@]})) || benches=(b1 b3 b4)
+cd "$T/harness"
+./run-all.sh "${benches[@]}"
+log "results in $OUT"
+cat "$OUT/summary.md"
