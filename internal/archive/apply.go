@@ -97,6 +97,10 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 		return ApplyResult{}, fmt.Errorf("open layer target: %w", err)
 	}
 	defer root.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(root.Fd()), &st); err != nil {
+		return ApplyResult{}, fmt.Errorf("stat layer target: %w", err)
+	}
 
 	hr := &hashReader{r: r, h: sha256.New()}
 	a := &applier{
@@ -105,15 +109,16 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 		root:     root,
 		opts:     opts,
 		symlinks: map[string]bool{},
-		parentFd: -1,
+		open:     map[string]openDir{".": {fd: int(root.Fd()), pathOnly: true, direct: true, sgid: st.Mode&unix.S_ISGID != 0}},
 		buf:      make([]byte, 1<<20),
 		umask:    processUmask(),
-		isRoot:   os.Geteuid() == 0,
+		euid:     os.Geteuid(),
+		egid:     os.Getegid(),
 	}
 	if opts.Whiteouts == WhiteoutApply {
 		a.created = map[string]bool{}
 	}
-	defer a.dropParent()
+	defer a.closeDirs()
 
 	tr := tar.NewReader(bufio.NewReaderSize(hr, 128<<10))
 	for {
@@ -180,17 +185,15 @@ type applier struct {
 	// more is created in them.
 	dirs []dirTimes
 
-	// parentPath/parentFd cache the directory of the previous entry (O_PATH);
-	// entries of one directory usually come together. Dropped whenever this
-	// layer removes something.
-	parentPath string
-	parentFd   int
-	// removed: the current entry removed something; the cache goes after it.
-	removed bool
+	// open caches the directories entries went into, by clean path (see
+	// dircache.go); retired holds descriptors dropped from it during the
+	// current entry, closed when the entry is done.
+	open    map[string]openDir
+	retired []int
 
-	buf    []byte
-	umask  uint32
-	isRoot bool
+	buf        []byte
+	umask      uint32
+	euid, egid int // the owner of what this process creates
 }
 
 type dirTimes struct {
@@ -221,13 +224,19 @@ func cleanName(name string) (string, error) {
 	return strings.Join(out, "/"), nil
 }
 
+// splitName splits a clean relative path into its directory ("." at the
+// top) and last component.
+func splitName(name string) (dir, base string) {
+	i := strings.LastIndexByte(name, '/')
+	if i < 0 {
+		return ".", name
+	}
+	return name[:i], name[i+1:]
+}
+
 func (a *applier) entry(hdr *tar.Header, data io.Reader) error {
-	defer func() {
-		if a.removed {
-			a.dropParent()
-			a.removed = false
-		}
-	}()
+	a.trimDirs()
+	defer a.closeRetired()
 	switch hdr.Typeflag {
 	case tar.TypeXGlobalHeader:
 		return nil
@@ -242,11 +251,7 @@ func (a *applier) entry(hdr *tar.Header, data io.Reader) error {
 		}
 		return a.rootDir(hdr)
 	}
-	dir, base := path.Split(name)
-	dir = strings.TrimSuffix(dir, "/")
-	if dir == "" {
-		dir = "."
-	}
+	dir, base := splitName(name)
 	if strings.HasPrefix(base, whiteoutPrefix) {
 		switch {
 		case base == whiteoutOpaque:
@@ -257,11 +262,8 @@ func (a *applier) entry(hdr *tar.Header, data io.Reader) error {
 		return a.whiteout(dir, base[len(whiteoutPrefix):], hdr)
 	}
 
-	pfd, err := a.parent(dir)
+	pd, err := a.parent(dir)
 	if err != nil {
-		return err
-	}
-	if err := a.clear(pfd, base, hdr.Typeflag == tar.TypeDir); err != nil {
 		return err
 	}
 	delete(a.symlinks, name)
@@ -273,20 +275,25 @@ func (a *applier) entry(hdr *tar.Header, data io.Reader) error {
 	if err != nil {
 		return err
 	}
+	// A new entry is owned by this process (and the directory's group when
+	// it has the setgid bit): chown only what differs.
+	chown := !a.opts.NoLchown && (uid != a.euid || gid != a.egid || pd.sgid)
 	perm := uint32(hdr.Mode) & 0o7777
+	fd := pd.fd
 	switch hdr.Typeflag {
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
-		return a.regular(pfd, base, hdr, data, uid, gid, perm)
+		return a.regular(fd, base, hdr, data, uid, gid, perm, chown)
 	case tar.TypeDir:
-		return a.directory(pfd, base, name, hdr, uid, gid, perm)
+		return a.directory(pd, base, name, hdr, uid, gid, perm)
 	case tar.TypeSymlink:
-		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+		err := a.create(fd, base, func() error { return unix.Symlinkat(hdr.Linkname, fd, base) })
+		if err != nil {
 			return fmt.Errorf("symlink: %w", err)
 		}
 		a.symlinks[name] = true
-		return a.finishAt(pfd, base, hdr, uid, gid, perm, false)
+		return a.finishAt(fd, base, hdr, uid, gid, perm, false, chown)
 	case tar.TypeLink:
-		return a.hardlink(pfd, base, name, hdr)
+		return a.hardlink(fd, base, name, hdr)
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		mode := perm & 0o777
 		switch hdr.Typeflag {
@@ -298,99 +305,34 @@ func (a *applier) entry(hdr *tar.Header, data io.Reader) error {
 			mode |= unix.S_IFIFO
 		}
 		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
-		if err := unix.Mknodat(pfd, base, mode, int(dev)); err != nil {
+		if err := a.create(fd, base, func() error { return unix.Mknodat(fd, base, mode, int(dev)) }); err != nil {
 			return fmt.Errorf("mknod: %w", err)
 		}
-		return a.finishAt(pfd, base, hdr, uid, gid, perm, true)
+		return a.finishAt(fd, base, hdr, uid, gid, perm, true, chown)
 	}
 	return fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
 }
 
-// parent returns an O_PATH descriptor of directory dir inside the root,
-// creating it (0755) and its missing parents. dir and none of its prefixes may
-// be a symlink this layer created; symlinks that were there before are
-// followed, inside the root.
-func (a *applier) parent(dir string) (int, error) {
-	if a.parentFd >= 0 && a.parentPath == dir {
-		return a.parentFd, nil
+// create runs mk, which creates base in directory pfd and fails with EEXIST
+// when something is there already; then whatever is there goes (with its
+// content), and mk runs again. Trying first saves a stat of every entry:
+// most layers create each name once.
+func (a *applier) create(pfd int, base string, mk func() error) error {
+	err := mk()
+	if !errors.Is(err, unix.EEXIST) {
+		return err
 	}
-	a.dropParent()
-	if err := a.checkThroughSymlink(dir); err != nil {
-		return -1, err
+	if err := a.remove(pfd, base); err != nil {
+		return err
 	}
-	f, err := fsroot.Open(a.root, dir, unix.O_PATH|unix.O_DIRECTORY)
-	if errors.Is(err, unix.ENOENT) {
-		f, err = fsroot.MkdirAll(a.root, dir, 0o755)
-		if err == nil && a.created != nil {
-			for p := dir; p != "."; p = path.Dir(p) {
-				a.created[p] = true
-			}
-		}
-	}
-	if errors.Is(err, unix.ENOTDIR) {
-		return -1, fmt.Errorf("parent %s is not a directory: %w", dir, err)
-	}
-	if err != nil {
-		return -1, fmt.Errorf("open parent %s: %w", dir, err)
-	}
-	fd, err := unix.Dup(int(f.Fd()))
-	f.Close()
-	if err != nil {
-		return -1, fmt.Errorf("dup parent %s: %w", dir, err)
-	}
-	unix.CloseOnExec(fd)
-	a.parentPath, a.parentFd = dir, fd
-	return fd, nil
+	return mk()
 }
 
-// lookup opens existing directory dir like parent, without creating it and
-// without touching the cache.
-func (a *applier) lookup(dir string) (*os.File, error) {
-	if err := a.checkThroughSymlink(dir); err != nil {
-		return nil, err
-	}
-	return fsroot.Open(a.root, dir, unix.O_PATH|unix.O_DIRECTORY)
-}
-
-func (a *applier) checkThroughSymlink(dir string) error {
-	for p := dir; p != "."; p = path.Dir(p) {
-		if a.symlinks[p] {
-			return fmt.Errorf("%w: %s is a symlink created by this layer", ErrUnsafeEntry, p)
-		}
-	}
-	return nil
-}
-
-func (a *applier) dropParent() {
-	if a.parentFd >= 0 {
-		unix.Close(a.parentFd)
-		a.parentFd = -1
-	}
-}
-
-// clear makes room for a new entry base in pfd: whatever is there goes,
-// unless both it and the new entry are directories (then the directory stays,
-// with its content, and takes the new metadata).
-func (a *applier) clear(pfd int, base string, isDir bool) error {
-	var st unix.Stat_t
-	err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
-	if errors.Is(err, unix.ENOENT) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("stat existing entry: %w", err)
-	}
-	if isDir && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		return nil
-	}
-	return a.remove(pfd, base)
-}
-
+// remove removes base from directory pfd and, for a directory, its content.
+// What went may have been on the way to a cached directory: the cache is
+// retired.
 func (a *applier) remove(pfd int, base string) error {
-	// pfd is the cached parent and stays open for the caller; the cache is
-	// dropped once the entry is done, since what went may have been on the
-	// way to it.
-	a.removed = true
+	a.retireDirs()
 	if err := removeAllAt(pfd, base); err != nil {
 		return fmt.Errorf("remove existing %s: %w", base, err)
 	}
@@ -438,77 +380,81 @@ func (a *applier) whiteout(dir, name string, hdr *tar.Header) error {
 	}
 	p := path.Join(dir, name)
 	if a.opts.Whiteouts == WhiteoutApply {
-		f, err := a.lookup(dir)
+		pd, err := a.lookup(dir)
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 			return nil // nothing to delete
 		}
 		if err != nil {
 			return fmt.Errorf("open parent %s: %w", dir, err)
 		}
-		defer f.Close()
-		a.dropParent()
 		delete(a.symlinks, p)
-		if err := removeAllAt(int(f.Fd()), name); err != nil {
+		a.retireDirs()
+		if err := removeAllAt(pd.fd, name); err != nil {
 			return fmt.Errorf("remove %s: %w", p, err)
 		}
 		return nil
 	}
-	pfd, err := a.parent(dir)
+	pd, err := a.parent(dir)
 	if err != nil {
 		return err
 	}
-	if err := a.clear(pfd, name, false); err != nil {
-		return err
-	}
 	delete(a.symlinks, p)
-	if err := unix.Mknodat(pfd, name, unix.S_IFCHR|(uint32(hdr.Mode)&0o777), 0); err != nil {
+	mode := unix.S_IFCHR | (uint32(hdr.Mode) & 0o777)
+	if err := a.create(pd.fd, name, func() error { return unix.Mknodat(pd.fd, name, mode, 0) }); err != nil {
 		return fmt.Errorf("mknod whiteout %s: %w", p, err)
 	}
 	uid, gid, err := a.owner(hdr)
 	if err != nil {
 		return err
 	}
-	return a.finishAt(pfd, name, &tar.Header{ModTime: hdr.ModTime, AccessTime: hdr.AccessTime}, uid, gid, uint32(hdr.Mode)&0o777, true)
+	chown := !a.opts.NoLchown && (uid != a.euid || gid != a.egid || pd.sgid)
+	return a.finishAt(pd.fd, name, &tar.Header{ModTime: hdr.ModTime, AccessTime: hdr.AccessTime}, uid, gid, uint32(hdr.Mode)&0o777, true, chown)
 }
 
 // opaque handles ".wh..wh..opq" in dir.
 func (a *applier) opaque(dir string) error {
 	if a.opts.Whiteouts == WhiteoutApply {
-		f, err := a.lookup(dir)
+		pd, err := a.lookup(dir)
 		if errors.Is(err, unix.ENOENT) {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("open %s: %w", dir, err)
 		}
-		defer f.Close()
-		d, err := fsroot.Open(a.root, dir, unix.O_RDONLY|unix.O_DIRECTORY)
+		lfd, err := unix.Openat(pd.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return fmt.Errorf("open %s: %w", dir, err)
 		}
+		d := os.NewFile(uintptr(lfd), dir)
 		names, err := d.Readdirnames(-1)
 		d.Close()
 		if err != nil {
 			return fmt.Errorf("list %s: %w", dir, err)
 		}
-		a.dropParent()
 		for _, n := range names {
 			p := path.Join(dir, n)
 			if a.created[p] {
 				continue
 			}
 			delete(a.symlinks, p)
-			if err := removeAllAt(int(f.Fd()), n); err != nil {
+			a.retireDirs()
+			if err := removeAllAt(pd.fd, n); err != nil {
 				return fmt.Errorf("remove %s: %w", p, err)
 			}
 		}
 		return nil
 	}
-	if _, err := a.parent(dir); err != nil {
+	pd, err := a.parent(dir)
+	if err != nil {
 		return err
 	}
-	// setxattr, not lsetxattr: the path is the magic link to the directory.
-	if err := unix.Setxattr("/proc/self/fd/"+itoa(a.parentFd), overlayOpaque, []byte("y"), 0); err != nil {
+	if pd.pathOnly {
+		// setxattr, not lsetxattr: the path is the magic link to the directory.
+		err = unix.Setxattr("/proc/self/fd/"+itoa(pd.fd), overlayOpaque, []byte("y"), 0)
+	} else {
+		err = unix.Fsetxattr(pd.fd, overlayOpaque, []byte("y"), 0)
+	}
+	if err != nil {
 		return fmt.Errorf("mark %s opaque: %w", dir, err)
 	}
 	return nil
@@ -533,14 +479,19 @@ func (a *applier) needChmod(perm uint32) bool {
 	return perm&(0o7000|a.umask) != 0
 }
 
-func (a *applier) regular(pfd int, base string, hdr *tar.Header, data io.Reader, uid, gid int, perm uint32) error {
-	fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm&0o777)
+func (a *applier) regular(pfd int, base string, hdr *tar.Header, data io.Reader, uid, gid int, perm uint32, chown bool) error {
+	var fd int
+	err := a.create(pfd, base, func() error {
+		var err error
+		fd, err = unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm&0o777)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
 	err = a.writeData(fd, hdr, data)
 	if err == nil {
-		err = a.finishFd(fd, hdr, uid, gid, perm)
+		err = a.finishFd(fd, hdr, uid, gid, perm, chown)
 	}
 	if cerr := unix.Close(fd); err == nil && cerr != nil {
 		err = fmt.Errorf("close: %w", cerr)
@@ -652,8 +603,8 @@ func isSparse(hdr *tar.Header) bool {
 
 // finishFd sets owner, mode, xattrs and times of the open file fd, in that
 // order: chown clears setuid bits and file capabilities.
-func (a *applier) finishFd(fd int, hdr *tar.Header, uid, gid int, perm uint32) error {
-	if !a.opts.NoLchown {
+func (a *applier) finishFd(fd int, hdr *tar.Header, uid, gid int, perm uint32, chown bool) error {
+	if chown {
 		if err := unix.Fchown(fd, uid, gid); err != nil {
 			return fmt.Errorf("chown %d:%d: %w", uid, gid, err)
 		}
@@ -671,8 +622,8 @@ func (a *applier) finishFd(fd int, hdr *tar.Header, uid, gid int, perm uint32) e
 
 // finishAt is finishFd for entries that are not opened: symlinks, devices,
 // fifos, whiteouts.
-func (a *applier) finishAt(pfd int, base string, hdr *tar.Header, uid, gid int, perm uint32, chmod bool) error {
-	if !a.opts.NoLchown {
+func (a *applier) finishAt(pfd int, base string, hdr *tar.Header, uid, gid int, perm uint32, chmod, chown bool) error {
+	if chown {
 		if err := unix.Fchownat(pfd, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fmt.Errorf("chown %d:%d: %w", uid, gid, err)
 		}
@@ -696,25 +647,56 @@ func (a *applier) finishAt(pfd int, base string, hdr *tar.Header, uid, gid int, 
 	return nil
 }
 
-func (a *applier) directory(pfd int, base, name string, hdr *tar.Header, uid, gid int, perm uint32) error {
-	if err := unix.Mkdirat(pfd, base, perm&0o777); err != nil && !errors.Is(err, unix.EEXIST) {
+// directory handles a directory entry: an existing directory stays, with
+// its content, and takes the entry's metadata; anything else there is
+// replaced. The directory's descriptor joins the cache.
+func (a *applier) directory(pd openDir, base, name string, hdr *tar.Header, uid, gid int, perm uint32) error {
+	fresh := true
+	err := unix.Mkdirat(pd.fd, base, perm&0o777)
+	if errors.Is(err, unix.EEXIST) {
+		fresh = false
+		fd, oerr := unix.Openat(pd.fd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if oerr == nil {
+			return a.finishNewDir(fd, pd, name, hdr, uid, gid, perm, fresh)
+		}
+		if !errors.Is(oerr, unix.ENOTDIR) && !errors.Is(oerr, unix.ELOOP) {
+			return fmt.Errorf("open existing directory: %w", oerr)
+		}
+		if err := a.remove(pd.fd, base); err != nil {
+			return err
+		}
+		fresh = true
+		err = unix.Mkdirat(pd.fd, base, perm&0o777)
+	}
+	if err != nil {
 		return fmt.Errorf("mkdir: %w", err)
 	}
-	fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(pd.fd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open directory: %w", err)
 	}
-	defer unix.Close(fd)
-	return a.finishDir(fd, name, hdr, uid, gid, perm)
+	return a.finishNewDir(fd, pd, name, hdr, uid, gid, perm, fresh)
 }
 
-func (a *applier) finishDir(fd int, name string, hdr *tar.Header, uid, gid int, perm uint32) error {
-	if !a.opts.NoLchown {
+// finishNewDir sets the metadata of directory fd (name, in pd) and caches it.
+func (a *applier) finishNewDir(fd int, pd openDir, name string, hdr *tar.Header, uid, gid int, perm uint32, fresh bool) error {
+	chown := !a.opts.NoLchown && (!fresh || uid != a.euid || gid != a.egid || pd.sgid)
+	if err := a.finishDir(fd, name, hdr, uid, gid, perm, chown); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	a.cacheDir(name, openDir{fd: fd, direct: true, sgid: perm&unix.S_ISGID != 0})
+	return nil
+}
+
+func (a *applier) finishDir(fd int, name string, hdr *tar.Header, uid, gid int, perm uint32, chown bool) error {
+	if chown {
 		if err := unix.Fchown(fd, uid, gid); err != nil {
 			return fmt.Errorf("chown %d:%d: %w", uid, gid, err)
 		}
 	}
-	// An existing directory keeps nothing of its old mode.
+	// An existing directory keeps nothing of its old mode; a new one may
+	// have taken the setgid bit of its parent.
 	if err := unix.Fchmod(fd, perm); err != nil {
 		return fmt.Errorf("chmod %o: %w", perm, err)
 	}
@@ -739,7 +721,14 @@ func (a *applier) rootDir(hdr *tar.Header) error {
 		return fmt.Errorf("open layer root: %w", err)
 	}
 	defer d.Close()
-	return a.finishDir(int(d.Fd()), ".", hdr, uid, gid, uint32(hdr.Mode)&0o7777)
+	perm := uint32(hdr.Mode) & 0o7777
+	if err := a.finishDir(int(d.Fd()), ".", hdr, uid, gid, perm, !a.opts.NoLchown); err != nil {
+		return err
+	}
+	root := a.open["."]
+	root.sgid = perm&unix.S_ISGID != 0
+	a.open["."] = root
+	return nil
 }
 
 func (a *applier) hardlink(pfd int, base, name string, hdr *tar.Header) error {
@@ -753,17 +742,12 @@ func (a *applier) hardlink(pfd int, base, name string, hdr *tar.Header) error {
 	if target == name {
 		return nil
 	}
-	tdir, tbase := path.Split(target)
-	tdir = strings.TrimSuffix(tdir, "/")
-	if tdir == "" {
-		tdir = "."
-	}
+	tdir, tbase := splitName(target)
 	td, err := a.lookup(tdir)
 	if err != nil {
 		return fmt.Errorf("hard link target %q: %w", hdr.Linkname, err)
 	}
-	defer td.Close()
-	if err := unix.Linkat(int(td.Fd()), tbase, pfd, base, 0); err != nil {
+	if err := a.create(pfd, base, func() error { return unix.Linkat(td.fd, tbase, pfd, base, 0) }); err != nil {
 		return fmt.Errorf("hard link to %q: %w", hdr.Linkname, err)
 	}
 	if a.symlinks[target] {
@@ -777,6 +761,12 @@ func (a *applier) hardlink(pfd int, base, name string, hdr *tar.Header) error {
 func (a *applier) finishDirs() error {
 	for i := len(a.dirs) - 1; i >= 0; i-- {
 		d := a.dirs[i]
+		if od, ok := a.open[d.path]; ok && od.direct && !od.pathOnly {
+			if err := futimes(od.fd, &tar.Header{ModTime: d.mtime, AccessTime: d.atime}); err != nil {
+				return fmt.Errorf("directory %s: %w", d.path, err)
+			}
+			continue
+		}
 		f, err := fsroot.Open(a.root, d.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW)
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
 			continue // replaced or removed by a later entry
