@@ -3,6 +3,7 @@ package archive
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 
@@ -50,31 +51,56 @@ func DetectCompression(b []byte) Compression {
 
 // DecompressStream returns the uncompressed content of r, a layer that is
 // gzip, zstd or not compressed, chosen by its first bytes (media types lie
-// less often than they are missing). Closing the result releases the
-// decompressor, not r. Decompression runs in its own goroutine, a few
-// blocks ahead of the reader. klauspost/compress decodes both formats, about twice as
-// fast as compress/gzip for gzip.
+// less often than they are missing). See Decompress.
 func DecompressStream(r io.Reader) (io.ReadCloser, Compression, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	magic, err := br.Peek(4)
 	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
 		return nil, Uncompressed, fmt.Errorf("read layer header: %w", err)
 	}
-	switch c := DetectCompression(magic); c {
+	c := DetectCompression(magic)
+	rc, err := Decompress(br, c)
+	return rc, c, err
+}
+
+// Decompress returns the uncompressed content of r, compressed with c.
+// Closing the result releases the decompressor, not r; once Close returns
+// (or a read has returned an error or io.EOF), nothing reads r any more, so
+// the caller may read what is left of it.
+//
+// Decompression runs beside the reader, so that it overlaps with unpacking:
+// gzip in a goroutine a few blocks ahead, or, where ISA-L's igzip is
+// installed, in an igzip process (see GzipDecoder); zstd in the decoder's
+// own goroutines.
+func Decompress(r io.Reader, c Compression) (io.ReadCloser, error) {
+	switch c {
 	case Gzip:
+		if p := GzipDecoder(); p != "" {
+			rc, err := startIgzip(p, r)
+			if err != nil {
+				return nil, fmt.Errorf("open gzip stream: %w", err)
+			}
+			return rc, nil
+		}
+		br, ok := r.(*bufio.Reader)
+		if !ok {
+			br = bufio.NewReaderSize(r, 64<<10)
+		}
 		gz, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, c, fmt.Errorf("open gzip stream: %w", err)
+			return nil, fmt.Errorf("open gzip stream: %w", err)
 		}
-		return newReadAhead(gz), c, nil
+		return newReadAhead(gz), nil
 	case Zstd:
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(2), zstd.WithDecoderMaxWindow(1<<30))
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(2), zstd.WithDecoderMaxWindow(1<<30))
 		if err != nil {
-			return nil, c, fmt.Errorf("open zstd stream: %w", err)
+			return nil, fmt.Errorf("open zstd stream: %w", err)
 		}
-		return zr.IOReadCloser(), c, nil
+		return zr.IOReadCloser(), nil
+	case Uncompressed:
+		return io.NopCloser(r), nil
 	}
-	return io.NopCloser(br), Uncompressed, nil
+	return nil, fmt.Errorf("unknown compression %v", c)
 }
 
 // readAhead runs r in its own goroutine, a few blocks ahead of the reader, so
@@ -118,17 +144,21 @@ func (ra *readAhead) fill() {
 		case <-ra.done:
 			return
 		}
-		n, err := io.ReadFull(ra.src, buf[:cap(buf)])
+		// Fill the block; io.ReadFull would turn the source's own
+		// io.ErrUnexpectedEOF (a truncated stream) into a clean end.
+		n := 0
+		var err error
+		for n < cap(buf) && err == nil {
+			var k int
+			k, err = ra.src.Read(buf[n:cap(buf)])
+			n += k
+		}
 		if n > 0 {
 			select {
 			case ra.full <- buf[:n]:
 			case <-ra.done:
 				return
 			}
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			ra.err = io.EOF
-			return
 		}
 		if err != nil {
 			ra.err = err
@@ -138,6 +168,9 @@ func (ra *readAhead) fill() {
 }
 
 func (ra *readAhead) Read(p []byte) (int, error) {
+	if ra.closed {
+		return 0, errors.New("read after close")
+	}
 	if ra.off == len(ra.cur) {
 		if ra.cur != nil {
 			ra.free <- ra.cur[:0]
@@ -154,7 +187,8 @@ func (ra *readAhead) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Close stops the goroutine and closes the source.
+// Close stops the goroutine, once its current read is done, and closes the
+// source.
 func (ra *readAhead) Close() error {
 	if ra.closed {
 		return nil

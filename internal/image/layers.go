@@ -9,9 +9,9 @@ import (
 	"hash"
 	"io"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/berthproject/berth/internal/archive"
 )
 
 // Layers is what the image store needs from the snapshot side: unpacked
@@ -93,21 +93,14 @@ func sniffCompression(br *bufio.Reader) compression {
 	return uncompressed
 }
 
-// decompress wraps r according to c. Close releases decoder resources.
+// decompress wraps r according to c (archive.Decompress: decompression
+// runs beside the unpacking). Close releases decoder resources.
 func decompress(r io.Reader, c compression) (io.ReadCloser, error) {
 	switch c {
 	case gzipped:
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			return nil, err
-		}
-		return zr, nil
+		return archive.Decompress(r, archive.Gzip)
 	case zstdCompressed:
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(false))
-		if err != nil {
-			return nil, err
-		}
-		return zr.IOReadCloser(), nil
+		return archive.Decompress(r, archive.Zstd)
 	}
 	return io.NopCloser(r), nil
 }

@@ -2,7 +2,8 @@
 // registry or a snapshotter: each blob (gzip, zstd or plain tar, found by its
 // magic) is decompressed and unpacked into its own fresh directory, all at
 // once as a pull does, several times; it prints the wall time and the CPU
-// (user, system) of each round and their medians.
+// (user, system, with the decompressor processes) of each round and their
+// medians. BERTH_GZIP=go picks Go's gzip decoder over igzip.
 //
 //	go run ./bench/pull/unpack -dir /var/tmp/x BLOB...
 //	go run ./bench/pull/unpack -oci ~/.cache/berth-bench/debian-oci-*  # the layers of an OCI layout
@@ -144,10 +145,16 @@ func apply(dir, blob string, opts archive.ApplyOptions) error {
 	return err
 }
 
+// cpu is the CPU time of this process and of its waited-for children (the
+// igzip decoders).
 func cpu() (user, sys time.Duration) {
-	var ru unix.Rusage
-	unix.Getrusage(unix.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
+	for _, who := range []int{unix.RUSAGE_SELF, unix.RUSAGE_CHILDREN} {
+		var ru unix.Rusage
+		unix.Getrusage(who, &ru)
+		user += time.Duration(ru.Utime.Nano())
+		sys += time.Duration(ru.Stime.Nano())
+	}
+	return user, sys
 }
 
 func median(d []time.Duration) time.Duration {
