@@ -47,21 +47,23 @@ type State struct {
 	Endpoints map[string]*Endpoint `json:"endpoints"`
 }
 
-// Network is a bridge network.
+// Network is a network: a bridge network, or one of the predefined "host"
+// (driver "host") and "none" (driver "null") that have no links of theirs.
 type Network struct {
 	ID      string    `json:"id"`
 	Name    string    `json:"name"`
+	Driver  string    `json:"driver"`
 	Created time.Time `json:"created"`
 	// Default marks the predefined network "bridge".
 	Default  bool              `json:"default,omitempty"`
-	Bridge   string            `json:"bridge"` // the bridge device
+	Bridge   string            `json:"bridge,omitempty"` // the bridge device
 	MTU      int               `json:"mtu,omitempty"`
 	Internal bool              `json:"internal,omitempty"`
 	Labels   map[string]string `json:"labels,omitempty"`
 	Options  map[string]string `json:"options,omitempty"`
 
-	Subnet  netip.Prefix `json:"subnet"`
-	Gateway netip.Addr   `json:"gateway"`
+	Subnet  netip.Prefix `json:"subnet,omitzero"`
+	Gateway netip.Addr   `json:"gateway,omitzero"`
 	IPRange netip.Prefix `json:"ipRange,omitzero"`
 	// IPv6 networks are dual-stack.
 	IPv6     bool         `json:"ipv6,omitempty"`
@@ -129,6 +131,16 @@ func (s *State) ContainerEndpoints(containerID string) []*Endpoint {
 		if e.ContainerID == containerID {
 			out = append(out, e)
 		}
+	}
+	sortEndpoints(out)
+	return out
+}
+
+// SortedEndpoints returns every endpoint, oldest first.
+func (s *State) SortedEndpoints() []*Endpoint {
+	out := make([]*Endpoint, 0, len(s.Endpoints))
+	for _, e := range s.Endpoints {
+		out = append(out, e)
 	}
 	sortEndpoints(out)
 	return out

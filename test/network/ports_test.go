@@ -1,0 +1,144 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/berthproject/berth/internal/network"
+	"github.com/berthproject/berth/internal/network/nft"
+)
+
+func TestPublishedPorts(t *testing.T) {
+	h := newHost(t)
+	other := h.otherHost()
+	web, client := h.container("web"), h.container("client")
+	epWeb := h.attach(web, network.AttachOptions{Ports: []network.PortRequest{
+		{Proto: "tcp", HostPort: 8080, ContainerPort: 80},
+		{Proto: "udp", HostPort: 8053, ContainerPort: 53},
+		{Proto: "tcp", HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 9090, ContainerPort: 80},
+	}})
+	epClient := h.attach(client, network.AttachOptions{})
+	serveTCP(t, web.ns, ":80", "web")
+	serveUDP(t, web.ns, ":53", "web-udp")
+
+	webIP := epWeb.IPv4.Addr().String()
+	if got, err := fetchTCP(client.ns, webIP+":80"); err != nil || got != "web from "+epClient.IPv4.Addr().String() {
+		t.Errorf("client -> web directly = %q, %v; want the client's own address", got, err)
+	}
+	tests := []struct {
+		name, from, addr, want string
+	}{
+		{"from another host", other, "10.250.0.1:8080", "web from 10.250.0.2"},
+		{"from the host by its address", "", "10.250.0.1:8080", "web from 10.250.0.1"},
+		{"from the host by 127.0.0.1", "", "127.0.0.1:8080", "web from 172.30.0.1"},
+		{"from the host by localhost only", "", "127.0.0.1:9090", "web from 172.30.0.1"},
+		{"from the host by the gateway address", "", "172.30.0.1:8080", "web from 172.30.0.1"},
+		// Through the host and back onto the same bridge, the source is
+		// masqueraded to the gateway: replies then go back through the
+		// host whether or not br_netfilter runs bridged packets through
+		// conntrack.
+		{"from another container by the host address", client.ns, "10.250.0.1:8080", "web from 172.30.0.1"},
+		{"from the container itself (hairpin)", web.ns, "10.250.0.1:8080", "web from 172.30.0.1"},
+		{"from another container by the gateway", client.ns, "172.30.0.1:8080", "web from 172.30.0.1"},
+		{"direct on the bridge", "", webIP + ":80", "web from 172.30.0.1"},
+	}
+	for _, tt := range tests {
+		got, err := fetchTCP(tt.from, tt.addr)
+		if err != nil || got != tt.want {
+			t.Errorf("%s: fetch %s = %q, %v; want %q", tt.name, tt.addr, got, err, tt.want)
+		}
+	}
+	// The 127.0.0.1-only port is not published on the host's other addresses.
+	if got, err := fetchTCP(other, "10.250.0.1:9090"); err == nil {
+		t.Errorf("127.0.0.1:9090 reached from another host: %q", got)
+	}
+	for _, from := range []string{other, ""} {
+		if got, err := askUDP(from, "10.250.0.1:8053"); err != nil || got != "web-udp" {
+			t.Errorf("udp 8053 from %q = %q, %v; want web-udp", from, got, err)
+		}
+	}
+
+	// The applied table is exactly the rendered description.
+	st, err := h.m.Store().Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tbl := range network.Rules(st) {
+		if got, want := nftList(t, tbl.Family), tbl.String(); got != want {
+			t.Errorf("nft list table %s berth:\n%s\nwant (rendered):\n%s", tbl.Family, got, want)
+		}
+	}
+
+	// PortMap as docker port shows it.
+	pm, err := h.m.PortMap(context.Background(), web.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for p, bs := range pm {
+		for _, b := range bs {
+			got = append(got, p.String()+" -> "+b.HostIP.String()+":"+b.HostPort)
+		}
+	}
+	for _, want := range []string{"80/tcp -> 0.0.0.0:8080", "53/udp -> 0.0.0.0:8053", "80/tcp -> 127.0.0.1:9090"} {
+		if !strings.Contains(strings.Join(got, "\n"), want) {
+			t.Errorf("PortMap = %v, missing %q", got, want)
+		}
+	}
+
+	// A second container cannot take a published port, nor a port a host
+	// program listens on; nothing is left of the refused attempt.
+	third := h.container("third")
+	linksBefore := len(linksOf(t, ""))
+	_, err = h.m.Attach(context.Background(), network.AttachOptions{ContainerID: third.id, ContainerName: "third", NetNS: third.ns, Network: "bridge",
+		Ports: []network.PortRequest{{Proto: "tcp", HostPort: 8080, ContainerPort: 80}}})
+	if !errors.Is(err, network.ErrConflict) || !strings.Contains(err.Error(), "8080/tcp is already published by container web") {
+		t.Errorf("publishing 8080 twice: %v; want a conflict naming container web", err)
+	}
+	l, lerr := net.Listen("tcp", "127.0.0.1:7070")
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	defer l.Close()
+	_, err = h.m.Attach(context.Background(), network.AttachOptions{ContainerID: third.id, ContainerName: "third", NetNS: third.ns, Network: "bridge",
+		Ports: []network.PortRequest{{Proto: "tcp", HostPort: 7070, ContainerPort: 80}}})
+	if !errors.Is(err, network.ErrConflict) || !strings.Contains(err.Error(), "in use on the host") {
+		t.Errorf("publishing a port a host program listens on: %v; want a conflict", err)
+	}
+	if n := len(linksOf(t, "")); n != linksBefore {
+		t.Errorf("refused attaches left links behind: %d links, had %d", n, linksBefore)
+	}
+	if eps, _ := h.m.Endpoints(context.Background(), third.id); len(eps) != 0 {
+		t.Errorf("refused attaches left endpoints: %v", eps)
+	}
+
+	// A random port (-P) from the ephemeral range works the same way.
+	ep := h.attach(third, network.AttachOptions{Ports: []network.PortRequest{{Proto: "tcp", ContainerPort: 80}}})
+	serveTCP(t, third.ns, ":80", "third")
+	hp := ep.Ports[0].HostPort
+	if lo, hi := 1024, 65535; int(hp) < lo || int(hp) > hi {
+		t.Errorf("random host port %d", hp)
+	}
+	if got, err := fetchTCP(other, netip.AddrPortFrom(hostAddr, hp).String()); err != nil || !strings.HasPrefix(got, "third") {
+		t.Errorf("random port %d from another host = %q, %v", hp, got, err)
+	}
+
+	// Detach removes the container's rules and nothing else.
+	if err := h.m.DetachAll(context.Background(), web.id); err != nil {
+		t.Fatal(err)
+	}
+	s := nftList(t, nft.IPv4)
+	if strings.Contains(s, "8080") || strings.Contains(s, webIP) || strings.Contains(s, "endpoint "+epWeb.ID[:12]) {
+		t.Errorf("rules of the detached container remain:\n%s", s)
+	}
+	if !strings.Contains(s, "endpoint "+ep.ID[:12]) {
+		t.Errorf("the other container's rule went too:\n%s", s)
+	}
+	if _, err := fetchTCP(other, "10.250.0.1:8080"); err == nil {
+		t.Errorf("port 8080 still answers after detach")
+	}
+}
