@@ -32,8 +32,9 @@ func containerCommands(g *globals) []*cli.Command {
 	}
 	group := append(verbs(), psCommand(g, "ls"), psCommand(g, "list"), containerPruneCommand(g),
 		inspectContainerCommand(g), cleanupCommand(g))
-	return append(verbs(), psCommand(g, "ps"), inspectCommand(g), volumeCommand(g),
-		&cli.Command{Use: "container", Short: "manage containers", Sub: group})
+	return append(verbs(), psCommand(g, "ps"), inspectCommand(g), volumeCommand(g), eventsCommand(g),
+		&cli.Command{Use: "container", Short: "manage containers", Sub: group},
+		&cli.Command{Use: "system", Short: "manage berth", Sub: []*cli.Command{eventsCommand(g)}})
 }
 
 // statusFor maps engine errors to Docker's exit status of run/create/start:

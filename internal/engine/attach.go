@@ -6,6 +6,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/moby/moby/api/types/events"
+
 	"github.com/berthproject/berth/internal/shim"
 	"github.com/berthproject/berth/internal/shim/jsonlog"
 )
@@ -29,7 +31,11 @@ func (e *Engine) Attach(ctx context.Context, ref string, o AttachOptions) (*Atta
 	if c.State.Status != StatusRunning && c.State.Status != StatusPaused {
 		return nil, fmt.Errorf("%w: container %s is not running", ErrConflict, c.Name)
 	}
-	return shim.Attach(e.runDir(c.ID), o)
+	a, err := shim.Attach(e.runDir(c.ID), o)
+	if err == nil {
+		e.containerEvent(c, events.ActionAttach, nil)
+	}
+	return a, err
 }
 
 // AttachDir connects to the monitor in dir (the hook of Start).

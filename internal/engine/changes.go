@@ -8,6 +8,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
 
 	"github.com/berthproject/berth/internal/archive"
 	"github.com/berthproject/berth/internal/image"
@@ -57,6 +58,7 @@ func (e *Engine) Commit(ctx context.Context, ref string, o CommitOptions) (*imag
 	if err != nil {
 		return nil, fmt.Errorf("commit %s: %w", c.Name, err)
 	}
+	e.containerEvent(c, events.ActionCommit, map[string]string{"comment": o.Comment, "imageID": string(img.ID)})
 	return img, nil
 }
 
@@ -93,5 +95,6 @@ func (e *Engine) Export(ctx context.Context, ref string, w io.Writer) error {
 		return err
 	}
 	defer release()
+	e.containerEvent(c, events.ActionExport, nil)
 	return archive.Diff(ctx, root, w, archive.DiffOptions{})
 }

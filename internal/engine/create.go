@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -99,6 +100,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ *Container, err
 	if err := writeContainer(e, c); err != nil {
 		return nil, err
 	}
+	e.containerEvent(c, events.ActionCreate, nil)
 	return c, nil
 }
 

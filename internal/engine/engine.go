@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/moby/moby/api/types/events"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berthproject/berth/internal/content"
@@ -104,6 +105,9 @@ func Open(opts Options) (*Engine, error) {
 	e.Images, err = image.New(image.Options{
 		Root: opts.Root, Content: e.Content, Layers: image.FromSnapshots(e.Layers), Registry: e.Registry,
 		Holders: e.imageHolders,
+		Events: func(action, id string, attrs map[string]string) {
+			e.Emit(events.ImageEventType, events.Action(action), id, attrs)
+		},
 	})
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moby/moby/api/types/events"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berthproject/berth/internal/containerspec"
@@ -79,7 +80,21 @@ func (e *Engine) Exec(ctx context.Context, ref string, o ExecOptions) (int, erro
 		return -1, err
 	}
 	f.Close()
-	args := []string{"--root", e.runtimeRoot(), "exec", "--process", f.Name()}
+	execID := newID()
+	cmdline := strings.Join(o.Cmd, " ")
+	e.containerEvent(c, events.Action(string(events.ActionExecCreate)+": "+cmdline), map[string]string{"execID": execID})
+	e.containerEvent(c, events.Action(string(events.ActionExecStart)+": "+cmdline), map[string]string{"execID": execID})
+	code, err := e.runExec(ctx, c, f.Name(), o)
+	if err == nil && !o.Detach {
+		e.containerEvent(c, events.ActionExecDie, map[string]string{"execID": execID, "exitCode": strconv.Itoa(code)})
+	}
+	return code, err
+}
+
+// runExec runs the process described in the file process in c, through the
+// runtime, and returns its exit code.
+func (e *Engine) runExec(ctx context.Context, c *Container, process string, o ExecOptions) (int, error) {
+	args := []string{"--root", e.runtimeRoot(), "exec", "--process", process}
 	if o.Detach {
 		args = append(args, "--detach")
 	}
@@ -96,7 +111,7 @@ func (e *Engine) Exec(ctx context.Context, ref string, o ExecOptions) (int, erro
 	if cmd.Stderr == nil {
 		cmd.Stderr = &teeWriter{w: os.Stderr, keep: &errBuf}
 	}
-	err = cmd.Run()
+	err := cmd.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		code := ee.ExitCode()

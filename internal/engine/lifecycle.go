@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/moby/api/types/events"
 	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/internal/shim"
@@ -278,7 +279,11 @@ func (e *Engine) removeStopped(ctx context.Context, c *Container) error {
 	if err := os.RemoveAll(e.runDir(c.ID)); err != nil {
 		return err
 	}
-	return os.RemoveAll(e.containerDir(c.ID))
+	if err := os.RemoveAll(e.containerDir(c.ID)); err != nil {
+		return err
+	}
+	e.containerEvent(c, events.ActionDestroy, nil)
+	return nil
 }
 
 // readRootfs gives the container's root filesystem to read: the running

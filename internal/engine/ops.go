@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/moby/moby/api/types/events"
 	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/internal/shim"
@@ -46,6 +47,7 @@ func (e *Engine) kill(ctx context.Context, c *Container, sig unix.Signal, wait b
 		}
 		return err
 	}
+	e.containerEvent(c, events.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
 	if !wait {
 		return nil
 	}
@@ -86,15 +88,23 @@ func (e *Engine) Stop(ctx context.Context, ref string, timeout *int) error {
 	if t != 0 {
 		if err := e.kill(ctx, c, sig, false); err == nil {
 			if t < 0 {
-				_, err := e.waitShim(ctx, c, 0)
-				return err
+				if _, err := e.waitShim(ctx, c, 0); err != nil {
+					return err
+				}
+				e.containerEvent(c, events.ActionStop, nil)
+				return nil
 			}
 			if done, _ := e.waitShim(ctx, c, time.Duration(t)*time.Second); done {
+				e.containerEvent(c, events.ActionStop, nil)
 				return nil
 			}
 		}
 	}
-	return e.kill(ctx, c, unix.SIGKILL, true)
+	if err := e.kill(ctx, c, unix.SIGKILL, true); err != nil {
+		return err
+	}
+	e.containerEvent(c, events.ActionStop, nil)
+	return nil
 }
 
 // waitShim waits until the container's monitor is gone (it exits after
@@ -182,6 +192,7 @@ func (e *Engine) Pause(ctx context.Context, ref string) error {
 	if err := e.runtime(ctx, "pause", c.ID); err != nil {
 		return err
 	}
+	e.containerEvent(c, events.ActionPause, nil)
 	return e.saveLocked(ctx, c, func(cur *Container) { cur.State.Status = StatusPaused })
 }
 
@@ -197,6 +208,7 @@ func (e *Engine) Unpause(ctx context.Context, ref string) error {
 	if err := e.runtime(ctx, "resume", c.ID); err != nil {
 		return err
 	}
+	e.containerEvent(c, events.ActionUnPause, nil)
 	return e.saveLocked(ctx, c, func(cur *Container) { cur.State.Status = StatusRunning })
 }
 
@@ -205,7 +217,13 @@ func (e *Engine) Restart(ctx context.Context, ref string, timeout *int) error {
 	if err := e.Stop(ctx, ref, timeout); err != nil {
 		return err
 	}
-	return e.Start(ctx, ref, StartOptions{})
+	if err := e.Start(ctx, ref, StartOptions{}); err != nil {
+		return err
+	}
+	if c, err := e.Lookup(ctx, ref); err == nil {
+		e.containerEvent(c, events.ActionRestart, nil)
+	}
+	return nil
 }
 
 // Rename gives a container a new name.
@@ -225,7 +243,12 @@ func (e *Engine) Rename(ctx context.Context, ref, name string) error {
 	if id, taken := e.nameTaken(name); taken && id != c.ID {
 		return fmt.Errorf("%w: Conflict. The container name \"/%s\" is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", ErrConflict, name, id)
 	}
-	return e.saveLocked(ctx, c, func(cur *Container) { cur.Name = name })
+	old := c.Name
+	if err := e.saveLocked(ctx, c, func(cur *Container) { cur.Name = name }); err != nil {
+		return err
+	}
+	e.containerEvent(c, events.ActionRename, map[string]string{"oldName": "/" + old})
+	return nil
 }
 
 // Cleanup is the monitor's exit command: it records the exit, unmounts the
@@ -246,6 +269,10 @@ func (e *Engine) Cleanup(ctx context.Context, id string) error {
 		if err := e.saveLocked(ctx, c, func(cur *Container) { cur.State = c.State }); err != nil {
 			return err
 		}
+		if ex.OOMKilled {
+			e.containerEvent(c, events.ActionOOM, nil)
+		}
+		e.containerEvent(c, events.ActionDie, map[string]string{"exitCode": strconv.Itoa(ex.ExitCode)})
 	}
 	if c.HostConfig.AutoRemove {
 		if ex != nil {

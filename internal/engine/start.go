@@ -13,6 +13,7 @@ import (
 
 	ggcr "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
 	imagespec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -119,6 +120,7 @@ func (e *Engine) Start(ctx context.Context, ref string, o StartOptions) (err err
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.Name, err)
 	}
+	e.containerEvent(c, events.ActionStart, nil)
 	shimPid, _ := shim.Pid(dir)
 	c.State = State{
 		Status: StatusRunning, Pid: pid, StartedAt: time.Now().UTC(), ShimPid: shimPid,

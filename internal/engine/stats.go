@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
 
 	"golang.org/x/sys/unix"
 
@@ -132,6 +133,7 @@ func (e *Engine) Update(ctx context.Context, ref string, r container.Resources, 
 	if err != nil {
 		return err
 	}
+	e.containerEvent(c, events.ActionUpdate, nil)
 	if c.State.Status != StatusRunning && c.State.Status != StatusPaused {
 		return nil
 	}

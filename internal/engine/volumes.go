@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/mount"
 
 	"github.com/berthproject/berth/internal/archive"
@@ -75,6 +76,7 @@ func (e *Engine) VolumeCreate(ctx context.Context, name string, labels, opts map
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	e.Emit(events.VolumeEventType, events.ActionCreate, name, map[string]string{"driver": "local"})
 	return v, nil
 }
 
@@ -167,7 +169,11 @@ func (e *Engine) VolumeRemove(ctx context.Context, name string, force bool) erro
 		return err
 	}
 	defer lk.Close()
-	return os.RemoveAll(filepath.Join(e.volumesDir(), name))
+	if err := os.RemoveAll(filepath.Join(e.volumesDir(), name)); err != nil {
+		return err
+	}
+	e.Emit(events.VolumeEventType, events.ActionDestroy, name, map[string]string{"driver": "local"})
+	return nil
 }
 
 // VolumePrune removes unused volumes: anonymous ones, or all with all.

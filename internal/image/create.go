@@ -42,6 +42,14 @@ type ImportOptions struct {
 // Import makes a single-layer image from a root filesystem tarball (plain,
 // gzip or zstd, detected).
 func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (*Image, error) {
+	img, err := s.importImage(ctx, r, opts)
+	if err == nil {
+		s.event("import", string(img.ID), map[string]string{"name": opts.Ref})
+	}
+	return img, err
+}
+
+func (s *Store) importImage(ctx context.Context, r io.Reader, opts ImportOptions) (*Image, error) {
 	img, err := s.importTar(ctx, r, opts)
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)

@@ -32,6 +32,23 @@ type RemoveReport struct {
 // other tag names it. An image a container uses is refused unless Force; an
 // ID naming an image with several tags is refused unless Force.
 func (s *Store) Remove(ctx context.Context, nameOrID string, opts RemoveOptions) (*RemoveReport, error) {
+	var id string
+	if d, err := s.Resolve(ctx, nameOrID); err == nil {
+		id = string(d)
+	}
+	rep, err := s.remove(ctx, nameOrID, opts)
+	if rep != nil {
+		for _, u := range rep.Untagged {
+			s.event("untag", id, map[string]string{"name": u})
+		}
+		for _, d := range rep.Deleted {
+			s.event("delete", string(d), map[string]string{"name": nameOrID})
+		}
+	}
+	return rep, err
+}
+
+func (s *Store) remove(ctx context.Context, nameOrID string, opts RemoveOptions) (*RemoveReport, error) {
 	id, err := s.Resolve(ctx, nameOrID)
 	if err != nil {
 		return nil, err

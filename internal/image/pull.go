@@ -45,6 +45,14 @@ const (
 // left as it was (nothing listed, no orphan layer, no blob under a wrong
 // digest); an interrupted download keeps its bytes for the next pull.
 func (s *Store) Pull(ctx context.Context, name string, opts PullOptions) (*Image, error) {
+	img, err := s.pullImage(ctx, name, opts)
+	if err == nil {
+		s.event("pull", name, map[string]string{"name": name})
+	}
+	return img, err
+}
+
+func (s *Store) pullImage(ctx context.Context, name string, opts PullOptions) (*Image, error) {
 	ref, err := reference.Parse(name)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", name, err)

@@ -31,6 +31,14 @@ type PushOptions struct {
 // another repository of the same registry are mounted from there. The
 // pushed manifest's digest is recorded as a repo digest and returned.
 func (s *Store) Push(ctx context.Context, nameStr string, opts PushOptions) (digest.Digest, error) {
+	d, err := s.pushImage(ctx, nameStr, opts)
+	if err == nil {
+		s.event("push", nameStr, map[string]string{"name": nameStr})
+	}
+	return d, err
+}
+
+func (s *Store) pushImage(ctx context.Context, nameStr string, opts PushOptions) (digest.Digest, error) {
 	ref, err := reference.Parse(nameStr)
 	if err != nil {
 		return "", fmt.Errorf("push %s: %w", nameStr, err)

@@ -45,6 +45,16 @@ type SaveOptions struct {
 // Save writes the named images (references or IDs) as a tar to w. Blobs are
 // written as stored, so manifests and their digests survive a load.
 func (s *Store) Save(ctx context.Context, w io.Writer, names []string, opts SaveOptions) error {
+	if err := s.saveImages(ctx, w, names, opts); err != nil {
+		return err
+	}
+	for _, n := range names {
+		s.event("save", n, map[string]string{"name": n})
+	}
+	return nil
+}
+
+func (s *Store) saveImages(ctx context.Context, w io.Writer, names []string, opts SaveOptions) error {
 	if err := s.save(ctx, w, names, opts); err != nil {
 		return fmt.Errorf("save %s: %w", strings.Join(names, " "), err)
 	}
@@ -208,6 +218,14 @@ type Loaded struct {
 // Load reads an archive made by Save, `docker save` (docker-archive, old
 // and new) or an OCI image layout tar, and stores its images.
 func (s *Store) Load(ctx context.Context, r io.Reader, opts LoadOptions) ([]Loaded, error) {
+	loaded, err := s.loadImages(ctx, r, opts)
+	for _, l := range loaded {
+		s.event("load", string(l.ID), map[string]string{"name": strings.Join(l.Refs, ",")})
+	}
+	return loaded, err
+}
+
+func (s *Store) loadImages(ctx context.Context, r io.Reader, opts LoadOptions) ([]Loaded, error) {
 	out, err := s.load(ctx, r, opts)
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)

@@ -43,6 +43,10 @@ type Options struct {
 	// IngestExpiry is how long GC keeps an interrupted download for a later
 	// pull to resume (0: 24 hours; negative: GC removes them at once).
 	IngestExpiry time.Duration
+	// Events, when set, is told of what happened to images with Docker's
+	// event actions (pull, push, tag, untag, delete, import, load, save),
+	// the actor (an image ID or a reference) and attributes ("name").
+	Events func(action, id string, attrs map[string]string)
 }
 
 // Store is the image store. It is safe for concurrent use by several
@@ -53,6 +57,7 @@ type Store struct {
 	layers   Layers
 	registry *registry.Client
 	holders  HoldersFunc
+	events   func(action, id string, attrs map[string]string)
 	platform Platform
 	// ingestExpiry: see Options.IngestExpiry.
 	ingestExpiry time.Duration
@@ -67,7 +72,7 @@ func New(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("%w: image store needs a layer store", ErrInvalid)
 	}
 	s := &Store{dir: filepath.Join(opts.Root, "image"), content: opts.Content, layers: opts.Layers,
-		registry: opts.Registry, holders: opts.Holders, platform: opts.Platform}
+		registry: opts.Registry, holders: opts.Holders, platform: opts.Platform, events: opts.Events}
 	if s.content == nil {
 		c, err := content.New(opts.Root)
 		if err != nil {
@@ -404,6 +409,16 @@ func (s *Store) Image(ctx context.Context, id digest.Digest) (*Image, error) {
 // Tag points target (a reference; ":latest" added when it has no tag) at the
 // image source names.
 func (s *Store) Tag(ctx context.Context, source, target string) error {
+	if err := s.tag(ctx, source, target); err != nil {
+		return err
+	}
+	if d, err := s.Resolve(ctx, target); err == nil {
+		s.event("tag", string(d), map[string]string{"name": target})
+	}
+	return nil
+}
+
+func (s *Store) tag(ctx context.Context, source, target string) error {
 	id, err := s.Resolve(ctx, source)
 	if err != nil {
 		return err
@@ -427,4 +442,11 @@ func removeFile(p string) error {
 		return err
 	}
 	return nil
+}
+
+// event tells Options.Events, if any.
+func (s *Store) event(action, id string, attrs map[string]string) {
+	if s.events != nil {
+		s.events(action, id, attrs)
+	}
 }
