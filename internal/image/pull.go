@@ -491,33 +491,178 @@ func (s *Store) fetchLayer(ctx context.Context, repo *registry.Repo, l Layer, w 
 	}
 	net := &countingReader{r: body, n: offset, total: l.Blob.Size, id: id, status: progress.Downloading, pf: pf}
 	src := io.TeeReader(net, cw)
-	var size int64
-	if w != nil {
-		var r io.Reader = src
-		if offset > 0 {
-			r = io.MultiReader(cw.Prefix(), src)
-		}
-		if size, err = checkApply(ctx, w, r, c, l); err != nil {
-			// If the blob itself is wrong, that is the error to report.
-			if _, cerr := io.Copy(io.Discard, io.LimitReader(src, l.Blob.Size+1)); cerr == nil {
-				if cerr := cw.Commit(ctx); cerr != nil && errors.Is(cerr, content.ErrInvalid) && !strings.Contains(cerr.Error(), "truncated") {
-					return 0, fmt.Errorf("%w: %w", ErrInvalid, cerr)
-				}
+	commit := func() error {
+		emit(pf, id, progress.Verifying, 0, 0)
+		if err := cw.Commit(ctx); err != nil {
+			if errors.Is(err, content.ErrInvalid) {
+				return fmt.Errorf("%w: %w", ErrInvalid, err)
 			}
-			return 0, err
+			return err
 		}
-	} else if _, err := io.Copy(io.Discard, src); err != nil {
-		return 0, fmt.Errorf("download: %w", err)
+		emit(pf, id, progress.DownloadComplete, 0, 0)
+		return nil
 	}
-	emit(pf, id, progress.Verifying, 0, 0)
-	if err := cw.Commit(ctx); err != nil {
-		if errors.Is(err, content.ErrInvalid) {
-			return 0, fmt.Errorf("%w: %w", ErrInvalid, err)
+	if w == nil {
+		if _, err := io.Copy(io.Discard, src); err != nil {
+			return 0, fmt.Errorf("download: %w", err)
 		}
+		return 0, commit()
+	}
+	// The download runs ahead of the unpacking, so the blob is verified and
+	// synced while the end of the layer is still being unpacked.
+	// A resumed download starts once the bytes already there are read
+	// (the commit closes the ingest file they are read from).
+	var dl *download
+	start := func() *download {
+		if dl == nil {
+			dl = startDownload(src, commit)
+		}
+		return dl
+	}
+	var r io.Reader
+	if offset > 0 {
+		r = io.MultiReader(cw.Prefix(), readerFunc(func(p []byte) (int, error) { return start().Read(p) }))
+	} else {
+		r = start()
+	}
+	size, err := checkApply(ctx, w, r, c, l)
+	start()
+	if err != nil {
+		dl.Stop() // the blob is still read to its end and committed
+	}
+	readErr, commitErr := dl.Wait()
+	switch {
+	case commitErr != nil && errors.Is(commitErr, content.ErrInvalid) && !strings.Contains(commitErr.Error(), "truncated"):
+		// If the blob itself is wrong, that is the error to report.
+		return 0, commitErr
+	case err != nil:
 		return 0, err
+	case readErr != nil:
+		return 0, fmt.Errorf("download: %w", readErr)
+	case commitErr != nil:
+		return 0, commitErr
 	}
-	emit(pf, id, progress.DownloadComplete, 0, 0)
 	return size, nil
+}
+
+// readerFunc is a Read method.
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// A layer's download may run this far ahead of its unpacking (compressed
+// bytes): enough that the blob is complete, verified and synced to disk
+// while the last part of the layer is still being unpacked, rather than
+// after it.
+const (
+	downloadBlock  = 1 << 20
+	downloadBlocks = 16
+)
+
+// download reads a layer blob from src (the registry's body teed into the
+// content store) in its own goroutine, at most downloadBlocks blocks ahead of
+// its reader. At the end of src the reader sees io.EOF at once, and then the
+// goroutine runs finish (commit the blob).
+type download struct {
+	full    chan []byte   // blocks read, in order; closed at the end of src
+	free    chan []byte   // blocks to fill again
+	stop    chan struct{} // closed by Stop: the reader is gone
+	ended   chan struct{} // closed when the goroutine is done
+	readErr error         // src's error (not io.EOF), set before full is closed
+	doneErr error         // finish's error, set before ended is closed
+
+	cur     []byte
+	off     int
+	stopped bool
+}
+
+func startDownload(src io.Reader, finish func() error) *download {
+	d := &download{
+		full:  make(chan []byte, downloadBlocks),
+		free:  make(chan []byte, downloadBlocks),
+		stop:  make(chan struct{}),
+		ended: make(chan struct{}),
+	}
+	for range downloadBlocks {
+		d.free <- make([]byte, downloadBlock)
+	}
+	go d.run(src, finish)
+	return d
+}
+
+func (d *download) run(src io.Reader, finish func() error) {
+	defer close(d.ended)
+	var spare []byte // read into once the reader is gone
+	for {
+		var buf []byte
+		handOn := true
+		select {
+		case buf = <-d.free:
+		case <-d.stop:
+			if spare == nil {
+				spare = make([]byte, downloadBlock)
+			}
+			buf, handOn = spare, false
+		}
+		n := 0
+		var err error
+		for n < len(buf) && err == nil {
+			var k int
+			k, err = src.Read(buf[n:])
+			n += k
+		}
+		if n > 0 && handOn {
+			select {
+			case d.full <- buf[:n]:
+			case <-d.stop:
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				d.readErr = err
+			}
+			close(d.full)
+			if err == io.EOF {
+				d.doneErr = finish()
+			}
+			return
+		}
+	}
+}
+
+func (d *download) Read(p []byte) (int, error) {
+	if d.off == len(d.cur) {
+		if d.cur != nil {
+			d.free <- d.cur[:cap(d.cur)]
+			d.cur, d.off = nil, 0
+		}
+		buf, ok := <-d.full
+		if !ok {
+			if d.readErr != nil {
+				return 0, d.readErr
+			}
+			return 0, io.EOF
+		}
+		d.cur = buf
+	}
+	n := copy(p, d.cur[d.off:])
+	d.off += n
+	return n, nil
+}
+
+// Stop tells the goroutine that nothing reads any more: it reads src to
+// its end without handing it on, and still runs finish.
+func (d *download) Stop() {
+	if !d.stopped {
+		d.stopped = true
+		close(d.stop)
+	}
+}
+
+// Wait waits for the goroutine and returns src's error and finish's.
+func (d *download) Wait() (readErr, finishErr error) {
+	<-d.ended
+	return d.readErr, d.doneErr
 }
 
 func checkApply(ctx context.Context, w LayerWriter, r io.Reader, c compression, l Layer) (int64, error) {
