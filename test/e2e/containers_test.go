@@ -342,6 +342,16 @@ func (e *ctrEnv) runD(args ...string) string {
 // depend on exec, which TestExec covers.
 func (e *ctrEnv) sh(ctr, script string) string {
 	e.t.Helper()
+	out, code, stderr := e.shAny(ctr, script)
+	if code != 0 {
+		e.t.Fatalf("berth-runtime exec %s sh -c %q: exit %d\nstdout: %s\nstderr: %s", ctr, script, code, out, stderr)
+	}
+	return out
+}
+
+// shAny is sh that returns the script's stdout, exit code and stderr.
+func (e *ctrEnv) shAny(ctr, script string) (string, int, string) {
+	e.t.Helper()
 	id := ctr
 	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(id) {
 		id = strings.TrimSpace(e.ok("inspect", "--type", "container", "-f", "{{.Id}}", ctr))
@@ -352,11 +362,18 @@ func (e *ctrEnv) sh(ctr, script string) string {
 		"--root", filepath.Join(e.state, "runtime"), "exec", id, "sh", "-c", script)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	// A background process the script leaves holding stdout must not
+	// make the test wait for it.
+	cmd.WaitDelay = 10 * time.Second
 	out, err := cmd.Output()
-	if err != nil {
-		e.t.Fatalf("berth-runtime exec %s sh -c %q: %v\nstdout: %s\nstderr: %s", id[:12], script, err, out, &stderr)
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return string(out), ee.ExitCode(), stderr.String()
+	case err != nil:
+		e.t.Fatalf("berth-runtime exec %s: %v", id[:12], err)
 	}
-	return string(out)
+	return string(out), 0, stderr.String()
 }
 
 // inspectC returns `inspect` of one container, typed with Docker's own API
