@@ -13,14 +13,21 @@
 #      v2 schema 2 manifest, gzip layers)
 #   3. starts a private dockerd (own --data-root, --exec-root, --pidfile and
 #      unix socket under the temp dir; no bridge, no iptables)
-#   4. per round, engines in rotating order: remove the image (berth: a fresh
-#      --root), `sync`, then time the pull; the page cache is not dropped
+#   4. per round, engines in rotating order: give the engine an empty store
+#      (MODE=fresh, the default: a new storage root per round, docker's
+#      daemon restarted on a new --data-root; nothing is removed before the
+#      end) or remove the image (MODE=rmi: docker/podman rmi, berth's previous
+#      root removed), `sync`, then time the pull; the page cache is not dropped.
+#      MODE=rmi measures what a pull right after removing an image costs: on
+#      ext4 without a journal (this VM's disk) the inode allocator then skips
+#      the thousands of inodes just freed on every create for a few minutes,
+#      which slows every engine's unpacking several times over
 #   5. prints each round, the medians and the ratios to docker, and the disk
 #      taken by the unpacked layers after the first pull
 # Everything it started is stopped by pid and everything it mounted or
 # created is removed at exit.
 #
-# Environment: RUNS (3), ENGINES ("skopeo berth docker podman"), BERTH_BIN
+# Environment: RUNS (3), MODE (fresh or rmi), ENGINES ("skopeo berth docker podman"), BERTH_BIN
 # (bin/berth of this checkout), BERTH_DRIVER (berth's --storage-driver, default
 # its own choice), CACHE (~/.cache/berth-bench), DOCKER_CLI (/usr/bin/docker).
 set -euo pipefail
@@ -28,6 +35,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 RUNS=${RUNS:-3}
+MODE=${MODE:-fresh}
+[[ $MODE == fresh || $MODE == rmi ]] || { echo "MODE must be fresh or rmi" >&2; exit 1; }
 ENGINES=${ENGINES:-skopeo berth docker podman}
 BERTH=${BERTH_BIN:-$REPO/bin/berth}
 CACHE=${CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/berth-bench}
@@ -65,11 +74,7 @@ stop() {
 
 cleanup() {
 	set +e
-	if [[ -n $DOCKERD_PID ]]; then
-		DOCKERD_CHILDREN=$(pgrep -P "$DOCKERD_PID" || true)
-		stop "$DOCKERD_PID"
-		for c in $DOCKERD_CHILDREN; do stop "$c"; done
-	fi
+	stop_dockerd
 	stop "$REGISTRY_PID"
 	# docker and podman mount layers and their storage roots under $T
 	findmnt -rn -o TARGET | awk -v t="$T" 'index($0, t) == 1' | sort -r | while read -r m; do umount -l "$m"; done
@@ -112,21 +117,34 @@ CSIZE=$(jq '[.layers[].size] | add' <<<"$MANIFEST")
 CONFIG=$(jq -r '.config.digest' <<<"$MANIFEST")
 log "pushed $REF: $NLAYERS layers, $((CSIZE / 1000000)) MB compressed"
 
-# dockerd
+# dockerd: one daemon, or (MODE=fresh) one per round on its own --data-root
 dock() { DOCKER_CONFIG=$T/docker-cli "$DOCKER_CLI" -H "unix://$T/docker/docker.sock" "$@"; }
-if has docker; then
-	mkdir -p "$T/docker/data" "$T/docker/exec" "$T/docker-cli"
+docker_root() { if [[ $MODE == fresh ]]; then echo "$T/docker/data$1"; else echo "$T/docker/data"; fi; }
+stop_dockerd() {
+	[[ -n $DOCKERD_PID ]] || return 0
+	DOCKERD_CHILDREN=$(pgrep -P "$DOCKERD_PID" || true)
+	stop "$DOCKERD_PID"
+	for c in $DOCKERD_CHILDREN; do stop "$c"; done
+	DOCKERD_PID=
+}
+start_dockerd() {
+	mkdir -p "$(docker_root "$1")" "$T/docker/exec" "$T/docker-cli"
 	echo '{}' >"$T/docker/daemon.json"
-	dockerd --config-file "$T/docker/daemon.json" --data-root "$T/docker/data" --exec-root "$T/docker/exec" \
+	dockerd --config-file "$T/docker/daemon.json" --data-root "$(docker_root "$1")" --exec-root "$T/docker/exec" \
 		--pidfile "$T/docker/docker.pid" -H "unix://$T/docker/docker.sock" \
 		--bridge=none --iptables=false --ip-masq=false --insecure-registry "$REG" \
-		--storage-driver overlay2 --log-level warn >"$T/dockerd.log" 2>&1 &
+		--storage-driver overlay2 --log-level warn >>"$T/dockerd.log" 2>&1 &
 	DOCKERD_PID=$!
 	for _ in $(seq 300); do dock version >/dev/null 2>&1 && break; sleep 0.1; done
 	dock version >/dev/null 2>&1 || die "dockerd did not start: $(tail -3 "$T/dockerd.log")"
+}
+if has docker; then
+	start_dockerd 1
 	log "dockerd $(dock version -f '{{.Server.Version}}') (pid $DOCKERD_PID)"
 fi
-pod() { podman --root "$T/podman/root" --runroot "$T/podman/run" --storage-driver overlay \
+PODMAN_ROUND=1
+podman_root() { if [[ $MODE == fresh ]]; then echo "$T/podman/root$1"; else echo "$T/podman/root"; fi; }
+pod() { podman --root "$(podman_root "$PODMAN_ROUND")" --runroot "$T/podman/run$PODMAN_ROUND" --storage-driver overlay \
 	--events-backend none --cgroup-manager cgroupfs "$@"; }
 
 berth_root() { echo "$T/berth/r$1"; }
@@ -138,8 +156,15 @@ bth() {
 
 # prepare puts an engine in the "image absent" state before round $2.
 prepare() {
+	if [[ $MODE == fresh ]]; then
+		case $1 in
+		docker) if (($2 > 1)); then stop_dockerd && start_dockerd "$2"; fi ;;
+		podman) PODMAN_ROUND=$2 ;;
+		esac
+		return
+	fi
 	case $1 in
-	skopeo) rm -rf "$T/dl" ;;
+	skopeo) rm -rf "$T/dl1" ;;
 	berth) rm -rf "$(berth_root $(($2 - 1)))" "$T/berth/s$(($2 - 1))" ;;
 	docker) dock rmi -f "$REF" >/dev/null 2>&1 || true ;;
 	podman) pod rmi -f "$REF" >/dev/null 2>&1 || true ;;
@@ -149,7 +174,7 @@ prepare() {
 # pull_cmd pulls with engine $1 in round $2 (quietly: no terminal drawing).
 pull_cmd() {
 	case $1 in
-	skopeo) skopeo copy --quiet --src-tls-verify=false "docker://$REF" "oci:$T/dl:x" ;;
+	skopeo) if [[ $MODE == fresh ]]; then d=$T/dl$2; else d=$T/dl1; fi; skopeo copy --quiet --src-tls-verify=false "docker://$REF" "oci:$d:x" ;;
 	berth) bth "$2" pull -q "$REF" ;;
 	docker) dock pull -q "$REF" ;;
 	podman) pod pull -q --tls-verify=false "$REF" ;;
@@ -161,7 +186,7 @@ du_mib() { xargs -r du -sck 2>/dev/null | awk '$2 == "total" {printf "%.1f", $1 
 # disk reports the unpacked layers' size after the first pull (MiB).
 disk() {
 	case $1 in
-	skopeo) echo "$T/dl" | du_mib ;;
+	skopeo) echo "$T/dl1" | du_mib ;;
 	berth) echo "$(berth_root 1)/snapshots" | du_mib ;;
 	docker) dock image inspect -f '{{.GraphDriver.Data.LowerDir}}:{{.GraphDriver.Data.UpperDir}}' "$REF" | tr ':' '\n' | grep '^/' | sort -u | du_mib ;;
 	podman) pod image inspect --format '{{.GraphDriver.Data.LowerDir}}:{{.GraphDriver.Data.UpperDir}}' "$REF" | tr ':' '\n' | grep '^/' | sort -u | du_mib ;;
@@ -172,10 +197,10 @@ disk() {
 # (MiB): layers plus metadata, and for berth the compressed blobs it keeps.
 store() {
 	case $1 in
-	skopeo) echo "$T/dl" | du_mib ;;
+	skopeo) echo "$T/dl1" | du_mib ;;
 	berth) berth_root 1 | du_mib ;;
-	docker) echo "$T/docker/data" | du_mib ;;
-	podman) echo "$T/podman/root" | du_mib ;;
+	docker) docker_root 1 | du_mib ;;
+	podman) podman_root 1 | du_mib ;;
 	esac
 }
 
@@ -221,7 +246,8 @@ for tool in "${tools[@]}"; do
 done
 
 echo
-echo "Pull of $REF ($NLAYERS layers, $(awk -v s="$CSIZE" 'BEGIN {printf "%.1f", s / 1e6}') MB compressed) from a local registry, $RUNS rounds"
+echo "Pull of $REF ($NLAYERS layers, $(awk -v s="$CSIZE" 'BEGIN {printf "%.1f", s / 1e6}') MB compressed) from a local registry, $RUNS rounds, MODE=$MODE"
+echo "gzip: berth $(command -v igzip >/dev/null && echo "igzip ($(command -v igzip))" || echo "Go decoder (igzip not installed)"), docker $(command -v unpigz >/dev/null && echo unpigz || echo "Go decoder (unpigz not installed)")"
 echo "berth $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'), $("$BERTH" --version 2>/dev/null | head -1)"
 has docker && echo "docker $(dock version -f '{{.Server.Version}}') (overlay2)"
 has podman && echo "$(podman --version) (overlay)"
