@@ -189,13 +189,24 @@ func (m *Manager) read() (*store.State, error) {
 	if err != nil {
 		return nil, err
 	}
-	if hasPredefined(st) {
+	if hasPredefined(st) && !m.defaultMoves(st) {
 		return st, nil
 	}
 	if err := m.store.Update(func(st *store.State) error { return m.ensurePredefined(st) }); err != nil {
 		return nil, err
 	}
 	return m.store.Read()
+}
+
+// defaultMoves says the default bridge is unused and not on the configured
+// subnet (the configuration changed).
+func (m *Manager) defaultMoves(st *store.State) bool {
+	for _, n := range st.Networks {
+		if n.Default {
+			return n.Subnet != m.cfg.DefaultSubnet && len(st.NetworkEndpoints(n.ID)) == 0
+		}
+	}
+	return false
 }
 
 func hasPredefined(st *store.State) bool {

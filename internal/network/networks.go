@@ -3,8 +3,10 @@ package network
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"regexp"
 	"strconv"
@@ -241,7 +243,7 @@ func mustRandom(n int) []byte {
 }
 
 func bridgeOf(n *store.Network) link.Bridge {
-	b := link.Bridge{Name: n.Bridge, Alias: aliasNetwork + n.ID, MTU: n.MTU}
+	b := link.Bridge{Name: n.Bridge, Alias: aliasNetwork + n.ID, MTU: n.MTU, MAC: bridgeMAC(n.ID)}
 	if n.MTU == 0 {
 		b.MTU = DefaultMTU
 	}
@@ -252,6 +254,14 @@ func bridgeOf(n *store.Network) link.Bridge {
 		b.Addrs = append(b.Addrs, netip.PrefixFrom(n.Gateway6, n.Subnet6.Bits()))
 	}
 	return b
+}
+
+// bridgeMAC is a network's bridge address: locally administered, unicast,
+// the same whenever the bridge is made again (after a reboot), and unlike
+// the containers' 02:42:... addresses.
+func bridgeMAC(id string) net.HardwareAddr {
+	sum := sha256.Sum256([]byte(id))
+	return net.HardwareAddr{0x02, 0xb7, sum[0], sum[1], sum[2], sum[3]}
 }
 
 // Link aliases that mark what berth owns.

@@ -145,7 +145,16 @@ func portOwner(st *store.State, proto string, ip netip.Addr, port uint16, pendin
 
 // assignPorts chooses host ports for the requests and checks each against
 // the records (another container's) and the host (a listening program).
+//
+// Ports are not published from --internal networks (Docker's rule): such a
+// network has no way in or out.
 func (m *Manager) assignPorts(st *store.State, k kernel, n *store.Network, e *store.Endpoint, reqs []PortRequest) ([]store.Port, error) {
+	if n.Internal {
+		if len(reqs) > 0 {
+			m.log.Info("ports are not published from an internal network", "network", n.Name, "container", short(e.ContainerID))
+		}
+		return nil, nil
+	}
 	var out []store.Port
 	for _, r := range reqs {
 		if r.Proto != "tcp" && r.Proto != "udp" {

@@ -40,7 +40,7 @@ var loopback4 = netip.MustParsePrefix("127.0.0.0/8")
 //	                          subnet -> elsewhere: masquerade (outbound; not --internal)
 //	forward (filter)          same bridge: accept; to another berth bridge: drop;
 //	                          out: accept; in: established or DNATed only;
-//	                          --internal: nothing in or out
+//	                          --internal: nothing in or out, no ports published
 //
 // IPv6 has the same rules, except that ::1 is not DNATed: the kernel has no
 // route_localnet for IPv6 and would drop the packets.
@@ -77,7 +77,7 @@ func family(st *store.State, nets []*store.Network, f nft.Family) nft.Table {
 		if v6 {
 			subnet = n.Subnet6
 		}
-		if subnet.IsValid() {
+		if subnet.IsValid() && !n.Internal {
 			if !v6 {
 				post.Rules = append(post.Rules, nft.Rule{Match: []nft.Match{nft.Saddr{Prefix: loopback4}, nft.OIfName{Name: br}}, Verdict: masq})
 			}
@@ -112,6 +112,9 @@ func family(st *store.State, nets []*store.Network, f nft.Family) nft.Table {
 	}
 	var dnats []dnat
 	for _, e := range st.Endpoints {
+		if n := st.Networks[e.NetworkID]; n == nil || n.Internal {
+			continue
+		}
 		ip := e.IPv4
 		if v6 {
 			ip = e.IPv6

@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -18,7 +19,23 @@ func TestDefaultBridge(t *testing.T) {
 	h := newHost(t)
 	a, b := h.container("a"), h.container("b")
 	epA := h.attach(a, network.AttachOptions{})
+	brMAC := func() string {
+		l, err := netlink.LinkByName("berth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Attrs().HardwareAddr.String()
+	}
+	mac := brMAC()
 	epB := h.attach(b, network.AttachOptions{})
+	// More ports do not change the bridge's address (the containers'
+	// ARP entries for the gateway stay right).
+	for i := 0; i < 8; i++ {
+		h.attach(h.container(fmt.Sprintf("mac%d", i)), network.AttachOptions{})
+	}
+	if got := brMAC(); got != mac {
+		t.Errorf("the bridge's MAC changed from %s to %s as containers joined", mac, got)
+	}
 
 	if got, want := epA.IPv4, netip.MustParsePrefix("172.30.0.2/16"); got != want {
 		t.Errorf("first container's address = %v, want %v", got, want)

@@ -70,16 +70,37 @@ func (h *host) newManager() *network.Manager {
 	return m
 }
 
-// cleanup stops the DNS server and removes every link and table berth
-// made, so that the next test starts from an empty host namespace.
+// cleanup removes everything the test made in the host namespace, so that
+// the next test starts from an empty one.
 func (h *host) cleanup() {
+	if h.t.Failed() {
+		if pid := dns.PID(h.run); pid > 0 && os.Getenv("BERTH_NETTEST_DUMP") != "" {
+			syscall.Kill(pid, syscall.SIGQUIT)
+			time.Sleep(500 * time.Millisecond)
+		}
+		if b, err := os.ReadFile(filepath.Join(h.run, "dns.log")); err == nil {
+			h.t.Logf("DNS server log:\n%s", b)
+		}
+	}
+	h.crash()
+	links, _ := netlink.LinkList()
+	for _, l := range links {
+		if strings.HasPrefix(l.Attrs().Name, "bt-") {
+			netlink.LinkDel(l)
+		}
+	}
+}
+
+// crash loses what the kernel holds for berth, as a reboot would: the DNS
+// server dies, berth's links and tables go; the records stay.
+func (h *host) crash() {
 	if pid := dns.PID(h.run); pid > 0 {
 		stopProcess(h.t, pid)
 	}
 	h.m.Close()
 	links, _ := netlink.LinkList()
 	for _, l := range links {
-		if strings.HasPrefix(l.Attrs().Alias, "berth:") || strings.HasPrefix(l.Attrs().Name, "bt-") {
+		if strings.HasPrefix(l.Attrs().Alias, "berth:") {
 			netlink.LinkDel(l)
 		}
 	}
@@ -222,10 +243,16 @@ func askUDP(ns, addr string) (string, error) {
 }
 
 // ping pings addr once from ns with busybox.
-func ping(ns string, addr netip.Addr) error {
-	args := []string{"--net=" + ns, "busybox", "ping", "-c", "1", "-W", "3", addr.String()}
+func ping(ns string, addr netip.Addr) error { return pingWait(ns, addr, "3") }
+
+// unreachable says whether one ping from ns to addr goes unanswered (for a
+// second: a dropped packet gives no other sign).
+func unreachable(ns string, addr netip.Addr) bool { return pingWait(ns, addr, "1") != nil }
+
+func pingWait(ns string, addr netip.Addr, wait string) error {
+	args := []string{"--net=" + ns, "busybox", "ping", "-c", "1", "-W", wait, addr.String()}
 	if addr.Is6() {
-		args = []string{"--net=" + ns, "busybox", "ping6", "-c", "1", "-W", "3", addr.String()}
+		args = []string{"--net=" + ns, "busybox", "ping6", "-c", "1", "-W", wait, addr.String()}
 	}
 	out, err := exec.Command("nsenter", args...).CombinedOutput()
 	if err != nil {
@@ -258,6 +285,11 @@ func (h *host) otherHost() string {
 	setup := func(name string, addrs ...string) error {
 		l, err := netlink.LinkByName(name)
 		if err != nil {
+			return err
+		}
+		// No duplicate address detection on this test link: it would
+		// hold the link-local addresses back for a second or two.
+		if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/accept_dad", []byte("0"), 0o644); err != nil {
 			return err
 		}
 		for _, a := range addrs {

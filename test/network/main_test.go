@@ -10,6 +10,7 @@ package network
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -72,7 +73,7 @@ func reexec() int {
 // dnsMain is berth-dns inside the test binary (the manager starts it with
 // the test binary's path and envRole=dns).
 func dnsMain(args []string) int {
-	cfg := dns.ServerConfig{}
+	cfg := dns.ServerConfig{Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	for i := 0; i+1 < len(args); i += 2 {
 		switch args[i] {
 		case "--records":

@@ -14,13 +14,13 @@ type index struct {
 	byIP map[netip.Addr]*member
 	// byGateway finds the network a query arrived on (for a source we do
 	// not know).
-	byGateway map[netip.Addr]*net
+	byGateway map[netip.Addr]*netEntry
 	// listen are the addresses to serve on: the gateways of user-defined
 	// networks with containers.
 	listen []netip.Addr
 }
 
-type net struct {
+type netEntry struct {
 	id, name string
 	internal bool
 	subnets  []netip.Prefix
@@ -33,24 +33,24 @@ type net struct {
 
 // member is one endpoint on a user-defined network.
 type member struct {
-	net       *net
+	net       *netEntry
 	container string
 	name      string
 	v4, v6    netip.Addr
 	dns       []netip.Addr
 	// nets are the user-defined networks of the member's container, its
 	// first network first: where its queries are resolved.
-	nets []*net
+	nets []*netEntry
 }
 
 func buildIndex(st *store.State) *index {
-	ix := &index{byIP: map[netip.Addr]*member{}, byGateway: map[netip.Addr]*net{}}
-	nets := map[string]*net{}
+	ix := &index{byIP: map[netip.Addr]*member{}, byGateway: map[netip.Addr]*netEntry{}}
+	nets := map[string]*netEntry{}
 	for _, n := range st.SortedNetworks() {
 		if n.Driver != "bridge" || n.Default || len(st.NetworkEndpoints(n.ID)) == 0 {
 			continue
 		}
-		nn := &net{id: n.ID, name: n.Name, internal: n.Internal, names: map[string][]*member{}, byIP: map[netip.Addr]*member{}}
+		nn := &netEntry{id: n.ID, name: n.Name, internal: n.Internal, names: map[string][]*member{}, byIP: map[netip.Addr]*member{}}
 		for _, p := range []netip.Prefix{n.Subnet, n.Subnet6} {
 			if p.IsValid() {
 				nn.subnets = append(nn.subnets, p)
@@ -84,7 +84,7 @@ func buildIndex(st *store.State) *index {
 		byContainer[e.ContainerID] = append(byContainer[e.ContainerID], m)
 	}
 	for _, ms := range byContainer {
-		var cnets []*net
+		var cnets []*netEntry
 		for _, m := range ms {
 			cnets = append(cnets, m.net)
 		}
@@ -114,14 +114,14 @@ func endpointNames(e *store.Endpoint) []string {
 
 // scope is the networks a query from src resolves in, and the member that
 // asked (nil for an unknown source on the network of gateway local).
-func (ix *index) scope(src, local netip.Addr) ([]*net, *member) {
+func (ix *index) scope(src, local netip.Addr) ([]*netEntry, *member) {
 	if m := ix.byIP[src]; m != nil {
 		return m.nets, m
 	}
 	if n := ix.byGateway[local]; n != nil {
 		for _, p := range n.subnets {
 			if p.Contains(src) {
-				return []*net{n}, nil
+				return []*netEntry{n}, nil
 			}
 		}
 	}
@@ -130,7 +130,7 @@ func (ix *index) scope(src, local netip.Addr) ([]*net, *member) {
 
 // lookup finds the members called name (lower case, no final dot) in the
 // networks, also as NAME.NETWORK.
-func lookup(nets []*net, name string) []*member {
+func lookup(nets []*netEntry, name string) []*member {
 	for _, n := range nets {
 		if ms := n.names[name]; len(ms) > 0 {
 			return ms

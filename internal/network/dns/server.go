@@ -80,6 +80,8 @@ type ServerConfig struct {
 	HostResolvConf string
 	// Port is the DNS port on the gateways (53; tests use others).
 	Port uint16
+	// UpstreamPort is the port of the resolvers forwarded to (53).
+	UpstreamPort uint16
 	// UpstreamTimeout bounds one forwarded query (default 2s).
 	UpstreamTimeout time.Duration
 	// MaxForwards bounds forwarded queries in flight (default 1024).
@@ -116,6 +118,9 @@ func Serve(ctx context.Context, cfg ServerConfig) error {
 	}
 	if cfg.Port == 0 {
 		cfg.Port = 53
+	}
+	if cfg.UpstreamPort == 0 {
+		cfg.UpstreamPort = 53
 	}
 	if cfg.UpstreamTimeout == 0 {
 		cfg.UpstreamTimeout = 2 * time.Second
@@ -374,7 +379,7 @@ func (s *Server) handle(w mdns.ResponseWriter, r *mdns.Msg) {
 }
 
 // forwards: a container on internal networks only gets no outside names.
-func forwards(nets []*net) bool {
+func forwards(nets []*netEntry) bool {
 	for _, n := range nets {
 		if !n.internal {
 			return true
@@ -394,7 +399,7 @@ func (s *Server) upstreams(m *member) []netip.Addr {
 
 // answerLocal answers for containers' names and addresses, or returns nil
 // for a name that is not theirs.
-func (s *Server) answerLocal(r *mdns.Msg, q mdns.Question, name string, nets []*net) *mdns.Msg {
+func (s *Server) answerLocal(r *mdns.Msg, q mdns.Question, name string, nets []*netEntry) *mdns.Msg {
 	if q.Qtype == mdns.TypePTR {
 		a, ok := reverseAddr(name)
 		if !ok {
@@ -497,7 +502,7 @@ func (s *Server) forward(r *mdns.Msg, upstreams []netip.Addr, tcp bool) *mdns.Ms
 		c.Net = "tcp"
 	}
 	for _, u := range upstreams {
-		addr := netip.AddrPortFrom(u, 53).String()
+		addr := netip.AddrPortFrom(u, s.cfg.UpstreamPort).String()
 		resp, _, err := c.Exchange(r, addr)
 		if err != nil {
 			s.log.Debug("upstream failed", "upstream", addr, "err", err)

@@ -49,6 +49,11 @@ type Bridge struct {
 	Name  string
 	Alias string // ownership mark
 	MTU   int
+	// MAC is set on the bridge once and for all: a bridge without an
+	// address of its own takes the lowest of its ports', so plugging a
+	// container in could change it, and the other containers' ARP entries
+	// for the gateway would point nowhere for a while.
+	MAC net.HardwareAddr
 	// Addrs are the gateway addresses with the subnet's prefix length.
 	Addrs []netip.Prefix
 }
@@ -66,21 +71,28 @@ func (h *Host) EnsureBridge(b Bridge) error {
 	}
 	if l == nil {
 		attrs := netlink.NewLinkAttrs()
-		attrs.Name, attrs.Alias, attrs.MTU = b.Name, b.Alias, b.MTU
+		attrs.Name, attrs.Alias, attrs.MTU, attrs.HardwareAddr = b.Name, b.Alias, b.MTU, b.MAC
 		if err := h.h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
 			return fmt.Errorf("create bridge %s: %w", b.Name, err)
 		}
 		if l, err = h.h.LinkByName(b.Name); err != nil {
 			return fmt.Errorf("look up bridge %s: %w", b.Name, err)
 		}
-	} else if l.Type() != "bridge" {
+	}
+	if l.Type() != "bridge" {
 		return fmt.Errorf("link %s exists and is a %s, not a bridge", b.Name, l.Type())
-	} else if l.Attrs().Alias != b.Alias {
+	}
+	if l.Attrs().Alias != b.Alias {
 		if a := l.Attrs().Alias; a != "" && !strings.HasPrefix(a, AliasPrefix) {
 			return fmt.Errorf("bridge %s exists and is not berth's (alias %q)", b.Name, a)
 		}
 		if err := h.h.LinkSetAlias(l, b.Alias); err != nil {
 			return fmt.Errorf("set alias of bridge %s: %w", b.Name, err)
+		}
+	}
+	if b.MAC != nil && l.Attrs().HardwareAddr.String() != b.MAC.String() {
+		if err := h.h.LinkSetHardwareAddr(l, b.MAC); err != nil {
+			return fmt.Errorf("set MAC address of bridge %s: %w", b.Name, err)
 		}
 	}
 	if b.MTU > 0 && l.Attrs().MTU != b.MTU {
@@ -95,6 +107,13 @@ func (h *Host) EnsureBridge(b Bridge) error {
 	if v6 {
 		// A bridge made while IPv6 is off by default would refuse the address.
 		if err := h.sysctl("net/ipv6/conf/"+b.Name+"/disable_ipv6", "0"); err != nil {
+			return err
+		}
+		// The bridge's link-local address must be usable at once: the
+		// kernel sends neighbour solicitations for forwarded packets from
+		// it, and while duplicate address detection holds it back (a
+		// second or two) published ports of a new network do not answer.
+		if err := h.sysctl("net/ipv6/conf/"+b.Name+"/accept_dad", "0"); err != nil {
 			return err
 		}
 	}
@@ -250,6 +269,12 @@ func (h *Host) plugVeth(v Veth) error {
 	l, err := h.h.LinkByName(v.HostName)
 	if err != nil {
 		return fmt.Errorf("look up %s: %w", v.HostName, err)
+	}
+	// The kernel ignores an alias given when a veth pair is created.
+	if l.Attrs().Alias != v.Alias {
+		if err := h.h.LinkSetAlias(l, v.Alias); err != nil {
+			return fmt.Errorf("set alias of %s: %w", v.HostName, err)
+		}
 	}
 	// LinkAdd sets the master in a second request; make sure it took.
 	if br, err := h.h.LinkByName(v.Bridge); err == nil && l.Attrs().MasterIndex != br.Attrs().Index {

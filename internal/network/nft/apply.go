@@ -46,8 +46,9 @@ func cmpOp(not bool) expr.CmpOp {
 	return expr.CmpOpEq
 }
 
-// addrExprs loads the bytes of the address the prefix covers, masks the
-// last one if the prefix ends inside it, and compares.
+// addrExprs compares the address with a prefix the way nft does: a prefix
+// that ends on a byte boundary loads just its bytes; any other loads the
+// whole address and masks it.
 func addrExprs(f Family, daddr bool, p netip.Prefix, not bool) []expr.Any {
 	off := uint32(12) // IPv4 source
 	switch {
@@ -59,21 +60,24 @@ func addrExprs(f Family, daddr bool, p netip.Prefix, not bool) []expr.Any {
 		off = 24
 	}
 	p = p.Masked()
-	n := uint32((p.Bits() + 7) / 8)
-	want := p.Addr().AsSlice()[:n]
-	out := []expr.Any{&expr.Payload{
-		OperationType: expr.PayloadLoad, DestRegister: reg,
-		Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n,
-	}}
-	if rem := p.Bits() % 8; rem != 0 {
-		mask := make([]byte, n)
-		for i := range mask {
-			mask[i] = 0xff
+	addr := p.Addr().AsSlice()
+	if p.Bits()%8 == 0 {
+		n := uint32(p.Bits() / 8)
+		return []expr.Any{
+			&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+			&expr.Cmp{Op: cmpOp(not), Register: reg, Data: addr[:n]},
 		}
-		mask[n-1] = byte(0xff << (8 - rem))
-		out = append(out, &expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: n, Mask: mask, Xor: make([]byte, n)})
 	}
-	return append(out, &expr.Cmp{Op: cmpOp(not), Register: reg, Data: want})
+	n := uint32(len(addr))
+	mask := make([]byte, n)
+	for i := 0; i < p.Bits(); i++ {
+		mask[i/8] |= 0x80 >> (i % 8)
+	}
+	return []expr.Any{
+		&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: n, Mask: mask, Xor: make([]byte, n)},
+		&expr.Cmp{Op: cmpOp(not), Register: reg, Data: addr},
+	}
 }
 
 func native32(v uint32) []byte {
