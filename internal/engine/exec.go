@@ -100,17 +100,24 @@ func (e *Engine) runExec(ctx context.Context, c *Container, process string, o Ex
 	}
 	args = append(args, c.ID)
 	cmd := exec.CommandContext(ctx, e.runtimePath(), args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
-	if cmd.Stdin == nil && o.Interactive {
+	// Assign only non-nil files: a nil *os.File in an io.Writer is not a
+	// nil interface, and os/exec would start the runtime with that
+	// descriptor closed (the output of the command lost).
+	if o.Stdin != nil {
+		cmd.Stdin = o.Stdin
+	} else if o.Interactive {
 		cmd.Stdin = os.Stdin
 	}
-	if cmd.Stdout == nil {
-		cmd.Stdout = os.Stdout
+	stdout, stderr := o.Stdout, o.Stderr
+	if stdout == nil {
+		stdout = os.Stdout
 	}
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	cmd.Stdout = stdout
 	var errBuf strings.Builder
-	if cmd.Stderr == nil {
-		cmd.Stderr = &teeWriter{w: os.Stderr, keep: &errBuf}
-	}
+	cmd.Stderr = &teeWriter{w: stderr, keep: &errBuf}
 	err := cmd.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
