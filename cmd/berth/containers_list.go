@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"text/template"
@@ -55,6 +57,13 @@ func psCommand(g *globals, name string) *cli.Command {
 			}
 			ctx, cancel := commandContext()
 			defer cancel()
+			byKey, err := parsePsFilters(filters)
+			if err != nil {
+				return err
+			}
+			if len(byKey["status"]) > 0 {
+				all = true // as Docker: a status filter looks at every container
+			}
 			cs, err := e.List(ctx)
 			if err != nil {
 				return err
@@ -71,11 +80,7 @@ func psCommand(g *globals, name string) *cli.Command {
 				if !all && c.State.Status != engine.StatusRunning && c.State.Status != engine.StatusPaused && c.State.Status != engine.StatusRestarting {
 					continue
 				}
-				ok, err := psMatch(c, filters)
-				if err != nil {
-					return err
-				}
-				if !ok {
+				if !psMatch(c, byKey) {
 					continue
 				}
 				if last > 0 && len(rows) == last {
@@ -125,16 +130,41 @@ func psCommand(g *globals, name string) *cli.Command {
 	return c
 }
 
-// psMatch applies ps --filter: values of one key are ORed, keys ANDed.
-func psMatch(c *engine.Container, filters []string) (bool, error) {
+// psStatuses are the values of ps --filter status=, as Docker's.
+var psStatuses = []string{
+	engine.StatusCreated, engine.StatusRestarting, engine.StatusRunning, engine.StatusRemoving,
+	engine.StatusPaused, engine.StatusExited, engine.StatusDead,
+}
+
+// parsePsFilters checks ps --filter KEY=VALUE arguments and groups their
+// values by key. Errors read as Docker's ("invalid filter 'status=x'").
+func parsePsFilters(filters []string) (map[string][]string, error) {
 	byKey := map[string][]string{}
 	for _, f := range filters {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok {
-			return false, fmt.Errorf("--filter: %q is not KEY=VALUE", f)
+			return nil, fmt.Errorf("bad format of filter (expected name=value): %s", f)
+		}
+		switch k {
+		case "id", "name", "label", "ancestor":
+		case "status":
+			if !slices.Contains(psStatuses, v) {
+				return nil, fmt.Errorf("invalid filter '%s=%s'", k, v)
+			}
+		case "exited":
+			if _, err := strconv.Atoi(v); err != nil {
+				return nil, fmt.Errorf("invalid filter '%s=%s'", k, v)
+			}
+		default:
+			return nil, fmt.Errorf("invalid filter '%s'", k)
 		}
 		byKey[k] = append(byKey[k], v)
 	}
+	return byKey, nil
+}
+
+// psMatch applies ps --filter: values of one key are ORed, keys ANDed.
+func psMatch(c *engine.Container, byKey map[string][]string) bool {
 	for k, vs := range byKey {
 		match := false
 		for _, v := range vs {
@@ -150,18 +180,16 @@ func psMatch(c *engine.Container, filters []string) (bool, error) {
 			case "status":
 				match = match || c.State.Status == v
 			case "exited":
-				match = match || (c.State.Status == engine.StatusExited && fmt.Sprint(c.State.ExitCode) == v)
+				match = match || (c.State.Status == engine.StatusExited && strconv.Itoa(c.State.ExitCode) == v)
 			case "ancestor":
 				match = match || c.ImageName == v || strings.HasPrefix(c.Image.String(), v) || strings.HasPrefix(c.Image.Encoded(), v)
-			default:
-				return false, fmt.Errorf("--filter: unknown filter %q", k)
 			}
 		}
 		if !match {
-			return false, nil
+			return false
 		}
 	}
-	return true, nil
+	return true
 }
 
 func portsColumn(c *engine.Container) string {

@@ -24,7 +24,18 @@ func (e *Engine) Kill(ctx context.Context, ref string, sig unix.Signal) error {
 	if c.State.Status != StatusRunning && c.State.Status != StatusPaused {
 		return fmt.Errorf("%w: cannot kill container %s: container %s is not running", ErrConflict, c.Name, c.ID)
 	}
-	return e.kill(ctx, c, sig, false)
+	if err := e.kill(ctx, c, sig, false); err != nil {
+		return err
+	}
+	if sig == unix.SIGKILL {
+		// As Docker: a SIGKILL returns once the container is stopped (the
+		// monitor recorded the exit), not merely signalled; a process
+		// that takes longer to die (stuck in the kernel) is left to it.
+		if _, err := e.waitShim(ctx, c, 10*time.Second); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // kill signals the container; with wait it returns once the monitor has
