@@ -15,6 +15,7 @@ import (
 	"text/template"
 	"time"
 
+	units "github.com/docker/go-units"
 	"github.com/moby/moby/api/types/container"
 
 	"github.com/berthproject/berth/internal/cli"
@@ -441,7 +442,7 @@ func statsCommand(g *globals) *cli.Command {
 					rows = append(rows, map[string]any{
 						"ID": id, "Container": id, "Name": c.Name,
 						"CPUPerc":  fmt.Sprintf("%.2f%%", cpu),
-						"MemUsage": humanSize(int64(s.MemoryUsage), 3) + " / " + humanSize(int64(s.MemoryLimit), 3),
+						"MemUsage": units.BytesSize(float64(s.MemoryUsage)) + " / " + units.BytesSize(float64(s.MemoryLimit)), // binary, as Docker
 						"MemPerc":  fmt.Sprintf("%.2f%%", memPct),
 						"NetIO":    "0B / 0B",
 						"BlockIO":  humanSize(int64(s.BlockRead), 3) + " / " + humanSize(int64(s.BlockWrite), 3),
