@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -227,7 +228,13 @@ func (c *child) wait() (int, error) {
 		if err != nil && !errors.As(err, &ee) {
 			return -1, err
 		}
-		ws = c.stage0.ProcessState.Sys().(unix.WaitStatus)
+		// os/exec reports a syscall.WaitStatus, a type distinct from
+		// unix.WaitStatus (same bits).
+		sys, ok := c.stage0.ProcessState.Sys().(syscall.WaitStatus)
+		if !ok {
+			return -1, fmt.Errorf("wait for pid %d: unexpected status type %T", c.stage0.Process.Pid, c.stage0.ProcessState.Sys())
+		}
+		ws = unix.WaitStatus(sys)
 	}
 	if ws.Signaled() {
 		return 128 + int(ws.Signal()), nil
