@@ -184,7 +184,10 @@ var defaultDeviceRules = []specs.LinuxDeviceCgroup{
 func i64(v int64) *int64 { return &v }
 
 // cgroupResources returns the resources to write: the spec's, with the
-// default device rules and the spec's devices appended.
+// default device rules appended. The nodes of linux.devices get no rule of
+// their own, as in runc: the spec's rules say what may be done with them
+// (Docker's --device /dev/x:r is a node plus an "r" rule; an "rwm" rule
+// added here would override it).
 func cgroupResources(l *specs.Linux) *specs.LinuxResources {
 	var res specs.LinuxResources
 	if l.Resources != nil {
@@ -192,12 +195,6 @@ func cgroupResources(l *specs.Linux) *specs.LinuxResources {
 	}
 	devs := append([]specs.LinuxDeviceCgroup{}, res.Devices...)
 	devs = append(devs, defaultDeviceRules...)
-	for _, d := range l.Devices {
-		if d.Type == "p" {
-			continue
-		}
-		devs = append(devs, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: i64(d.Major), Minor: i64(d.Minor), Access: "rwm"})
-	}
 	res.Devices = devs
 	return &res
 }

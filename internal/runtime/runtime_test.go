@@ -66,22 +66,25 @@ func TestBootstrapFor(t *testing.T) {
 
 func TestCgroupResourcesAppendsDefaultDevices(t *testing.T) {
 	deny := specs.LinuxDeviceCgroup{Allow: false, Access: "rwm"}
+	major, minor := int64(10), int64(229)
+	readOnly := specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &major, Minor: &minor, Access: "r"}
 	l := &specs.Linux{
-		Resources: &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{deny}},
+		Resources: &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{deny, readOnly}},
 		Devices:   []specs.LinuxDevice{{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229}, {Path: "/dev/p", Type: "p"}},
 	}
 	res := cgroupResources(l)
-	if !reflect.DeepEqual(res.Devices[0], deny) {
-		t.Errorf("first rule = %+v, want the spec's deny-all", res.Devices[0])
+	if !reflect.DeepEqual(res.Devices[:2], []specs.LinuxDeviceCgroup{deny, readOnly}) {
+		t.Errorf("first rules = %+v, want the spec's deny-all and its read-only rule", res.Devices[:2])
 	}
-	if got, want := len(res.Devices), 1+len(defaultDeviceRules)+1; got != want {
-		t.Fatalf("%d rules, want %d (spec, defaults, one per non-fifo device)", got, want)
+	if got, want := len(res.Devices), 2+len(defaultDeviceRules); got != want {
+		t.Fatalf("%d rules, want %d (the spec's, then the defaults; none for linux.devices)", got, want)
 	}
-	last := res.Devices[len(res.Devices)-1]
-	if !last.Allow || last.Type != "c" || *last.Major != 10 || *last.Minor != 229 || last.Access != "rwm" {
-		t.Errorf("last rule = %+v, want allow c 10:229 rwm for /dev/fuse", last)
+	for _, r := range res.Devices[2:] {
+		if r.Major != nil && *r.Major == 10 {
+			t.Errorf("rule %+v for /dev/fuse: linux.devices must not widen the spec's rules", r)
+		}
 	}
-	if len(l.Resources.Devices) != 1 {
+	if len(l.Resources.Devices) != 2 {
 		t.Errorf("cgroupResources changed the spec's own rules: %+v", l.Resources.Devices)
 	}
 }
