@@ -79,6 +79,27 @@ func All() []string {
 	return out
 }
 
+// Held returns the names of the capabilities in the calling thread's
+// effective set that the running kernel supports, in number order: what a
+// process this one starts can be given (Docker's and Podman's rule for
+// --privileged: a container cannot get what its creator lacks, such as a
+// capability dropped from the host's bounding set).
+func Held() ([]string, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return nil, fmt.Errorf("get capabilities: %w", err)
+	}
+	eff := uint64(data[0].Effective) | uint64(data[1].Effective)<<32
+	var out []string
+	for i, n := range All() {
+		if n != "" && eff&(1<<uint(i)) != 0 {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
 func canonical(name string) string {
 	name = strings.ToUpper(name)
 	if !strings.HasPrefix(name, "CAP_") {

@@ -16,6 +16,10 @@ type ExecInput struct {
 	User       string   // -u; "" keeps the container's
 	Tty        bool
 	Privileged bool // every capability, like Docker's exec --privileged
+	// AvailableCaps are what Privileged grants: the capabilities the
+	// engine holds (see Input.AvailableCaps). Nil: every one the running
+	// kernel knows.
+	AvailableCaps []string
 	// The container's /etc/passwd and /etc/group, for -u NAME.
 	Passwd, Group []byte
 }
@@ -53,7 +57,10 @@ func ExecProcess(spec *specs.Spec, in ExecInput) (*specs.Process, error) {
 		p.Env = setKey(p.Env, "HOME", u.home)
 	}
 	if in.Privileged {
-		all := caps.All()
+		all := in.AvailableCaps
+		if all == nil {
+			all = caps.All()
+		}
 		p.Capabilities = &specs.LinuxCapabilities{Bounding: all, Effective: all, Permitted: all}
 	}
 	return &p, nil

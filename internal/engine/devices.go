@@ -10,13 +10,15 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/berthproject/berth/internal/caps"
 	"github.com/berthproject/berth/internal/cgroups"
 	"github.com/berthproject/berth/internal/containerspec"
 )
 
 // hostFacts fills what the spec needs from the host: device nodes named
 // by flags, every host device for --privileged, the user namespace range,
-// host-specific masked paths, and whether swap can be limited.
+// host-specific masked paths, whether swap can be limited, and the
+// capabilities the engine holds.
 func hostFacts(c *Container, in *containerspec.Input) {
 	h := c.HostConfig
 	var paths []string
@@ -47,6 +49,12 @@ func hostFacts(c *Container, in *containerspec.Input) {
 		in.HostMaskedPaths = matches
 	}
 	in.NoSwapLimit = !swapLimitSupported()
+	// --privileged and --cap-add ALL grant what the engine holds, not what
+	// the kernel knows: a capability missing from the host's bounding set
+	// cannot be given (capset fails with EPERM).
+	if held, err := caps.Held(); err == nil {
+		in.AvailableCaps = held
+	}
 }
 
 // deviceNodes lists the device nodes at p: the node itself, or every node

@@ -14,6 +14,7 @@ import (
 	"github.com/moby/moby/api/types/events"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berthproject/berth/internal/caps"
 	"github.com/berthproject/berth/internal/containerspec"
 )
 
@@ -59,9 +60,14 @@ func (e *Engine) Exec(ctx context.Context, ref string, o ExecOptions) (int, erro
 	if err := json.Unmarshal(b, &spec); err != nil {
 		return -1, err
 	}
+	held, err := caps.Held()
+	if err != nil {
+		return -1, err
+	}
 	p, err := containerspec.ExecProcess(&spec, containerspec.ExecInput{
 		Cmd: o.Cmd, Env: o.Env, WorkingDir: o.WorkingDir, User: o.User, Tty: o.Tty, Privileged: o.Privileged,
 		Passwd: readInRoot(e.rootfsDir(c.ID), "/etc/passwd"), Group: readInRoot(e.rootfsDir(c.ID), "/etc/group"),
+		AvailableCaps: held,
 	})
 	if err != nil {
 		return -1, err
