@@ -322,7 +322,8 @@ func (f *runFlags) resources(fs *pflag.FlagSet, r *container.Resources) error {
 	for _, u := range f.ulimits {
 		ul, err := units.ParseUlimit(u)
 		if err != nil {
-			return fmt.Errorf("--ulimit: %w", err)
+			// Docker's wording, which names the limit at fault.
+			return fmt.Errorf("invalid argument %q for \"--ulimit\" flag: %w", u, err)
 		}
 		r.Ulimits = append(r.Ulimits, ul)
 	}
