@@ -91,7 +91,9 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ *Container, err
 	if _, err := e.Driver.Prepare(ctx, c.ID, string(img.ChainID()), snapshot.WithLabels(map[string]string{"berth.container": c.ID})); err != nil {
 		return nil, fmt.Errorf("prepare the container's layer: %w", err)
 	}
-	if c.Config.Hostname == "" {
+	if c.Config.Hostname == "" && (c.HostConfig.UTSMode == "" || c.HostConfig.UTSMode == "private") {
+		// Not with --uts host or container:X: the container shows that
+		// namespace's name, and a hostname of its own is a conflict.
 		c.Config.Hostname = c.ID[:12]
 	}
 	if c.AnonVolumes, err = e.createAnonVolumes(ctx, c); err != nil {

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -57,6 +58,26 @@ func (e *Engine) resolveNamespaces(ctx context.Context, c *Container, in *contai
 		return fmt.Errorf("%w: --network %s: user-defined networks are not supported yet", ErrInvalid, mode)
 	}
 	return nil
+}
+
+// utsHostname is the name a container without a hostname of its own shows
+// (--uts host or container:X), for its /etc/hostname and /etc/hosts: the
+// host's, or the other container's.
+func (e *Engine) utsHostname(ctx context.Context, c *Container) string {
+	if ref, ok := strings.CutPrefix(string(c.HostConfig.UTSMode), "container:"); ok {
+		if other, err := e.Lookup(ctx, ref); err == nil && other.ID != c.ID {
+			if other.Config.Hostname != "" {
+				return other.Config.Hostname
+			}
+			if !other.HostConfig.UTSMode.IsHost() {
+				return other.ID[:12]
+			}
+		}
+	}
+	if hn, err := os.Hostname(); err == nil {
+		return hn
+	}
+	return c.ID[:12]
 }
 
 // networkMode is the container's network mode with the default resolved.

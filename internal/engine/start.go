@@ -265,6 +265,9 @@ func imageConfig(c ggcr.Config) imagespec.ImageConfig {
 func (e *Engine) writeEtcFiles(c *Container) (map[string]string, error) {
 	dir := e.containerDir(c.ID)
 	hostname := c.Config.Hostname
+	if hostname == "" { // --uts host or container:X: the name in that namespace
+		hostname = e.utsHostname(context.Background(), c)
+	}
 	files := map[string]string{
 		"/etc/hostname": hostname + "\n",
 		"/etc/hosts":    hostsFile(c, hostname),
