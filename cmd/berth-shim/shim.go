@@ -62,6 +62,7 @@ func run(args []string) int {
 		s.removeSockets()
 		return 1
 	}
+	s.writeRun(0)
 	report(s.ready, protocol.Ready{Pid: s.init.pid})
 	s.ready = nil
 	s.monitor()
@@ -104,7 +105,7 @@ func (s *shim) setup() error {
 		return err
 	}
 	// What a previous life of the container left says nothing of this one.
-	for _, name := range []string{"exit.json", "stopped", "init.pid"} {
+	for _, name := range []string{"exit.json", "run.json", "stopped", "init.pid"} {
 		if err := os.Remove(s.path(name)); err != nil && !os.IsNotExist(err) {
 			return err
 		}
@@ -419,6 +420,9 @@ func (s *shim) monitor() {
 			break
 		}
 		s.deleteContainer()
+		// The engine records the exit (the container restarting) and
+		// reports it (a die event).
+		s.exitCommand()
 		delay := backoff.Next(exit.FinishedAt.Sub(s.startedAt))
 		if !s.sleepUnlessStopped(delay) {
 			exit.Restarting = false
@@ -435,6 +439,10 @@ func (s *shim) monitor() {
 			s.out.closeClients()
 			break
 		}
+		s.writeRun(restarts)
+		// The engine records the new run (its pid) and reports it (a
+		// start event).
+		s.exitCommand()
 	}
 	s.exitCommand()
 	s.removeSockets()
@@ -459,6 +467,14 @@ func (s *shim) sleepUnlessStopped(d time.Duration) bool {
 			return true
 		}
 		time.Sleep(min(left, step))
+	}
+}
+
+// writeRun records the run just started (see protocol.Run).
+func (s *shim) writeRun(restarts int) {
+	r := protocol.Run{Pid: s.init.pid, StartedAt: s.startedAt, RestartCount: restarts}
+	if err := writeFileAtomic(s.path("run.json"), r.Append(nil)); err != nil {
+		s.warn(err.Error())
 	}
 }
 

@@ -78,7 +78,15 @@ func (e *Engine) reconcile(ctx context.Context, c *Container) (*Container, error
 		return c, e.saveLocked(ctx, c, func(cur *Container) { cur.State = c.State })
 	}
 	if shim.Alive(dir) {
-		return c, nil // running, or paused as recorded by Pause
+		// Running (or paused as recorded by Pause), or between runs of
+		// a restart policy: the monitor's files tell the current run.
+		run, _ := shim.ReadRun(dir)
+		ex, _ := shim.ReadExit(dir)
+		if st := monitorState(c.State, run, ex); !sameState(st, c.State) {
+			c.State = st
+			return c, e.saveLocked(ctx, c, func(cur *Container) { cur.State = st })
+		}
+		return c, nil
 	}
 	// The monitor died without an exit record (kill -9). Nobody reads the
 	// container's output or reaps it any more: stop it and report it
@@ -91,6 +99,50 @@ func (e *Engine) reconcile(ctx context.Context, c *Container) (*Container, error
 	c.State.Error = "the container's monitor (berth-shim) died; the container was stopped"
 	c.State.FinishedAt = time.Now().UTC()
 	return c, e.saveLocked(ctx, c, func(cur *Container) { cur.State = c.State })
+}
+
+// monitorState is st brought up to date with the files of a live monitor:
+// its current run and its last exit (either may be nil). A run that
+// ended with a restart to come is "restarting" (with Docker's count: the
+// coming restart included); a run that ended for good is left for the
+// exit command to record; a new run is "running" with its own pid and
+// start time.
+func monitorState(st State, run *shim.Run, ex *shim.Exit) State {
+	if run == nil {
+		return st
+	}
+	if run.Ended(ex) {
+		if !ex.Restarting {
+			return st
+		}
+		st.Status = StatusRestarting
+		st.Pid = 0
+		st.ExitCode = ex.ExitCode
+		st.OOMKilled = ex.OOMKilled
+		st.FinishedAt = ex.FinishedAt
+		st.RestartCount = ex.RestartCount + 1
+		return st
+	}
+	if st.Pid == run.Pid && (st.Status == StatusRunning || st.Status == StatusPaused) {
+		return st
+	}
+	st.Status = StatusRunning
+	st.Pid = run.Pid
+	st.StartedAt = run.StartedAt.UTC()
+	st.RestartCount = run.RestartCount
+	st.ExitCode = 0
+	st.Error = ""
+	st.OOMKilled = false
+	return st
+}
+
+// sameState compares states, times by instant.
+func sameState(a, b State) bool {
+	if !a.StartedAt.Equal(b.StartedAt) || !a.FinishedAt.Equal(b.FinishedAt) {
+		return false
+	}
+	a.StartedAt, a.FinishedAt, b.StartedAt, b.FinishedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	return a == b
 }
 
 // applyExit records an exit the monitor reported.
@@ -192,6 +244,7 @@ func (e *Engine) unmountRootfs(id string) {
 	if mounted(target) {
 		_ = snapshot.Unmount(target)
 	}
+	e.unmountShm(id) // --ipc shareable's /dev/shm lives as long
 }
 
 // mounted reports whether path is a mount point.

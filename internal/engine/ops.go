@@ -262,33 +262,63 @@ func (e *Engine) Rename(ctx context.Context, ref, name string) error {
 	return nil
 }
 
-// Cleanup is the monitor's exit command: it records the exit, unmounts the
-// root filesystem and removes an --rm container. It runs in a process of
-// its own, after the runtime deleted the container.
+// Cleanup is the monitor's exit command, run after each change of the
+// container's run (see package protocol): it records a restart (the run
+// that ended, then the new one) with its die and start events; at the
+// final exit it records the exit, unmounts the root filesystem and
+// removes an --rm container. It runs in a process of its own, after the
+// runtime deleted the container.
 func (e *Engine) Cleanup(ctx context.Context, id string) error {
 	c, err := readContainer(e, id)
 	if err != nil {
 		return err
 	}
-	ex, err := shim.ReadExit(e.runDir(id))
-	if err != nil {
+	dir := e.runDir(id)
+	ex, err := shim.ReadExit(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	run, rerr := shim.ReadRun(dir)
+	if rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		return rerr
+	}
+	if ex == nil && run == nil {
+		return err // nothing recorded: the monitor's files are gone
+	}
+	if run != nil && (!run.Ended(ex) || ex.Restarting) {
+		// Between runs of the restart policy: the layer stays mounted.
+		st := monitorState(c.State, run, ex)
+		if err := e.saveLocked(ctx, c, func(cur *Container) { cur.State = st }); err != nil {
+			return err
+		}
+		if run.Ended(ex) {
+			if ex.OOMKilled {
+				e.containerEvent(c, events.ActionOOM, nil)
+			}
+			e.containerEvent(c, events.ActionDie, map[string]string{"exitCode": strconv.Itoa(ex.ExitCode)})
+		} else {
+			e.containerEvent(c, events.ActionStart, nil)
+		}
+		return nil
+	}
+	if ex == nil {
 		return err
 	}
 	e.unmountRootfs(id)
-	if ex != nil {
-		e.applyExit(c, ex)
-		if err := e.saveLocked(ctx, c, func(cur *Container) { cur.State = c.State }); err != nil {
-			return err
-		}
+	// Stopped while waiting to restart: the die of this exit was told.
+	told := c.State.Status == StatusRestarting && c.State.FinishedAt.Equal(ex.FinishedAt)
+	e.applyExit(c, ex)
+	if err := e.saveLocked(ctx, c, func(cur *Container) { cur.State = c.State }); err != nil {
+		return err
+	}
+	if !told {
 		if ex.OOMKilled {
 			e.containerEvent(c, events.ActionOOM, nil)
 		}
 		e.containerEvent(c, events.ActionDie, map[string]string{"exitCode": strconv.Itoa(ex.ExitCode)})
 	}
 	if c.HostConfig.AutoRemove {
-		if ex != nil {
-			e.leaveTombstone(id, ex)
-		}
+		e.leaveTombstone(id, ex)
 		if err := e.removeStopped(ctx, c); err != nil {
 			return err
 		}

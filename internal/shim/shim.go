@@ -1,9 +1,10 @@
 // Package shim is the engine's side of berth-shim, the per-container
 // monitor: it starts a monitor (Start), attaches to its container's stdio
 // (Attach), resizes its terminal and closes its stdin (Resize, CloseStdin),
-// reads how the container exited (ReadExit), tells whether the monitor
-// still runs (Alive), reads the json-file log (ReadLogs) and splits
-// Docker's stdcopy streams (Demux, NewStdWriter).
+// reads how the container exited (ReadExit) and its current run
+// (ReadRun), tells whether the monitor still runs (Alive), reads the
+// json-file log (ReadLogs) and splits Docker's stdcopy streams (Demux,
+// NewStdWriter).
 //
 // The protocol between the two, and the files of the monitor's directory,
 // are drawn in package protocol; the log format is package jsonlog's.
@@ -206,6 +207,24 @@ func ReadExit(dir string) (*Exit, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return &e, nil
+}
+
+// Run is the container's current run, as the monitor recorded it.
+type Run = protocol.Run
+
+// ReadRun reads the run the monitor in dir last started. The error wraps
+// fs.ErrNotExist before the first start.
+func ReadRun(dir string) (*Run, error) {
+	path := filepath.Join(dir, "run.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	r, err := protocol.ParseRun(b)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return &r, nil
 }
 
 // Pid returns the monitor's pid recorded in dir.

@@ -24,6 +24,8 @@
 //	console.sock  with --tty: receives the pty master from the runtime
 //	attach.sock   attach clients (0600), see below
 //	control.sock  control requests (0600), see below
+//	run.json      the current run: init pid, start time, restart count,
+//	              written atomically after each start (see Run)
 //	exit.json     the last exit, written atomically (temp file + rename)
 //	stopped       created by the engine when the user stops the container:
 //	              the monitor restarts it no more
@@ -79,9 +81,18 @@
 //
 // plus "restarting":true when the restart policy will start it again, and
 // "error":"..." when a restart failed. Then it runs `runtime delete
-// --force`, and either starts the container again (RestartPolicy) or runs
-// the exit command (stdio on /dev/null, waited for), removes its sockets
-// and exits 0.
+// --force` and the exit command (stdio on /dev/null, waited for). When the
+// container is not restarted, it then removes its sockets and exits 0.
+// Otherwise it waits the restart delay, starts the container again,
+// writes run.json:
+//
+//	{"pid":1234,"startedAt":"2026-11-27T21:03:42.5Z","restartCount":1}
+//
+// and runs the exit command once more. So the exit command runs after
+// every change of the container's run, and reads which one from the files:
+// an exit.json whose restartCount is at least run.json's says the run
+// ended (for good unless "restarting"), else run.json's run is the live
+// one. run.json is also written for the first run.
 //
 // # Logs
 //

@@ -277,3 +277,55 @@ func ParseExit(b []byte) (Exit, error) {
 	})
 	return e, err
 }
+
+// Run is the content of run.json: the container's current run, written by
+// the monitor after each start (the first and every restart).
+type Run struct {
+	Pid          int       // the init's pid
+	StartedAt    time.Time // when the runtime's start returned
+	RestartCount int       // restarts done before this run
+}
+
+// Append appends r as one JSON line.
+func (r Run) Append(dst []byte) []byte {
+	dst = append(dst, `{"pid":`...)
+	dst = strconv.AppendInt(dst, int64(r.Pid), 10)
+	dst = append(dst, `,"startedAt":"`...)
+	dst = r.StartedAt.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `","restartCount":`...)
+	dst = strconv.AppendInt(dst, int64(r.RestartCount), 10)
+	return append(dst, "}\n"...)
+}
+
+// ParseRun parses run.json.
+func ParseRun(b []byte) (Run, error) {
+	var r Run
+	err := DecodeObject(b, func(name, v []byte) error {
+		var err error
+		switch string(name) {
+		case "pid":
+			r.Pid, err = Int(v)
+		case "startedAt":
+			var s string
+			if s, err = String(v); err == nil {
+				r.StartedAt, err = time.Parse(time.RFC3339Nano, s)
+			}
+		case "restartCount":
+			r.RestartCount, err = Int(v)
+		}
+		if err != nil {
+			return &FieldError{Field: string(name), Err: err}
+		}
+		return nil
+	})
+	if err == nil && r.Pid <= 0 {
+		err = &FieldError{Field: "pid", Err: syntaxError("expected a positive integer")}
+	}
+	return r, err
+}
+
+// Ended reports whether the run r has ended by the exit e: the exit is of
+// this run (or a later one). e may be nil (no exit recorded).
+func (r Run) Ended(e *Exit) bool {
+	return e != nil && e.RestartCount >= r.RestartCount
+}

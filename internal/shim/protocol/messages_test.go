@@ -150,6 +150,36 @@ func TestExitRecord(t *testing.T) {
 	}
 }
 
+func TestRunRecord(t *testing.T) {
+	at := time.Date(2026, 11, 27, 21, 3, 41, 123456789, time.UTC)
+	r := Run{Pid: 4242, StartedAt: at, RestartCount: 3}
+	want := `{"pid":4242,"startedAt":"2026-11-27T21:03:41.123456789Z","restartCount":3}` + "\n"
+	if got := string(r.Append(nil)); got != want {
+		t.Errorf("Run%+v.Append = %s, want %s", r, got, want)
+	}
+	if back, err := ParseRun([]byte(want)); err != nil || back != r {
+		t.Errorf("ParseRun(%s) = %+v, %v; want %+v", want, back, err, r)
+	}
+	for _, bad := range []string{`{}`, `{"pid":0}`, `{"pid":"1"}`, `{"pid":1,"startedAt":"yesterday"}`} {
+		if _, err := ParseRun([]byte(bad)); err == nil {
+			t.Errorf("ParseRun(%s) succeeded, want an error", bad)
+		}
+	}
+	ended := []struct {
+		exit *Exit
+		want bool
+	}{
+		{nil, false},
+		{&Exit{RestartCount: 2}, false}, // the previous run's exit
+		{&Exit{RestartCount: 3}, true},
+	}
+	for _, tt := range ended {
+		if got := r.Ended(tt.exit); got != tt.want {
+			t.Errorf("Run{RestartCount: 3}.Ended(%+v) = %v, want %v", tt.exit, got, tt.want)
+		}
+	}
+}
+
 func TestFrameHeader(t *testing.T) {
 	h := AppendFrameHeader(nil, Stderr, 0x01020304)
 	if string(h) != "\x02\x00\x00\x00\x01\x02\x03\x04" {
