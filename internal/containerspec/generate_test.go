@@ -150,13 +150,17 @@ var goldenCases = []struct {
 		in.Host.IpcMode = "container:web"
 		in.Host.PidMode = "container:web"
 		in.Host.UTSMode = "container:web"
-		in.ShmPath = "/proc/4242/root/dev/shm"
+		in.ShmPath = "/run/berth/web/shm"
 		in.Namespaces = map[specs.LinuxNamespaceType]string{
 			specs.NetworkNamespace: "/proc/self/ns/net",
 			specs.IPCNamespace:     "/proc/self/ns/ipc",
 			specs.PIDNamespace:     "/proc/self/ns/pid",
 			specs.UTSNamespace:     "/proc/self/ns/uts",
 		}
+	}},
+	{"ipc-shareable", func(in *Input) {
+		in.Host.IpcMode = "shareable"
+		in.ShmPath = "/run/berth/0123/shm"
 	}},
 	{"net-host-cgroupns-host", func(in *Input) {
 		in.Host.NetworkMode = "host"

@@ -44,9 +44,11 @@ type Input struct {
 	// it is bound read-only at /sbin/berth-init.
 	InitPath string
 
-	// ShmPath is the host directory bound at /dev/shm when the container
-	// shares another container's IPC namespace (--ipc container:X), so both
-	// see the same POSIX shared memory. Empty: a tmpfs of the container's own.
+	// ShmPath is the host directory bound at /dev/shm so that containers
+	// sharing an IPC namespace see the same POSIX shared memory: with --ipc
+	// shareable the tmpfs the engine mounted on the host for this
+	// container, with --ipc container:X the one of X. Empty with shareable:
+	// a tmpfs of the container's own, which no other container can join.
 	ShmPath string
 
 	// DeviceNodes maps a host path named by --device or a blkio device flag

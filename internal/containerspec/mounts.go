@@ -488,12 +488,21 @@ func (in *Input) mounts(h *container.HostConfig, readonlyRoot, privileged, userN
 		dests[d] = "/etc files"
 		user = append(user, userMount{flag: "/etc files", m: specs.Mount{Destination: d, Type: "bind", Source: src, Options: bindOptions(true, readonlyRoot, false, "rprivate")}})
 	}
-	// IPC: none has no /dev/shm; host and container:X share one.
+	// IPC: none has no /dev/shm; host and container:X share one, and so
+	// does shareable when the engine made one on the host (ShmPath).
 	ipc := h.IpcMode
 	var dropShm bool
 	switch {
 	case ipc.IsNone():
 		dropShm = true
+	case ipc.IsShareable() && in.ShmPath != "":
+		if _, taken := dests["/dev/shm"]; !taken {
+			if !path.IsAbs(in.ShmPath) {
+				return nil, invalid("--ipc", "shareable: the host /dev/shm %q is not absolute (ShmPath)", in.ShmPath)
+			}
+			dests["/dev/shm"] = "--ipc"
+			user = append(user, userMount{flag: "--ipc", m: specs.Mount{Destination: "/dev/shm", Type: "bind", Source: in.ShmPath, Options: []string{"rbind", "rprivate"}}})
+		}
 	case ipc.IsHost():
 		if _, taken := dests["/dev/shm"]; !taken {
 			dests["/dev/shm"] = "--ipc"
