@@ -488,7 +488,9 @@ func statsCommand(g *globals) *cli.Command {
 }
 
 func cpCommand(g *globals) *cli.Command {
-	return &cli.Command{
+	var o engine.CopyOptions
+	var archive, quiet bool
+	c := &cli.Command{
 		Use: "cp CONTAINER:SRC_PATH DEST_PATH | SRC_PATH CONTAINER:DEST_PATH", Short: "copy files between a container and the host",
 		Args: exactArgs(2),
 		RunE: func(cmd *cli.Command, args []string) error {
@@ -502,7 +504,7 @@ func cpCommand(g *globals) *cli.Command {
 			dstCtr, dstPath, dstIn := strings.Cut(args[1], ":")
 			switch {
 			case srcIn && !dstIn:
-				return e.CopyFrom(ctx, srcCtr, srcPath, args[1])
+				return e.CopyFrom(ctx, srcCtr, srcPath, args[1], o)
 			case dstIn && !srcIn:
 				return e.CopyTo(ctx, dstCtr, args[0], dstPath)
 			case srcIn && dstIn:
@@ -512,6 +514,11 @@ func cpCommand(g *globals) *cli.Command {
 			}
 		},
 	}
+	f := c.Flags()
+	f.BoolVarP(&o.FollowLink, "follow-link", "L", false, "always follow a symbolic link in SRC_PATH (inside the container)")
+	f.BoolVarP(&archive, "archive", "a", false, "accepted for docker compatibility (owners are kept)")
+	f.BoolVarP(&quiet, "quiet", "q", false, "accepted for docker compatibility")
+	return c
 }
 
 func volumeCommand(g *globals) *cli.Command {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -15,28 +16,92 @@ import (
 	"github.com/berthproject/berth/internal/fsroot"
 )
 
+// CopyOptions tune a copy between a container and the host.
+type CopyOptions struct {
+	// FollowLink copies what a symlink at the container's path points to
+	// (resolved inside the container), not the link (`docker cp -L`).
+	FollowLink bool
+}
+
+// containerRoot opens the directory the container's paths resolve in, and
+// returns what undoes it. For a running (or paused) container it is its
+// init's root as the kernel sees it (/proc/PID/root): the container's own
+// mount namespace, with its volumes, binds and /etc/hostname, as Docker's
+// cp sees them. For a stopped one it is its root filesystem, mounted for
+// the caller.
+func (e *Engine) containerRoot(ctx context.Context, c *Container) (*os.File, func(), error) {
+	if c.State.Status == StatusRunning || c.State.Status == StatusPaused {
+		if root, err := liveRoot(c); err == nil {
+			return root, func() { root.Close() }, nil
+		}
+	}
+	rootfs, release, err := e.readRootfs(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	root, err := os.Open(rootfs)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return root, func() { root.Close(); release() }, nil
+}
+
+// liveRoot opens /proc/PID/root of the container's init, making sure the
+// process is the container's (in its cgroup) and still the same process
+// once the root is open (a pidfd against pid reuse).
+func liveRoot(c *Container) (*os.File, error) {
+	pid := c.State.Pid
+	if pid <= 0 {
+		return nil, fmt.Errorf("container %s has no process", c.Name)
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil || !strings.Contains(string(cg), c.ID) {
+		return nil, fmt.Errorf("process %d is not container %s's", pid, c.Name)
+	}
+	root, err := os.OpenFile(fmt.Sprintf("/proc/%d/root", pid), unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, err
+	}
+	// The pidfd polls readable once the process has exited: then the pid
+	// may have been reused between the checks and the open.
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	if n, err := unix.Poll(fds, 0); err != nil || n != 0 {
+		root.Close()
+		return nil, fmt.Errorf("process %d exited", pid)
+	}
+	return root, nil
+}
+
 // CopyFrom copies a path of the container to the host (`docker cp
 // CONTAINER:SRC DST`). The container's path is resolved inside its root
-// filesystem: a symlink planted in the container cannot make berth read a
-// host file. Semantics follow Docker: a directory lands inside an existing
-// DST directory, or becomes DST; a file lands in an existing DST directory
-// or becomes the file DST.
-func (e *Engine) CopyFrom(ctx context.Context, ref, src, dst string) error {
+// (its mount namespace while it runs): a symlink planted in the container
+// cannot make berth read a host file. Semantics follow Docker: a symlink
+// is copied as a link unless FollowLink or SRC ends in "/" or "/."; a
+// directory lands inside an existing DST directory, or becomes DST (SRC
+// ending in "/." copies its content); a file lands in an existing DST
+// directory or becomes the file DST.
+func (e *Engine) CopyFrom(ctx context.Context, ref, src, dst string, o CopyOptions) error {
 	c, err := e.Lookup(ctx, ref)
 	if err != nil {
 		return err
 	}
-	rootfs, release, err := e.readRootfs(ctx, c)
+	root, release, err := e.containerRoot(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer release()
-	root, err := os.Open(rootfs)
-	if err != nil {
-		return err
+	contentOnly := src == "." || strings.HasSuffix(src, "/.")
+	flags := unix.O_PATH
+	if !o.FollowLink && !contentOnly && !strings.HasSuffix(src, "/") {
+		flags |= unix.O_NOFOLLOW // the link itself
 	}
-	defer root.Close()
-	s, err := fsroot.Open(root, src, unix.O_PATH)
+	s, err := fsroot.Open(root, src, flags)
 	if err != nil {
 		return fmt.Errorf("%w: Could not find the file %s in container %s", ErrNotFound, src, c.Name)
 	}
@@ -45,27 +110,49 @@ func (e *Engine) CopyFrom(ctx context.Context, ref, src, dst string) error {
 	if err := unix.Fstat(int(s.Fd()), &st); err != nil {
 		return err
 	}
+	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 	target := dst
-	if fi, err := os.Stat(dst); err == nil && fi.IsDir() {
-		target = filepath.Join(dst, path.Base(path.Clean("/"+src)))
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+	dstInfo, err := os.Stat(dst)
+	switch {
+	case err == nil && dstInfo.IsDir():
+		if !isDir || !contentOnly {
+			target = filepath.Join(dst, path.Base(path.Clean("/"+src)))
+		}
+	case err == nil && isDir:
+		return fmt.Errorf("%w: cannot copy a directory to a file: %s", ErrInvalid, dst)
+	case err == nil:
+	case !errors.Is(err, os.ErrNotExist):
 		return err
+	case strings.HasSuffix(dst, "/") && !isDir:
+		return fmt.Errorf("%w: the destination directory %s does not exist", ErrNotFound, dst)
 	}
-	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		if err := os.MkdirAll(target, os.FileMode(st.Mode&0o7777)); err != nil {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		if err := os.MkdirAll(target, os.FileMode(st.Mode&0o777)); err != nil {
 			return err
 		}
 		return copyTree(ctx, fsroot.FdPath(s), target)
+	case unix.S_IFLNK:
+		link, err := readlinkFd(s)
+		if err != nil {
+			return err
+		}
+		if fi, err := os.Lstat(target); err == nil && !fi.IsDir() {
+			os.Remove(target) // replaced, as Docker's extraction does
+		}
+		return os.Symlink(link, target)
+	case unix.S_IFREG:
+	default:
+		return fmt.Errorf("%w: %s is not a regular file, a directory or a symlink", ErrInvalid, src)
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return fmt.Errorf("%w: %s is not a regular file or a directory", ErrInvalid, src)
-	}
-	in, err := os.OpenFile(fsroot.FdPath(s), os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	// Reopen the resolved file through its descriptor: no path is
+	// resolved again.
+	in, err := os.OpenFile(fsroot.FdPath(s), os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, os.FileMode(st.Mode&0o7777))
+	out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, os.FileMode(st.Mode&0o777))
 	if err != nil {
 		return err
 	}
@@ -76,9 +163,20 @@ func (e *Engine) CopyFrom(ctx context.Context, ref, src, dst string) error {
 	return out.Close()
 }
 
+// readlinkFd reads the target of the symlink an O_PATH descriptor holds.
+func readlinkFd(f *os.File) (string, error) {
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(int(f.Fd()), "", buf)
+	if err != nil {
+		return "", fmt.Errorf("readlink %s: %w", f.Name(), err)
+	}
+	return string(buf[:n]), nil
+}
+
 // CopyTo copies a host path into the container (`docker cp SRC
 // CONTAINER:DST`). The destination is resolved inside the container's root
-// filesystem and every entry written stays inside it.
+// (its mount namespace while it runs) and every entry written stays
+// inside it.
 func (e *Engine) CopyTo(ctx context.Context, ref, src, dst string) error {
 	c, err := e.Lookup(ctx, ref)
 	if err != nil {
@@ -88,16 +186,11 @@ func (e *Engine) CopyTo(ctx context.Context, ref, src, dst string) error {
 	if err != nil {
 		return err
 	}
-	rootfs, release, err := e.readRootfs(ctx, c)
+	root, release, err := e.containerRoot(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer release()
-	root, err := os.Open(rootfs)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
 	// DST an existing directory: copy into it; else DST names the copy.
 	parent, name := dst, filepath.Base(src)
 	if d, err := fsroot.Open(root, dst, unix.O_PATH|unix.O_DIRECTORY); err == nil {
@@ -128,7 +221,14 @@ func (e *Engine) CopyTo(ctx context.Context, ref, src, dst string) error {
 	defer in.Close()
 	// O_NOFOLLOW: a symlink at the destination name is replaced, never
 	// followed.
-	out, err := os.OpenFile(filepath.Join(fsroot.FdPath(pd), name), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, fi.Mode().Perm())
+	dstPath := filepath.Join(fsroot.FdPath(pd), name)
+	out, err := os.OpenFile(dstPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, fi.Mode().Perm())
+	if errors.Is(err, unix.ELOOP) {
+		if err := unix.Unlinkat(int(pd.Fd()), name, 0); err != nil {
+			return fmt.Errorf("replace the symlink %s: %w", path.Join(parent, name), err)
+		}
+		out, err = os.OpenFile(dstPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, fi.Mode().Perm())
+	}
 	if err != nil {
 		return err
 	}
