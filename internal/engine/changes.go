@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"archive/tar"
 	"context"
 	"fmt"
 	"io"
+	"path"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -21,7 +23,80 @@ func (e *Engine) Diff(ctx context.Context, ref string) ([]archive.Change, error)
 	if err != nil {
 		return nil, err
 	}
-	return e.Driver.Changes(ctx, c.ID)
+	chs, err := e.Driver.Changes(ctx, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	return withoutEtcMounts(chs), nil
+}
+
+// etcMounts are the files berth bind-mounts into every container: its
+// /etc/hostname, /etc/hosts and /etc/resolv.conf. When the image lacks
+// them the runtime creates their mount points in the container's layer.
+// Docker keeps these in an init layer under the container's, so they are
+// no change of the container's: diff and commit leave them out, and their
+// /etc when nothing else in it changed. (What the container writes to them
+// goes to the mounted files, never to the layer.)
+var etcMounts = map[string]bool{"/etc/hostname": true, "/etc/hosts": true, "/etc/resolv.conf": true}
+
+// withoutEtcMounts returns chs without the mount points of etcMounts.
+func withoutEtcMounts(chs []archive.Change) []archive.Change {
+	out := make([]archive.Change, 0, len(chs))
+	etc, etcOther := -1, false
+	for _, ch := range chs {
+		switch {
+		case etcMounts[ch.Path] && ch.Kind != archive.ChangeDelete:
+			continue
+		case ch.Path == "/etc":
+			etc = len(out)
+		case strings.HasPrefix(ch.Path, "/etc/"):
+			etcOther = true
+		}
+		out = append(out, ch)
+	}
+	if etc >= 0 && !etcOther && out[etc].Kind != archive.ChangeDelete {
+		out = append(out[:etc], out[etc+1:]...)
+	}
+	return out
+}
+
+// filterEtcMounts copies the layer tar r to w without the entries of
+// etcMounts, and without the /etc directory entry when nothing else of
+// /etc is in the layer (see etcMounts).
+func filterEtcMounts(r io.Reader, w io.Writer) error {
+	tr := tar.NewReader(r)
+	tw := tar.NewWriter(w)
+	var heldEtc *tar.Header // the /etc entry, written before the first other entry under /etc
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			_, _ = io.Copy(io.Discard, r) // whatever pads the end: the writer must not block
+			break
+		}
+		if err != nil {
+			return err
+		}
+		name := path.Clean("/" + h.Name)
+		switch {
+		case etcMounts[name] && h.Typeflag != tar.TypeDir:
+			continue
+		case name == "/etc" && h.Typeflag == tar.TypeDir:
+			heldEtc = h
+			continue
+		case strings.HasPrefix(name, "/etc/") && heldEtc != nil:
+			if err := tw.WriteHeader(heldEtc); err != nil {
+				return err
+			}
+			heldEtc = nil
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
 }
 
 // CommitOptions are the inputs of Commit besides the container.
@@ -45,9 +120,16 @@ func (e *Engine) Commit(ctx context.Context, ref string, o CommitOptions) (*imag
 			defer e.runtime(context.WithoutCancel(ctx), "resume", c.ID)
 		}
 	}
+	lr, lw := io.Pipe()
+	go func() {
+		lw.CloseWithError(e.Driver.Diff(ctx, c.ID, lw, archive.DiffOptions{}))
+	}()
+	defer lr.Close()
 	pr, pw := io.Pipe()
 	go func() {
-		pw.CloseWithError(e.Driver.Diff(ctx, c.ID, pw, archive.DiffOptions{}))
+		err := filterEtcMounts(lr, pw)
+		lr.CloseWithError(err) // stops the diff when the filter failed
+		pw.CloseWithError(err)
 	}()
 	defer pr.Close()
 	img, err := e.Images.Commit(ctx, image.CommitOptions{
