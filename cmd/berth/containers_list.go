@@ -322,13 +322,16 @@ func portCommand(g *globals) *cli.Command {
 			if err != nil {
 				return err
 			}
+			want := ""
+			if len(args) == 2 {
+				want = args[1]
+				if !strings.Contains(want, "/") {
+					want += "/tcp"
+				}
+			}
 			var lines []string
 			for port, bs := range c.HostConfig.PortBindings {
 				if len(args) == 2 {
-					want := args[1]
-					if !strings.Contains(want, "/") {
-						want += "/tcp"
-					}
 					if port.String() != want {
 						continue
 					}
@@ -346,7 +349,8 @@ func portCommand(g *globals) *cli.Command {
 				}
 			}
 			if len(args) == 2 && len(lines) == 0 {
-				return fmt.Errorf("no public port '%s' published for %s", args[1], c.Name)
+				// Docker's words, naming the container as it was given.
+				return fmt.Errorf("No public port '%s' published for %s", want, args[0])
 			}
 			sort.Strings(lines)
 			for _, l := range lines {
