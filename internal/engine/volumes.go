@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -128,6 +129,99 @@ func (e *Engine) VolumeList(ctx context.Context) ([]*Volume, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// VolumeListFiltered is VolumeList with `volume ls --filter`s, as Docker
+// has them: dangling=true|false (used by no container), driver=NAME,
+// label=KEY or label=KEY=VALUE (all must match), label!=KEY[=VALUE] (none
+// may), name=PATTERN (a regular expression matched anywhere in the name).
+// Several values of dangling, driver or name match any of them.
+func (e *Engine) VolumeListFiltered(ctx context.Context, filters []string) ([]*Volume, error) {
+	byKey := map[string][]string{}
+	for _, f := range filters {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			return nil, fmt.Errorf("%w: --filter: bad format of filter (expected name=value): %s", ErrInvalid, f)
+		}
+		switch k {
+		case "dangling":
+			switch v {
+			case "true", "1", "false", "0":
+			default:
+				return nil, fmt.Errorf("%w: --filter: invalid filter 'dangling=%s'", ErrInvalid, v)
+			}
+		case "name":
+			if _, err := regexp.Compile(v); err != nil {
+				return nil, fmt.Errorf("%w: --filter name=%s: %v", ErrInvalid, v, err)
+			}
+		case "driver", "label", "label!":
+		default:
+			return nil, fmt.Errorf("%w: --filter: invalid filter '%s'", ErrInvalid, k)
+		}
+		byKey[k] = append(byKey[k], v)
+	}
+	vols, err := e.VolumeList(ctx)
+	if err != nil || len(filters) == 0 {
+		return vols, err
+	}
+	var used map[string]bool
+	if len(byKey["dangling"]) > 0 {
+		cs, err := e.List(ctx)
+		if err != nil {
+			return nil, err
+		}
+		used = map[string]bool{}
+		for _, c := range cs {
+			for _, name := range containerVolumes(c) {
+				used[name] = true
+			}
+		}
+	}
+	var out []*Volume
+	for _, v := range vols {
+		if volumeMatches(v, byKey, used) {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// volumeMatches applies parsed filters (see VolumeListFiltered); used
+// names the volumes containers mount.
+func volumeMatches(v *Volume, byKey map[string][]string, used map[string]bool) bool {
+	anyOf := func(key string, match func(string) bool) bool {
+		vals := byKey[key]
+		if len(vals) == 0 {
+			return true
+		}
+		for _, val := range vals {
+			if match(val) {
+				return true
+			}
+		}
+		return false
+	}
+	hasLabel := func(kv string) bool {
+		k, want, withValue := strings.Cut(kv, "=")
+		got, ok := v.Labels[k]
+		return ok && (!withValue || got == want)
+	}
+	if !anyOf("dangling", func(val string) bool { return (val == "true" || val == "1") == !used[v.Name] }) ||
+		!anyOf("driver", func(val string) bool { return val == v.Driver }) ||
+		!anyOf("name", func(val string) bool { return regexp.MustCompile(val).MatchString(v.Name) }) {
+		return false
+	}
+	for _, kv := range byKey["label"] {
+		if !hasLabel(kv) {
+			return false
+		}
+	}
+	for _, kv := range byKey["label!"] {
+		if hasLabel(kv) {
+			return false
+		}
+	}
+	return true
 }
 
 // volumeUsers lists the containers that mount volume name.
