@@ -244,6 +244,7 @@ func (e *Engine) unmountRootfs(id string) {
 	if mounted(target) {
 		_ = snapshot.Unmount(target)
 	}
+	e.unmountShm(id) // --ipc shareable's /dev/shm lives as long
 }
 
 // mounted reports whether path is a mount point.
