@@ -58,7 +58,10 @@ func main() {
 	}
 	code := 1
 	var se statusError
-	if errors.As(err, &se) {
+	var ue *cli.UsageError
+	if errors.As(err, &ue) {
+		code = 125 // Docker's status for a command line it cannot parse
+	} else if errors.As(err, &se) {
 		code = se.code
 		if se.err == nil {
 			os.Exit(code)

@@ -49,6 +49,21 @@ func (c *Command) Flags() *pflag.FlagSet {
 // CommandPath names the command in messages.
 func (c *Command) CommandPath() string { return c.app + " " + c.Name() }
 
+// UsageError is a command line the parser refused: an unknown flag, a
+// flag without its value, a value of the wrong type. Its message is
+// Docker's: the parser's complaint, then where to find the usage
+// ("See 'berth run --help'."). Docker exits 125 on these.
+type UsageError struct {
+	Command string // "berth run", or "berth" for the global flags
+	Err     error
+}
+
+func (e *UsageError) Error() string {
+	return fmt.Sprintf("%v\nSee '%s --help'.", e.Err, e.Command)
+}
+
+func (e *UsageError) Unwrap() error { return e.Err }
+
 // App is a whole command line: global flags, then a verb.
 type App struct {
 	Name     string // program name, in messages and help
@@ -72,7 +87,7 @@ func (a *App) Run(args []string, stdout io.Writer) error {
 	showVersion, help := a.showVersion, a.help
 	*showVersion, *help = false, false
 	if err := a.Global.Parse(args); err != nil {
-		return err
+		return &UsageError{Command: a.Name, Err: err}
 	}
 	if *showVersion {
 		fmt.Fprint(stdout, a.Version)
@@ -123,7 +138,7 @@ func (a *App) Run(args []string, stdout io.Writer) error {
 	cmdHelp := cmd.help
 	*cmdHelp = false
 	if err := fs.Parse(rest[1:]); err != nil {
-		return fmt.Errorf("%s: %w", cmd.CommandPath(), err)
+		return &UsageError{Command: cmd.CommandPath(), Err: err}
 	}
 	if *cmdHelp {
 		fmt.Fprintf(stdout, "Usage: %s %s\n\n%s\n\nFlags:\n%s", cmd.app, cmd.Use, cmd.Short, fs.FlagUsages())

@@ -63,6 +63,28 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestUsageError: a flag the parser refuses is a *UsageError with
+// Docker's message, for the verb's flags and the global ones alike.
+func TestUsageError(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"delete", "--bogus", "c1"}, "unknown flag: --bogus\nSee 't delete --help'."},
+		{[]string{"--bogus", "delete", "c1"}, "unknown flag: --bogus\nSee 't --help'."},
+		{[]string{"--root"}, "flag needs an argument: --root\nSee 't --help'."},
+	} {
+		var got []string
+		var root string
+		var force bool
+		err := testApp(&got, &root, &force).Run(tt.args, io.Discard)
+		var ue *UsageError
+		if !errors.As(err, &ue) || err.Error() != tt.want {
+			t.Errorf("Run(%q) = %v (%T), want a *UsageError %q", tt.args, err, err, tt.want)
+		}
+	}
+}
+
 func TestHelpAndVersion(t *testing.T) {
 	var got []string
 	var root string
