@@ -156,6 +156,31 @@ func flock(path string) (*os.File, error) {
 	return f, nil
 }
 
+// tryLock is flock without waiting: ok is false (and f nil) when another
+// open file holds the lock, in this process or another.
+func tryLock(path string) (f *os.File, ok bool, err error) {
+	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, false, err
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	switch {
+	case err == nil:
+		return f, true, nil
+	case errors.Is(err, unix.EWOULDBLOCK):
+		f.Close()
+		return nil, false, nil
+	default:
+		f.Close()
+		return nil, false, fmt.Errorf("lock %s: %w", path, err)
+	}
+}
+
 // lockNames serialises changes to the set of containers (create, rename,
 // remove), so that two processes cannot take the same name.
 func (e *Engine) lockNames() (*os.File, error) {
@@ -197,7 +222,7 @@ func (e *Engine) Lookup(ctx context.Context, ref string) (*Container, error) {
 	}
 	if len(ref) == 64 {
 		if c, err := readContainer(e, ref); err == nil {
-			return e.reconcile(ctx, c)
+			return e.refresh(ctx, c)
 		}
 	}
 	ids, err := e.listIDs()
@@ -211,7 +236,7 @@ func (e *Engine) Lookup(ctx context.Context, ref string) (*Container, error) {
 			continue // removed meanwhile
 		}
 		if c.Name == ref {
-			return e.reconcile(ctx, c)
+			return e.refresh(ctx, c)
 		}
 		if strings.HasPrefix(id, ref) {
 			byPrefix = append(byPrefix, c)
@@ -219,12 +244,19 @@ func (e *Engine) Lookup(ctx context.Context, ref string) (*Container, error) {
 	}
 	switch len(byPrefix) {
 	case 1:
-		return e.reconcile(ctx, byPrefix[0])
+		return e.refresh(ctx, byPrefix[0])
 	case 0:
 		return nil, fmt.Errorf("%w: No such container: %s", ErrNotFound, ref)
 	default:
 		return nil, fmt.Errorf("%w: multiple containers match %q: give more of the id", ErrInvalid, ref)
 	}
+}
+
+// refresh brings a record up to date before a command uses it: an
+// interrupted start is undone (recovery.go), then the record is
+// reconciled with the monitor and the kernel (reconcile).
+func (e *Engine) refresh(ctx context.Context, c *Container) (*Container, error) {
+	return e.reconcile(ctx, e.recoverStart(ctx, c))
 }
 
 // List returns every container, newest first.
@@ -239,7 +271,7 @@ func (e *Engine) List(ctx context.Context) ([]*Container, error) {
 		if err != nil {
 			continue
 		}
-		if c, err = e.reconcile(ctx, c); err == nil {
+		if c, err = e.refresh(ctx, c); err == nil {
 			out = append(out, c)
 		}
 	}

@@ -33,63 +33,103 @@ type StartOptions struct {
 }
 
 // Start runs a created or stopped container's process under its monitor.
-func (e *Engine) Start(ctx context.Context, ref string, o StartOptions) (err error) {
-	t0 := time.Now()
-	step := func(what string) { e.log.Debug("start", "step", what, "elapsed", time.Since(t0)) }
+// When the process cannot be started, the container stays as it was, with
+// Docker's exit code (127 for a missing command, 126 for one that cannot
+// be run, else 128) and the error in its state; an --rm container is
+// removed.
+func (e *Engine) Start(ctx context.Context, ref string, o StartOptions) error {
 	c, err := e.Lookup(ctx, ref)
 	if err != nil {
 		return err
 	}
-	lk, err := e.lockContainer(c.ID)
+	failed, err := e.start(ctx, c.ID, o)
+	if failed != nil && failed.HostConfig.AutoRemove {
+		// After the container's lock is released: removal takes the
+		// names lock, which Create holds while it looks containers up.
+		ctx := context.WithoutCancel(ctx)
+		if rerr := e.removeStopped(ctx, failed); rerr != nil {
+			e.log.Warn("remove the --rm container that failed to start", "container", failed.ID[:12], "err", rerr)
+		}
+		for _, name := range failed.AnonVolumes {
+			_ = e.VolumeRemove(ctx, name, true)
+		}
+	}
+	return err
+}
+
+// start starts the container id under its lock. On failure it undoes what
+// it did, records the failure and returns the container (for the caller
+// to remove an --rm one).
+func (e *Engine) start(ctx context.Context, id string, o StartOptions) (failed *Container, err error) {
+	t0 := time.Now()
+	step := func(what string) { e.log.Debug("start", "step", what, "elapsed", time.Since(t0)) }
+	lk, err := e.lockContainer(id)
 	if err != nil {
-		return err
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: No such container: %s", ErrNotFound, id)
+		}
+		return nil, err
 	}
 	defer lk.Close()
-	if c, err = readContainer(e, c.ID); err != nil {
-		return err
+	c, err := readContainer(e, id)
+	if err != nil {
+		return nil, err
 	}
 	switch c.State.Status {
 	case StatusRunning, StatusPaused, StatusRestarting:
-		return nil // Docker: starting a running container is not an error
+		return nil, nil // Docker: starting a running container is not an error
 	case StatusRemoving, StatusDead:
-		return fmt.Errorf("%w: container %s is %s", ErrConflict, c.Name, c.State.Status)
+		return nil, fmt.Errorf("%w: container %s is %s", ErrConflict, c.Name, c.State.Status)
 	}
 	dir := e.runDir(c.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+		return nil, err
 	}
+	if e.startMarked(c.ID) {
+		e.undoStart(ctx, c) // a start before this one was interrupted
+	}
+	if err := e.markStart(c.ID); err != nil {
+		return nil, err
+	}
+	defer e.unmarkStart(c.ID) // after the outcome is recorded (defers run last in, first out)
 	// A previous run of this container may have left its files.
 	for _, f := range []string{"exit.json", "init.pid", "shim.pid", "stopped", "attach.sock", "control.sock", "console.sock"} {
 		os.Remove(filepath.Join(dir, f))
 	}
 	e.deleteRuntimeLeftover(ctx, c.ID)
+	defer func() {
+		if err != nil {
+			e.undoStart(ctx, c)
+			c.State.ExitCode = startExitCode(err.Error())
+			c.State.Error = err.Error()
+			if werr := writeContainer(e, c); werr != nil {
+				e.log.Warn("record the failed start", "container", c.ID[:12], "err", werr)
+			}
+			failed = c
+		}
+	}()
 
 	step("looked up")
 	rootfs, err := e.mountRootfs(ctx, c.ID, c.HostConfig.AutoRemove)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	step("rootfs mounted")
-	defer func() {
-		if err != nil {
-			e.unmountRootfs(c.ID)
-		}
-	}()
 	spec, err := e.renderSpec(ctx, c, rootfs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	step("spec rendered")
 	b, err := json.Marshal(spec)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := writeFileAtomic(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
-		return err
+		return nil, err
 	}
 	logMax, logFiles, err := logLimits(c.HostConfig.LogConfig)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	self := siblingBinary("berth")
 	if exe, err := os.Executable(); err == nil {
@@ -118,7 +158,7 @@ func (e *Engine) Start(ctx context.Context, ref string, o StartOptions) (err err
 	pid, err := shim.Start(so)
 	step("monitor reported")
 	if err != nil {
-		return fmt.Errorf("start container %s: %w", c.Name, err)
+		return nil, fmt.Errorf("start container %s: %w", c.Name, err)
 	}
 	e.containerEvent(c, events.ActionStart, nil)
 	shimPid, _ := shim.Pid(dir)
@@ -126,7 +166,23 @@ func (e *Engine) Start(ctx context.Context, ref string, o StartOptions) (err err
 		Status: StatusRunning, Pid: pid, StartedAt: time.Now().UTC(), ShimPid: shimPid,
 		RestartCount: c.State.RestartCount,
 	}
-	return writeContainer(e, c)
+	return nil, writeContainer(e, c)
+}
+
+// startExitCode is the exit code Docker records for a container whose
+// process could not be started, from the runtime's message: 127 when the
+// command (or a mount source) does not exist, 126 when it may not be run,
+// else 128.
+func startExitCode(msg string) int {
+	msg = strings.ToLower(msg)
+	switch {
+	case strings.Contains(msg, "permission denied"):
+		return 126
+	case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"),
+		strings.Contains(msg, "not a directory"):
+		return 127
+	}
+	return 128
 }
 
 // renderSpec gathers what the spec depends on and renders it.
