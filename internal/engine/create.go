@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +20,7 @@ import (
 
 	"github.com/berthproject/berth/internal/image"
 	"github.com/berthproject/berth/internal/image/progress"
+	"github.com/berthproject/berth/internal/reference"
 	"github.com/berthproject/berth/internal/snapshot"
 )
 
@@ -48,6 +53,9 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ *Container, err
 	if o.Name != "" && !validName(o.Name) {
 		return nil, fmt.Errorf("%w: Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", ErrInvalid, o.Name)
 	}
+	if err := validateCreate(o.Config, o.HostConfig); err != nil {
+		return nil, err
+	}
 	img, err := e.ensureImage(ctx, o.Config.Image, o.Pull, o.Platform, o.Progress)
 	if err != nil {
 		return nil, err
@@ -58,6 +66,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ *Container, err
 		return nil, err
 	}
 	defer lk.Close()
+	e.removeUnfinishedCreates(ctx)
 	name := o.Name
 	if name == "" {
 		name = e.generateName()
@@ -211,9 +220,146 @@ func (e *Engine) ensureImage(ctx context.Context, ref, policy, platform string, 
 
 func imageError(ref string, err error) error {
 	if errors.Is(err, image.ErrNotFound) {
+		// Docker names the image with its default tag: "busybox:latest".
+		if r, perr := reference.Parse(ref); perr == nil {
+			ref = r.WithDefaultTag().Familiar()
+		}
 		return fmt.Errorf("%w: No such image: %s", ErrNotFound, ref)
 	}
 	return err
+}
+
+// removeUnfinishedCreates removes the container directories that have no
+// record: Create makes the directory, the layer and the volumes before it
+// writes the record, all under the names lock, so a directory without a
+// record seen under that lock is what a killed create left. Call it with
+// the names lock held.
+func (e *Engine) removeUnfinishedCreates(ctx context.Context) {
+	ids, _ := e.listIDs()
+	for _, id := range ids {
+		if _, err := os.Stat(filepath.Join(e.containerDir(id), "container.json")); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		e.log.Info("removing an unfinished container", "container", id[:12])
+		if err := e.Driver.Remove(ctx, id); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+			continue
+		}
+		os.RemoveAll(e.runDir(id))
+		os.RemoveAll(e.containerDir(id))
+	}
+}
+
+// validateCreate checks at create what Docker's daemon checks there, so
+// that no container is made that could never start: the stop signal, the
+// CPUs asked for, the network.
+func validateCreate(cfg *container.Config, h *container.HostConfig) error {
+	if cfg.StopSignal != "" {
+		if _, err := ParseSignal(cfg.StopSignal); err != nil {
+			return fmt.Errorf("%w: --stop-signal: Invalid signal: %s", ErrInvalid, cfg.StopSignal)
+		}
+	}
+	if err := validateCPUs(&h.Resources); err != nil {
+		return err
+	}
+	return validateNetwork(h.NetworkMode)
+}
+
+// validateCPUs checks --cpus against the CPUs there are, and --cpuset-cpus
+// and --cpuset-mems against the host's, with Docker's messages.
+func validateCPUs(r *container.Resources) error {
+	if n := goruntime.NumCPU(); r.NanoCPUs > int64(n)*1e9 {
+		return fmt.Errorf("%w: --cpus: Range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", ErrInvalid, n, n)
+	}
+	for _, set := range []struct {
+		flag, value, file, fallback, what string
+	}{
+		{"--cpuset-cpus", r.CpusetCpus, "cpuset.cpus", "/sys/devices/system/cpu/online", "CPUs"},
+		{"--cpuset-mems", r.CpusetMems, "cpuset.mems", "/sys/devices/system/node/online", "memory nodes"},
+	} {
+		if set.value == "" {
+			continue
+		}
+		want, err := parseList(set.value)
+		if err != nil {
+			return fmt.Errorf("%w: %s: Invalid value %s for cpuset %s", ErrInvalid, set.flag, set.value, strings.TrimPrefix(set.file, "cpuset."))
+		}
+		avail := hostCpuset(set.file, set.fallback)
+		have, err := parseList(avail)
+		if err != nil {
+			continue // unknown: the runtime will tell
+		}
+		for n := range want {
+			if !have[n] {
+				return fmt.Errorf("%w: %s: Requested %s are not available - requested %s, available: %s", ErrInvalid, set.flag, set.what, set.value, avail)
+			}
+		}
+	}
+	return nil
+}
+
+// hostCpuset is the list of CPUs (file "cpuset.cpus") or memory nodes
+// ("cpuset.mems") containers may use: the root cpuset's, else what the
+// kernel has online.
+func hostCpuset(file, fallback string) string {
+	candidates := []string{
+		filepath.Join("/sys/fs/cgroup/cpuset", file),       // v1
+		filepath.Join("/sys/fs/cgroup", file+".effective"), // v2
+		fallback,
+	}
+	if file == "cpuset.mems" {
+		candidates = append(candidates, "") // no NUMA information: node 0
+	}
+	for _, p := range candidates {
+		if p == "" {
+			return "0"
+		}
+		if b, err := os.ReadFile(p); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	return ""
+}
+
+// parseList reads a kernel list such as "0-3,8,10-11".
+func parseList(s string) (map[int]bool, error) {
+	out := map[int]bool{}
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil || a < 0 {
+			return nil, fmt.Errorf("invalid list %q", s)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return nil, fmt.Errorf("invalid list %q", s)
+			}
+		}
+		if b-a > 1<<16 {
+			return nil, fmt.Errorf("invalid list %q", s)
+		}
+		for n := a; n <= b; n++ {
+			out[n] = true
+		}
+	}
+	return out, nil
+}
+
+// validateNetwork checks --network: berth has the default bridge, host,
+// none and another container's network; any other name is a network that
+// does not exist (Docker: "network NAME not found").
+func validateNetwork(m container.NetworkMode) error {
+	switch mode := string(m); {
+	case mode == "", mode == "default", mode == "bridge", mode == "none", mode == "host":
+		return nil
+	case strings.HasPrefix(mode, "container:"):
+		if strings.TrimPrefix(mode, "container:") == "" {
+			return fmt.Errorf("%w: --network container: needs a container name or id", ErrInvalid)
+		}
+		return nil
+	default:
+		return fmt.Errorf("%w: --network: network %s not found", ErrNotFound, mode)
+	}
 }
 
 // driverName is the name of the snapshot driver in use.
@@ -225,14 +371,38 @@ func (e *Engine) driverName() string {
 	return string(b[:len(b)-1])
 }
 
-// expandVolumesFrom copies the mounts of the containers named by
-// --volumes-from NAME[:ro|rw] into the new container's own, as Docker
-// does at create.
+// expandVolumesFrom adds to the new container's mounts those of the
+// containers named by --volumes-from NAME[:ro|rw], as Docker does at
+// create: their binds, named volumes and anonymous volumes (the image's
+// VOLUMEs too), at the same destinations, read-only where they are
+// read-only or with :ro. The container's own mounts win over them on the
+// same destination. Tmpfs mounts are not shared.
 func (e *Engine) expandVolumesFrom(ctx context.Context, h *container.HostConfig) error {
+	own := map[string]bool{}
+	for _, b := range h.Binds {
+		parts := strings.Split(b, ":")
+		own[parts[min(1, len(parts)-1)]] = true
+	}
+	for _, m := range h.Mounts {
+		own[m.Target] = true
+	}
+	for dst := range h.Tmpfs {
+		own[dst] = true
+	}
+	var binds []string
+	var mounts []mount.Mount
+	taken := map[string]bool{}
+	claim := func(dst string) bool {
+		if own[dst] || taken[dst] {
+			return false
+		}
+		taken[dst] = true
+		return true
+	}
 	for _, from := range h.VolumesFrom {
 		ref, mode, _ := strings.Cut(from, ":")
 		if mode != "" && mode != "ro" && mode != "rw" {
-			return fmt.Errorf("%w: --volumes-from %s: mode must be ro or rw", ErrInvalid, from)
+			return fmt.Errorf("%w: --volumes-from %s: invalid mode %q (want ro or rw)", ErrInvalid, from, mode)
 		}
 		src, err := e.Lookup(ctx, ref)
 		if err != nil {
@@ -240,26 +410,63 @@ func (e *Engine) expandVolumesFrom(ctx context.Context, h *container.HostConfig)
 		}
 		for _, b := range src.HostConfig.Binds {
 			parts := strings.Split(b, ":")
-			if len(parts) < 2 {
+			if len(parts) == 1 { // an anonymous volume: its name below
 				continue
 			}
-			if mode != "" {
-				b = parts[0] + ":" + parts[1] + ":" + mode
+			if claim(parts[1]) {
+				binds = append(binds, bindMode(b, mode))
 			}
-			h.Binds = append(h.Binds, b)
 		}
 		for _, m := range src.HostConfig.Mounts {
 			if m.Type == mount.TypeTmpfs {
 				continue
 			}
-			if mode != "" {
-				m.ReadOnly = mode == "ro"
+			if m.Type == mount.TypeVolume && m.Source == "" {
+				if m.Source = src.AnonVolumes[m.Target]; m.Source == "" {
+					continue
+				}
+				m.VolumeOptions = nil // the volume exists and has its content
 			}
-			h.Mounts = append(h.Mounts, m)
+			if mode == "ro" {
+				m.ReadOnly = true
+			}
+			if claim(m.Target) {
+				mounts = append(mounts, m)
+			}
+		}
+		dsts := make([]string, 0, len(src.AnonVolumes))
+		for dst := range src.AnonVolumes {
+			dsts = append(dsts, dst)
+		}
+		sort.Strings(dsts)
+		for _, dst := range dsts {
+			if claim(dst) {
+				binds = append(binds, bindMode(src.AnonVolumes[dst]+":"+dst, mode))
+			}
 		}
 	}
-	h.VolumesFrom = nil
+	h.Binds = append(binds, h.Binds...)
+	h.Mounts = append(mounts, h.Mounts...)
 	return nil
+}
+
+// bindMode applies --volumes-from's mode to a -v SRC:DST[:OPTIONS] spec:
+// ro makes it read-only; rw (or none) keeps it as it is, as Docker does
+// (a read-only mount stays read-only).
+func bindMode(b, mode string) string {
+	if mode != "ro" {
+		return b
+	}
+	parts := strings.SplitN(b, ":", 3)
+	var opts []string
+	if len(parts) == 3 {
+		for _, o := range strings.Split(parts[2], ",") {
+			if o != "rw" && o != "ro" && o != "" {
+				opts = append(opts, o)
+			}
+		}
+	}
+	return parts[0] + ":" + parts[1] + ":" + strings.Join(append(opts, "ro"), ",")
 }
 
 // createAnonVolumes makes the container's anonymous volumes: -v /dst,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -119,8 +120,12 @@ func (e *Engine) mountPoints(c *Container) []container.MountPoint {
 	for _, m := range c.HostConfig.Mounts {
 		mp := container.MountPoint{Type: m.Type, Source: m.Source, Destination: m.Target, RW: !m.ReadOnly}
 		if m.Type == mount.TypeVolume {
-			mp.Name, mp.Driver = m.Source, "local"
-			mp.Source = filepath.Join(e.volumesDir(), m.Source, "_data")
+			name := m.Source
+			if name == "" {
+				name = c.AnonVolumes[m.Target]
+			}
+			mp.Name, mp.Driver = name, "local"
+			mp.Source = filepath.Join(e.volumesDir(), name, "_data")
 		}
 		if m.BindOptions != nil {
 			mp.Propagation = m.BindOptions.Propagation
@@ -129,6 +134,13 @@ func (e *Engine) mountPoints(c *Container) []container.MountPoint {
 	}
 	for dst := range c.HostConfig.Tmpfs {
 		out = append(out, container.MountPoint{Type: mount.TypeTmpfs, Destination: dst, RW: true})
+	}
+	// Anonymous volumes of -v /dst and of the image's VOLUMEs.
+	for dst, name := range c.AnonVolumes {
+		if !slices.ContainsFunc(out, func(mp container.MountPoint) bool { return mp.Destination == dst }) {
+			out = append(out, container.MountPoint{Type: mount.TypeVolume, Name: name, Driver: "local",
+				Source: filepath.Join(e.volumesDir(), name, "_data"), Destination: dst, RW: true})
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Destination < out[j].Destination })
 	if out == nil {
