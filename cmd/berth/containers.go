@@ -323,6 +323,12 @@ func startCommand(g *globals) *cli.Command {
 					return err
 				}
 				code, err := runAttached(ctx, e, ctr, detachKeys)
+				var se statusError
+				if errors.As(err, &se) && se.err != nil {
+					// Docker's start -a exits 1 when the container cannot
+					// be started: 125/126/127 are run's.
+					return se.err
+				}
 				if err != nil {
 					return err
 				}

@@ -220,8 +220,12 @@ func cgroupDirs(id string) []string {
 // runtime state, monitor and container processes, mounts.
 func (e *ctrEnv) leaks(id string) []string {
 	var out []string
-	for _, d := range cgroupDirs(id) {
-		out = append(out, "cgroup directory "+d+" is left")
+	if dirs := cgroupDirs(id); len(dirs) > 0 {
+		var ctrls []string
+		for _, d := range dirs {
+			ctrls = append(ctrls, strings.Split(strings.TrimPrefix(d, "/sys/fs/cgroup/"), "/")[0])
+		}
+		out = append(out, "cgroup berth/"+id[:12]+" is left in "+strings.Join(ctrls, ","))
 	}
 	if _, err := os.Stat(filepath.Join(e.state, "runtime", id)); err == nil {
 		out = append(out, "runtime state "+filepath.Join(e.state, "runtime", id)+" is left")
@@ -230,7 +234,7 @@ func (e *ctrEnv) leaks(id string) []string {
 		out = append(out, "mount "+m+" is left")
 	}
 	for _, pid := range pidsMentioning(id) {
-		out = append(out, fmt.Sprintf("process %d (%s) is left", pid, cmdline(pid)))
+		out = append(out, fmt.Sprintf("process %d (%s) is left", pid, strings.Fields(cmdline(pid) + " ?")[0]))
 	}
 	return out
 }

@@ -1,0 +1,246 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+)
+
+// TestCrashKillCLI: killing the command that started a container, even
+// with SIGKILL and its whole process group, never stops the container.
+func TestCrashKillCLI(t *testing.T) {
+	e := newCtrEnv(t)
+	fg := e.start("run", "--name", "fg", box, "sh", "-c", "echo started; exec sleep 1000")
+	waitFor(t, "the foreground run to print", func() bool { return fg.stdout.String() == "started\n" })
+	id := e.remember("fg")
+	pid := e.cstate(id).Pid
+	// The CLI and everything in its process group.
+	if err := syscall.Kill(-fg.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill the CLI's process group: %v", err)
+	}
+	fg.wait(t)
+	if st := e.cstate(id); !st.Running || st.Pid != pid || !alive(pid) {
+		t.Errorf("after kill -9 of the foreground run: %+v (pid %d alive %v), want still running", st, pid, alive(pid))
+	}
+	if out := e.ok("ps", "--format", "{{.Names}} {{.Status}}"); !strings.HasPrefix(out, "fg Up ") {
+		t.Errorf("ps after kill -9 of the CLI = %q", out)
+	}
+	if out := e.ok("logs", "fg"); out != "started\n" {
+		t.Errorf("logs after kill -9 of the CLI = %q", out)
+	}
+
+	// run -d's process group, killed after it returned.
+	cmd := e.berthCmd("run", "-d", "--name", "bgd", box, "sleep", "1000")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("run -d: %v", err)
+	}
+	bid := e.remember(strings.TrimSpace(string(out)))
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if st := e.cstate(bid); !st.Running || !alive(st.Pid) {
+		t.Errorf("after killing run -d's process group: %+v", st)
+	}
+}
+
+// TestCrashKillCLIAnyPoint: kill -9 of `run -d` at any moment leaves a
+// consistent store: every container listed is in a real state, and rm -f
+// removes them without leftovers.
+func TestCrashKillCLIAnyPoint(t *testing.T) {
+	e := newCtrEnv(t)
+	for i := 0; i < 12; i++ {
+		b := e.start("run", "-d", "--name", fmt.Sprintf("k%d", i), box, "sleep", "1000")
+		time.Sleep(time.Duration(i*15) * time.Millisecond)
+		b.cmd.Process.Kill()
+		b.wait(t)
+	}
+	ps := lines(e.ok("ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}} {{.State}}"))
+	for _, l := range ps {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			t.Errorf("ps row %q", l)
+			continue
+		}
+		e.remember(f[0])
+		st := e.cstate(f[0])
+		switch st.Status {
+		case container.StateCreated, container.StateExited:
+			if l := e.leaks(f[0]); len(l) > 0 {
+				t.Errorf("%s is %s but: %s", f[1], st.Status, strings.Join(l, "; "))
+			}
+		case container.StateRunning:
+			if !alive(st.Pid) {
+				t.Errorf("%s is reported running with a dead pid %d", f[1], st.Pid)
+			}
+		default:
+			t.Errorf("%s is %s after its CLI was killed", f[1], st.Status)
+		}
+		if f[2] != string(st.Status) {
+			t.Errorf("ps says %s is %s, inspect says %s", f[1], f[2], st.Status)
+		}
+	}
+	// Every interrupted name is usable: the container exists, or the name is free.
+	for i := 0; i < 12; i++ {
+		name := fmt.Sprintf("k%d", i)
+		if r := e.run(nil, "inspect", "--type", "container", name); r.code != 0 {
+			e.runD("--name", name, box, "true")
+		}
+	}
+	if r := e.run(nil, append([]string{"rm", "-f"}, lines(e.ok("ps", "-aq"))...)...); r.code != 0 {
+		t.Errorf("rm -f of every container: %v", r)
+	}
+	if left := e.ok("ps", "-aq"); left != "" {
+		t.Errorf("after rm -f: %q", left)
+	}
+}
+
+// TestCrashKillMonitor: kill -9 of a container's monitor: the next command
+// reports it stopped (not stuck running), its process is gone, nothing of
+// it is left; other containers do not notice; it can be started again.
+func TestCrashKillMonitor(t *testing.T) {
+	e := newCtrEnv(t)
+	a := e.runD("--name", "victim", box, "sleep", "1000")
+	b := e.runD("--name", "bystander", box, "sleep", "1000")
+	aPid, bPid := e.cstate(a).Pid, e.cstate(b).Pid
+	shim := shimPid(a)
+	if shim == 0 {
+		t.Fatalf("no berth-shim process for %s", a[:12])
+	}
+	bShim := shimPid(b)
+	syscall.Kill(shim, syscall.SIGKILL)
+	waitFor(t, "the monitor to die", func() bool { return !alive(shim) })
+
+	ps := lines(e.ok("ps", "-a", "--format", "{{.Names}} {{.Status}}"))
+	slices.Sort(ps)
+	if len(ps) != 2 || !strings.HasPrefix(ps[0], "bystander Up ") || !strings.HasPrefix(ps[1], "victim Exited ") {
+		t.Errorf("ps -a after kill -9 of victim's monitor = %q, want bystander Up, victim Exited", ps)
+	}
+	st := e.cstate(a)
+	if st.Running || st.Status != container.StateExited || st.Pid != 0 {
+		t.Errorf("victim's State = %+v, want exited with no pid", st)
+	}
+	if alive(aPid) {
+		t.Errorf("victim's process %d outlives its monitor", aPid)
+	}
+	for _, l := range e.leaks(a) {
+		t.Errorf("after the monitor's death: %s", l)
+	}
+	if st := e.cstate(b); !st.Running || !alive(bPid) || !alive(bShim) {
+		t.Errorf("bystander after another monitor's death: %+v (monitor alive %v)", st, alive(bShim))
+	}
+	// The victim can be started again.
+	e.ok("start", "victim")
+	if st := e.cstate(a); !st.Running || !alive(st.Pid) {
+		t.Errorf("start after the monitor's death: %+v", st)
+	}
+
+	// The monitor killed while the container is paused.
+	e.ok("pause", "bystander")
+	syscall.Kill(bShim, syscall.SIGKILL)
+	waitFor(t, "the monitor to die", func() bool { return !alive(bShim) })
+	if st := e.cstate(b); st.Running || st.Paused || st.Status != container.StateExited {
+		t.Errorf("bystander after its monitor died while paused: %+v, want exited", st)
+	}
+	waitFor(t, "the frozen process to be gone", func() bool { return !alive(bPid) })
+	for _, l := range e.leaks(b) {
+		t.Errorf("after the death of a paused container's monitor: %s", l)
+	}
+}
+
+// TestConcurrentSameName: two `run -d --name X` at once: exactly one wins,
+// the other says the name is in use (125); nothing of the loser is left.
+func TestConcurrentSameName(t *testing.T) {
+	e := newCtrEnv(t)
+	for round := 0; round < 5; round++ {
+		name := fmt.Sprintf("same%d", round)
+		var wg sync.WaitGroup
+		results := make([]result, 2)
+		for i := range results {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cmd := e.berthCmd("run", "-d", "--name", name, box, "sleep", "1000")
+				var out, errb strings.Builder
+				cmd.Stdout, cmd.Stderr = &out, &errb
+				err := cmd.Run()
+				results[i] = result{stdout: out.String(), stderr: errb.String(), code: cmd.ProcessState.ExitCode()}
+				_ = err
+			}()
+		}
+		wg.Wait()
+		wins, losses := 0, 0
+		for _, r := range results {
+			switch {
+			case r.code == 0:
+				wins++
+				e.remember(strings.TrimSpace(r.stdout))
+			case r.code == 125 && strings.Contains(r.stderr, "is already in use"):
+				losses++
+			default:
+				t.Errorf("round %d: a run ended %d: %q", round, r.code, r.stderr)
+			}
+		}
+		if wins != 1 || losses != 1 {
+			t.Errorf("round %d: %d wins and %d name conflicts, want 1 and 1", round, wins, losses)
+		}
+		if got := lines(e.ok("ps", "-a", "--filter", "name="+name, "--format", "{{.Names}}")); !slices.Equal(got, []string{name}) {
+			t.Errorf("round %d: ps lists %q", round, got)
+		}
+	}
+	if n := containerDirs(t, e.root); n != 5 {
+		t.Errorf("%d container directories, want 5 (the losers must leave none)", n)
+	}
+}
+
+// TestConcurrentRuns: parallel run -d and rm on one store lose nothing.
+func TestConcurrentRuns(t *testing.T) {
+	e := newCtrEnv(t)
+	const n = 10
+	var wg sync.WaitGroup
+	errs := make([]string, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := e.berthCmd("run", "-d", "--name", fmt.Sprintf("par%d", i), "-l", "batch=1", box, "sleep", "1000")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				errs[i] = fmt.Sprintf("%v: %s", err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, s := range errs {
+		if s != "" {
+			t.Errorf("run -d par%d: %s", i, s)
+		}
+	}
+	got := lines(e.ok("ps", "--filter", "label=batch=1", "--format", "{{.Names}}"))
+	if len(got) != n {
+		t.Errorf("after %d parallel runs ps shows %d: %q", n, len(got), got)
+	}
+	for _, id := range lines(e.ok("ps", "-q", "--no-trunc")) {
+		e.remember(id)
+	}
+	// Parallel stops and removes.
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.berthCmd("rm", "-f", fmt.Sprintf("par%d", i)).Run()
+		}()
+	}
+	wg.Wait()
+	if left := e.ok("ps", "-aq"); left != "" {
+		t.Errorf("after parallel rm -f: %q", left)
+	}
+	if _, err := os.Stat(e.root); err != nil {
+		t.Fatal(err)
+	}
+}
