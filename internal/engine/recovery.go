@@ -67,12 +67,12 @@ func (e *Engine) recoverStart(ctx context.Context, c *Container) *Container {
 		return c
 	}
 	defer lk.Close()
-	if !e.startMarked(c.ID) {
-		return c // finished meanwhile
-	}
 	cur, err := readContainer(e, c.ID)
 	if err != nil {
 		return c
+	}
+	if !e.startMarked(c.ID) {
+		return cur // the start finished meanwhile: its outcome
 	}
 	switch cur.State.Status {
 	case StatusRunning, StatusPaused, StatusRestarting:
