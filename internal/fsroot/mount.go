@@ -31,6 +31,24 @@ func (r resolver) mount(root, target *os.File, source, fstype string, flags uint
 	if what == "" {
 		what = fstype
 	}
+	return r.place(root, target, what, func(dst string) error { return unix.Mount(source, dst, fstype, flags, data) })
+}
+
+// Attach moves tree, a detached mount made with open_tree(OPEN_TREE_CLONE)
+// (possibly by another process, in another mount namespace), onto target,
+// with the checks and the result of Mount; what names the tree in errors.
+// It lets a process bind what it could not reach by path itself, such as
+// a host directory opened for a container in a user namespace.
+func Attach(root, target, tree *os.File, what string) (*os.File, error) {
+	return current().place(root, target, what, func(string) error {
+		// By descriptor: move_mount does not follow the /proc/self/fd link.
+		return unix.MoveMount(int(tree.Fd()), "", int(target.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
+	})
+}
+
+// place runs do with the /proc/self/fd path of target, after checking that
+// target lies inside root, and checks that the path then shows a new mount.
+func (r resolver) place(root, target *os.File, what string, do func(dst string) error) (*os.File, error) {
 	rootPath, err := Path(root)
 	if err != nil {
 		return nil, err
@@ -49,7 +67,7 @@ func (r resolver) mount(root, target *os.File, source, fstype string, flags uint
 	if err != nil {
 		return nil, fmt.Errorf("mount %s on %s: %w", what, want, err)
 	}
-	if err := unix.Mount(source, FdPath(target), fstype, flags, data); err != nil {
+	if err := do(FdPath(target)); err != nil {
 		return nil, fmt.Errorf("mount %s on %s: %w", what, want, err)
 	}
 	got, err := r.openExact(want)

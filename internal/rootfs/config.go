@@ -25,6 +25,14 @@ type Config struct {
 	UserNS            bool                // in a user namespace: device nodes cannot be made, they are bind-mounted from the host
 	CgroupNS          bool                // a private cgroup namespace: "cgroup" mounts are fresh mounts, else binds of the container's own cgroup dirs
 	MountLabel        string              // linux.mountLabel (SELinux)
+
+	// BindTrees, when set, has one entry per mount: a descriptor (in the
+	// calling process) of a detached clone of that bind mount's source,
+	// which the runtime made on the host with open_tree(2), or -1. Prepare
+	// attaches it instead of binding the source path, which the root of a
+	// user namespace may not be allowed to reach (runc and crun do the
+	// same), and closes them all.
+	BindTrees []int
 }
 
 // rootPropagation maps linux.rootfsPropagation to the flags applied to "/".

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/berthproject/berth/internal/fsroot"
@@ -67,9 +68,10 @@ func Prepare(c *Config) error {
 		return err
 	}
 	p := &preparer{c: c, root: root, rootPath: rootPath}
+	defer p.closeTrees()
 
 	for i, m := range c.Mounts {
-		if err := p.mountSpec(m); err != nil {
+		if err := p.mountSpec(i, m); err != nil {
 			return fmt.Errorf("mounts[%d] (%s on %s): %w", i, m.Type, m.Destination, err)
 		}
 	}
@@ -106,8 +108,27 @@ func privateRootfsMount(rootfs string) error {
 	return nil
 }
 
-// mountSpec makes one mount of the spec.
-func (p *preparer) mountSpec(m specs.Mount) error {
+// tree is the detached clone of mounts[i]'s source the runtime opened on
+// the host (Config.BindTrees), or nil.
+func (p *preparer) tree(i int) *os.File {
+	if i >= len(p.c.BindTrees) || p.c.BindTrees[i] < 0 {
+		return nil
+	}
+	return os.NewFile(uintptr(p.c.BindTrees[i]), "bind source of mounts["+strconv.Itoa(i)+"]")
+}
+
+// closeTrees closes the descriptors of Config.BindTrees: the container's
+// process must not inherit them.
+func (p *preparer) closeTrees() {
+	for _, fd := range p.c.BindTrees {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+}
+
+// mountSpec makes mounts[i] of the spec.
+func (p *preparer) mountSpec(i int, m specs.Mount) error {
 	opts, err := ParseMountOptions(m.Type, m.Options)
 	if err != nil {
 		return err
@@ -117,7 +138,7 @@ func (p *preparer) mountSpec(m specs.Mount) error {
 		return fmt.Errorf("destination %q must be an absolute path below /", m.Destination)
 	}
 	if opts.Bind() {
-		return p.mountBind(dest, m.Source, opts)
+		return p.bind(dest, m.Source, opts, p.tree(i))
 	}
 
 	flags := opts.Flags
@@ -186,7 +207,19 @@ func (p *preparer) mountNew(dest, source, fstype string, flags uintptr, data str
 // applies the options' flags: to the bind alone, or with "rbind" to every mount
 // below it too (a read-only rbind must not leave writable submounts).
 func (p *preparer) mountBind(dest, source string, opts MountOptions) error {
-	fi, err := os.Stat(source)
+	return p.bind(dest, source, opts, nil)
+}
+
+// bind is mountBind; with tree non-nil, the source is that detached mount
+// (already recursive or not, as the options say) rather than the path.
+func (p *preparer) bind(dest, source string, opts MountOptions, tree *os.File) error {
+	var fi os.FileInfo
+	var err error
+	if tree != nil {
+		fi, err = tree.Stat()
+	} else {
+		fi, err = os.Stat(source)
+	}
 	if err != nil {
 		return fmt.Errorf("bind source: %w", err)
 	}
@@ -195,7 +228,12 @@ func (p *preparer) mountBind(dest, source string, opts MountOptions) error {
 		return err
 	}
 	defer target.Close()
-	mnt, err := fsroot.Mount(p.root, target, source, "", unix.MS_BIND|(opts.Flags&unix.MS_REC), "")
+	var mnt *os.File
+	if tree != nil {
+		mnt, err = fsroot.Attach(p.root, target, tree, source)
+	} else {
+		mnt, err = fsroot.Mount(p.root, target, source, "", unix.MS_BIND|(opts.Flags&unix.MS_REC), "")
+	}
 	if err != nil {
 		return err
 	}

@@ -330,6 +330,18 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, _ *State, err erro
 		defer listener.Close()
 		extra = append(extra, listener)
 	}
+	var trees []*os.File
+	if p.rootfs.UserNS {
+		if trees, err = openBindTrees(p.rootfs.Mounts); err != nil {
+			return nil, nil, err
+		}
+		defer closeFiles(trees)
+		for _, t := range trees {
+			if t != nil {
+				extra = append(extra, t)
+			}
+		}
+	}
 	preserve, err := preservedFds(o.PreserveFds)
 	if err != nil {
 		return nil, nil, err
@@ -367,6 +379,17 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, _ *State, err erro
 	}
 	if listener != nil {
 		cfg.ListenerFd = fds[next]
+		next++
+	}
+	if trees != nil {
+		cfg.Rootfs.BindTrees = make([]int, len(trees))
+		for i, t := range trees {
+			cfg.Rootfs.BindTrees[i] = -1
+			if t != nil {
+				cfg.Rootfs.BindTrees[i] = fds[next]
+				next++
+			}
+		}
 	}
 	for _, n := range p.spec.Linux.Namespaces {
 		if n.Path == "" && n.Type == specs.NetworkNamespace {
@@ -431,6 +454,40 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, _ *State, err erro
 	}
 	c.console = consoleRecv
 	return c, st, nil
+}
+
+// openBindTrees clones the source of every bind mount on the host side
+// (open_tree(2), recursive for rbind), for an init in a user namespace: its
+// root may not be allowed to reach the source by path (a directory of the
+// engine's that is not searchable by others), and a detached clone can be
+// attached in any mount namespace. Entries of other mounts are nil.
+func openBindTrees(mounts []specs.Mount) ([]*os.File, error) {
+	trees := make([]*os.File, len(mounts))
+	for i, m := range mounts {
+		opts, err := rootfs.ParseMountOptions(m.Type, m.Options)
+		if err != nil || !opts.Bind() {
+			continue // Validate reported bad options already
+		}
+		flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
+		if opts.Recursive() {
+			flags |= unix.AT_RECURSIVE
+		}
+		fd, err := unix.OpenTree(unix.AT_FDCWD, m.Source, flags)
+		if err != nil {
+			closeFiles(trees)
+			return nil, fmt.Errorf("mounts[%d]: clone bind source %s: %w", i, m.Source, err)
+		}
+		trees[i] = os.NewFile(uintptr(fd), m.Source)
+	}
+	return trees, nil
+}
+
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
 }
 
 func dialUnix(path, what string) (*os.File, error) {

@@ -48,6 +48,13 @@ func (w *wbuf) strs(l []string) {
 		w.str(s)
 	}
 }
+func (w *wbuf) ints(l []int) {
+	w.flag(l != nil)
+	w.u(uint64(len(l)))
+	for _, v := range l {
+		w.i(int64(v))
+	}
+}
 func (w *wbuf) strmap(m map[string]string) {
 	w.flag(m != nil)
 	keys := make([]string, 0, len(m))
@@ -127,6 +134,18 @@ func (r *rbuf) strs() []string {
 	l := make([]string, n)
 	for k := range l {
 		l[k] = r.str()
+	}
+	return l
+}
+func (r *rbuf) ints() []int {
+	present := r.flag()
+	n := r.n()
+	if !present {
+		return nil
+	}
+	l := make([]int, n)
+	for k := range l {
+		l[k] = int(r.i())
 	}
 	return l
 }
@@ -382,6 +401,7 @@ func (w *wbuf) rootfs(c *rootfs.Config) {
 	w.flag(c.UserNS)
 	w.flag(c.CgroupNS)
 	w.str(c.MountLabel)
+	w.ints(c.BindTrees)
 }
 
 func (r *rbuf) rootfs(c *rootfs.Config) {
@@ -417,6 +437,7 @@ func (r *rbuf) rootfs(c *rootfs.Config) {
 	c.UserNS = r.flag()
 	c.CgroupNS = r.flag()
 	c.MountLabel = r.str()
+	c.BindTrees = r.ints()
 }
 
 // MarshalBinary encodes the configuration for the init.

@@ -110,6 +110,38 @@ func TestUserNamespaceMappings(t *testing.T) {
 	}
 }
 
+// TestUserNamespaceBindFromPrivateDir: the root of a user namespace is
+// "others" on the host and cannot search a 0700 directory of root's, yet
+// bind mounts from there work (the runtime clones the sources on the host
+// side, as runc and crun do), read-only ones stay read-only, and a file
+// source binds as a file.
+func TestUserNamespaceBindFromPrivateDir(t *testing.T) {
+	const hostID = 100000
+	private := t.TempDir() // 0700, root's
+	dir := filepath.Join(private, "dir")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "in-dir"), []byte("from the dir\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(private, "file")
+	if err := os.WriteFile(file, []byte("from the file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := mustRun(t, "cat /tmp/dir/in-dir /tmp/file; touch /tmp/dir/x 2>/dev/null && echo writable || echo read-only",
+		withNamespace(specs.UserNamespace, ""), func(s *specs.Spec) {
+			s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: hostID, Size: 65536}}
+			s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: hostID, Size: 65536}}
+			s.Mounts = append(s.Mounts,
+				specs.Mount{Destination: "/tmp/dir", Type: "bind", Source: dir, Options: []string{"rbind", "ro"}},
+				specs.Mount{Destination: "/tmp/file", Type: "bind", Source: file, Options: []string{"bind"}})
+		})
+	if want := "from the dir\nfrom the file\nread-only\n"; out != want {
+		t.Errorf("binds from a 0700 directory in a user namespace: %q, want %q", out, want)
+	}
+}
+
 func TestCgroupNamespaceRoot(t *testing.T) {
 	out := mustRun(t, "cat /proc/self/cgroup", withNamespace(specs.CgroupNamespace, ""))
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
