@@ -64,8 +64,8 @@ func modeOf(flag, mode string, extra ...string) (nsMode, error) {
 	return 0, invalid(flag, "invalid mode %q", mode)
 }
 
-// parseIDMap parses "C:H:N[,C:H:N...]".
-func parseIDMap(s string) ([]specs.LinuxIDMapping, error) {
+// ParseIDMap parses the ranges of --userns map=: "C:H:N[,C:H:N...]".
+func ParseIDMap(s string) ([]specs.LinuxIDMapping, error) {
 	var out []specs.LinuxIDMapping
 	for _, part := range strings.Split(s, ",") {
 		f := strings.Split(part, ":")
@@ -134,7 +134,7 @@ func (in *Input) planNamespaces(h *container.HostConfig) (*nsPlan, error) {
 		p.uidMaps = append([]specs.LinuxIDMapping{}, in.IDMap...)
 		p.gidMaps = append([]specs.LinuxIDMapping{}, in.IDMap...)
 	case strings.HasPrefix(userns, "map="):
-		m, err := parseIDMap(strings.TrimPrefix(userns, "map="))
+		m, err := ParseIDMap(strings.TrimPrefix(userns, "map="))
 		if err != nil {
 			return nil, err
 		}

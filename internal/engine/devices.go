@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/moby/moby/api/types/blkiodev"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/internal/caps"
@@ -16,10 +15,10 @@ import (
 )
 
 // hostFacts fills what the spec needs from the host: device nodes named
-// by flags, every host device for --privileged, the user namespace range,
+// by flags, every host device for --privileged, the --userns auto range,
 // host-specific masked paths, whether swap can be limited, and the
 // capabilities the engine holds.
-func hostFacts(c *Container, in *containerspec.Input) {
+func (e *Engine) hostFacts(c *Container, in *containerspec.Input) {
 	h := c.HostConfig
 	var paths []string
 	for _, d := range h.Devices {
@@ -42,8 +41,7 @@ func hostFacts(c *Container, in *containerspec.Input) {
 		in.HostDevices = deviceNodes("/dev")
 	}
 	if h.UsernsMode == "auto" {
-		// A fixed range of 65536 ids above the usual subordinate ids.
-		in.IDMap = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+		in.IDMap = e.claimedIDMap(c.ID) // allocateIDMap chose it (see userns.go)
 	}
 	if matches, _ := filepath.Glob("/sys/devices/system/cpu/cpu*/thermal_throttle"); len(matches) > 0 {
 		in.HostMaskedPaths = matches

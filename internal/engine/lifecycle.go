@@ -213,14 +213,14 @@ func (e *Engine) mountRootfs(ctx context.Context, id string, volatile bool) (str
 	}
 	if volatile {
 		vm := withVolatile(mounts)
-		if err := snapshot.MountAll(vm, target); err == nil {
+		if err := e.mountLayers(id, vm, target); err == nil {
 			return target, nil
 		} else if !errors.Is(err, unix.EINVAL) {
 			return "", fmt.Errorf("mount the container's root filesystem: %w", err)
 		}
 		// Linux before 5.10 does not know "volatile".
 	}
-	if err := snapshot.MountAll(mounts, target); err != nil {
+	if err := e.mountLayers(id, mounts, target); err != nil {
 		return "", fmt.Errorf("mount the container's root filesystem: %w", err)
 	}
 	return target, nil
@@ -244,7 +244,10 @@ func (e *Engine) unmountRootfs(id string) {
 	if mounted(target) {
 		_ = snapshot.Unmount(target)
 	}
-	e.unmountShm(id) // --ipc shareable's /dev/shm lives as long
+	// --ipc shareable's /dev/shm and the claim of a --userns range live as
+	// long as the mount.
+	e.unmountShm(id)
+	e.releaseIDMap(id)
 }
 
 // mounted reports whether path is a mount point.

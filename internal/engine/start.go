@@ -110,6 +110,9 @@ func (e *Engine) start(ctx context.Context, id string, o StartOptions) (failed *
 	}()
 
 	step("looked up")
+	if _, err := e.allocateIDMap(c); err != nil { // --userns: the ids the rootfs is mapped to
+		return nil, err
+	}
 	rootfs, err := e.mountRootfs(ctx, c.ID, c.HostConfig.AutoRemove)
 	if err != nil {
 		return nil, err
@@ -210,7 +213,7 @@ func (e *Engine) renderSpec(ctx context.Context, c *Container, rootfs string) (*
 	if c.HostConfig.Init != nil && *c.HostConfig.Init {
 		in.InitPath = siblingBinary("berth-init")
 	}
-	hostFacts(c, in)
+	e.hostFacts(c, in)
 	if err := e.resolveNamespaces(ctx, c, in); err != nil {
 		return nil, err
 	}
