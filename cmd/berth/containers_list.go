@@ -560,12 +560,13 @@ func volumeCommand(g *globals) *cli.Command {
 	create.Flags().StringArrayVarP(&labels, "label", "l", nil, "set a label")
 	var quiet bool
 	var format string
+	var volumeFilters []string
 	ls := &cli.Command{
 		Use: "ls [flags]", Short: "list volumes", Aliases: []string{"list"},
 		Args: exactArgs(0),
 		RunE: func(cmd *cli.Command, args []string) error {
 			return withEngine(func(ctx context.Context, e *engine.Engine) error {
-				vols, err := e.VolumeList(ctx)
+				vols, err := e.VolumeListFiltered(ctx, volumeFilters)
 				if err != nil {
 					return err
 				}
@@ -585,6 +586,7 @@ func volumeCommand(g *globals) *cli.Command {
 		},
 	}
 	ls.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only names")
+	ls.Flags().StringArrayVarP(&volumeFilters, "filter", "f", nil, "dangling=true|false, driver=, label=KEY[=VALUE], name=")
 	ls.Flags().StringVar(&format, "format", "", "Go template, table or json")
 	var inspectFormat string
 	inspect := &cli.Command{
