@@ -47,12 +47,21 @@ func (r *Runtime) Start(id string) error {
 // close-on-exec, so EOF after the "0" byte means the user process runs.
 func (r *Runtime) start(st *State) (err error) {
 	dir := r.dir(st.ID)
+	// The init is watched from before the fifo opens: opening it lets the
+	// init exec, and a short-lived process can exit and be reaped by its
+	// parent (containerd's shim is a subreaper) before a pidfd opened
+	// afterwards would find it.
+	pidfd, err := unix.PidfdOpen(st.Pid, 0)
+	if err != nil {
+		return fmt.Errorf("start container %s: container init %d: %w", st.ID, st.Pid, err)
+	}
+	defer unix.Close(pidfd)
 	fifo, err := os.OpenFile(fifoPath(dir), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open exec fifo: %w", err)
 	}
 	defer fifo.Close()
-	out, err := readFifo(fifo, st.Pid)
+	out, err := readFifo(fifo, pidfd)
 	os.Remove(fifoPath(dir))
 	if err == nil && !strings.HasPrefix(out, "0") {
 		err = errors.New("container init did not start the process")
@@ -94,12 +103,7 @@ func (r *Runtime) teardown(st *State) {
 
 // readFifo reads the fifo until EOF while watching the init: if the init
 // died before it opened the fifo, a plain read would wait forever.
-func readFifo(fifo *os.File, pid int) (string, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return "", fmt.Errorf("container init %d: %w", pid, err)
-	}
-	defer unix.Close(pidfd)
+func readFifo(fifo *os.File, pidfd int) (string, error) {
 	var out []byte
 	buf := make([]byte, 4096)
 	for {
