@@ -140,10 +140,11 @@ func (s *shim) setup() error {
 
 // startContainer creates and starts the container once. On error the
 // container may exist: the caller deletes it.
+//
+// With --wait-attach the first client is awaited before anything runs: it
+// receives all of the output, since the monitor copies none before the
+// container exists.
 func (s *shim) startContainer(first bool) error {
-	if err := s.create(); err != nil {
-		return err
-	}
 	if first && s.cfg.waitAttach {
 		t := time.NewTimer(waitAttachTimeout)
 		select {
@@ -152,16 +153,17 @@ func (s *shim) startContainer(first bool) error {
 		}
 		t.Stop()
 	}
-	if err := s.runtimeSimple("start", s.cfg.id); err != nil {
+	if err := s.launch(); err != nil {
 		return err
 	}
 	s.startedAt = time.Now()
 	return nil
 }
 
-// create runs `runtime create` with the container's stdio, adopts the
-// init and starts copying its output.
-func (s *shim) create() (err error) {
+// launch runs `runtime run --detach` (create and start in one runtime
+// process: one process start less than create, then start) with the
+// container's stdio, adopts the init and starts copying its output.
+func (s *shim) launch() (err error) {
 	_ = os.Remove(s.path("init.pid"))
 	var stdio [3]int
 	var closeAfter []int // the container's ends, closed once the runtime has them
@@ -172,7 +174,7 @@ func (s *shim) create() (err error) {
 	}()
 	var console *os.File
 	var errRead int // where the runtime's stderr can be read on failure
-	args := []string{"create", "--bundle", s.cfg.bundle, "--pid-file", s.path("init.pid")}
+	args := []string{"run", "--detach", "--bundle", s.cfg.bundle, "--pid-file", s.path("init.pid")}
 	if s.cfg.tty {
 		if console, err = listen(s.path("console.sock")); err != nil {
 			return err
@@ -215,7 +217,8 @@ func (s *shim) create() (err error) {
 		errRead = s.outs[1].fd
 	}
 	args = append(args, s.cfg.id)
-	if err := s.runtimeCmd(stdio, errRead, args...); err != nil {
+	// Reported as Docker words it: the container could not be created.
+	if err := s.runtimeCmd("create", stdio, errRead, args...); err != nil {
 		return err
 	}
 	if s.cfg.tty {
@@ -311,20 +314,21 @@ func (s *shim) runtimeSimple(args ...string) error {
 	}
 	defer f.Close()
 	defer unix.Close(w)
-	return s.runtimeCmd([3]int{s.devnull, s.devnull, w}, r, args...)
+	return s.runtimeCmd(args[0], [3]int{s.devnull, s.devnull, w}, r, args...)
 }
 
 // runtimeCmd runs the runtime and waits for it. On failure the error is
-// the runtime's last "level":"error" log message, else what it wrote on
-// stderr (read from errRead), else its exit status.
-func (s *shim) runtimeCmd(stdio [3]int, errRead int, args ...string) error {
+// "OCI runtime OP failed: " and the runtime's last "level":"error" log
+// message, else what it wrote on stderr (read from errRead), else its exit
+// status.
+func (s *shim) runtimeCmd(op string, stdio [3]int, errRead int, args ...string) error {
 	var mark int64
 	if st, err := os.Stat(s.path("runtime.log")); err == nil {
 		mark = st.Size()
 	}
 	p, err := s.reaper.spawn(s.runtimeArgv(args...), s.env, stdio)
 	if err != nil {
-		return errors.New("OCI runtime " + args[0] + " failed: " + err.Error())
+		return errors.New("OCI runtime " + op + " failed: " + err.Error())
 	}
 	ws := s.reaper.wait(p)
 	if ws.Exited() && ws.ExitStatus() == 0 {
@@ -337,7 +341,7 @@ func (s *shim) runtimeCmd(stdio [3]int, errRead int, args ...string) error {
 	if msg == "" {
 		msg = s.cfg.runtime + " exited with status " + strconv.Itoa(protocol.ExitCode(ws))
 	}
-	return errors.New("OCI runtime " + args[0] + " failed: " + msg)
+	return errors.New("OCI runtime " + op + " failed: " + msg)
 }
 
 // lastLogError returns the message of the last "level":"error" line the

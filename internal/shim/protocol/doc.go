@@ -36,12 +36,17 @@
 //	engine                          berth-shim                      runtime
 //	  | fork+exec, Setsid, fd 3 ------>|
 //	  |                                | subreaper, shim.pid, sockets
-//	  |                                | create --bundle --pid-file ---->|
-//	  |                                |<---------- exit 0 (init waits) -|
 //	  |-- connect attach.sock -------->| (only with --wait-attach: waits
 //	  |-- {"stdin":..} hello --------->|  for this, at most 10 s)
-//	  |                                | start ------------------------->|
+//	  |                                | run --detach --bundle
+//	  |                                |     --pid-file ---------------->|
+//	  |                                |<------- exit 0 (process runs) --|
 //	  |<------------- {"pid":1234}\n --| (then fd 3 is closed)
+//
+// Create and start are one runtime command (runc's `run --detach`): one
+// process start less per container start. A client attached before it
+// misses none of the output, which the monitor copies only once the
+// container exists.
 //
 // On a failure before the container runs, the monitor runs
 // `runtime delete --force`, writes {"error":"..."} on fd 3 and exits 1.
