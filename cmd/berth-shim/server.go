@@ -141,6 +141,10 @@ func (s *shim) attach(conn *os.File, fd int) {
 		return
 	}
 	c := &client{conn: conn, fd: fd, hello: hello, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	if hello.Exit {
+		s.hand.claim(c)
+		defer s.hand.release(c)
+	}
 	s.out.add(c)
 	go c.writeLoop(s.out)
 	s.firstClient.Do(func() { close(s.attached) })
@@ -181,6 +185,12 @@ func (s *shim) serveControl(l *os.File) {
 // control answers the requests of one control connection.
 func (s *shim) control(conn *os.File) {
 	defer conn.Close()
+	taker := false // this connection took the final exit
+	defer func() {
+		if taker {
+			s.hand.abandon() // unless it said it recorded the exit
+		}
+	}()
 	lr := newLineReader(conn, 512)
 	var out []byte
 	for {
@@ -199,6 +209,18 @@ func (s *shim) control(conn *os.File) {
 			}
 		case req.CloseStdin:
 			s.in.close()
+		case req.TakeExit:
+			if err := s.hand.take(); err != nil {
+				msg = err.Error()
+			} else {
+				taker = true
+			}
+		case req.ExitHandled:
+			if !taker {
+				msg = "exit-handled: the exit was not taken on this connection"
+			} else {
+				s.hand.done()
+			}
 		}
 		out = protocol.AppendReply(out[:0], msg)
 		if _, err := conn.Write(out); err != nil {

@@ -31,6 +31,7 @@ type shim struct {
 
 	attached    chan struct{} // closed when the first attach client said hello
 	firstClient sync.Once
+	hand        *handover // the final exit, for a client that records it
 
 	init      *proc     // the container's init of the current run
 	startedAt time.Time // when the current run started
@@ -48,7 +49,7 @@ func run(args []string) int {
 		report(ready, protocol.Ready{Error: "berth-shim: " + err.Error()})
 		return 2
 	}
-	s := &shim{cfg: cfg, reaper: newReaper(), env: childEnv(), ready: ready, attached: make(chan struct{})}
+	s := &shim{cfg: cfg, reaper: newReaper(), env: childEnv(), ready: ready, attached: make(chan struct{}), hand: newHandover()}
 	if err := s.setup(); err != nil {
 		report(ready, protocol.Ready{Error: "berth-shim: " + err.Error()})
 		s.removeSockets()
@@ -405,10 +406,12 @@ func (s *shim) stopOutput() {
 }
 
 // monitor waits for each run to end, records it and restarts the
-// container as its policy says; then it runs the exit command.
+// container as its policy says; then the exit command, or the attach
+// client that asked to, records the final exit.
 func (s *shim) monitor() {
 	var backoff protocol.Backoff
 	restarts := 0
+	handedOver := false
 	for {
 		ws := s.reaper.wait(s.init)
 		exit := protocol.Exit{ExitCode: protocol.ExitCode(ws), FinishedAt: time.Now(), RestartCount: restarts}
@@ -419,8 +422,12 @@ func (s *shim) monitor() {
 		exit.Restarting = s.cfg.restart.ShouldRestart(exit.ExitCode, restarts, s.stopped())
 		s.writeExit(exit)
 		if !exit.Restarting {
-			s.out.closeClients()
+			// Deleted before the clients' output ends: a client that
+			// records the exit finds the runtime done with it.
 			s.deleteContainer()
+			offered := s.hand.offer()
+			s.out.closeClients()
+			handedOver = offered && s.hand.wait()
 			break
 		}
 		s.deleteContainer()
@@ -448,7 +455,9 @@ func (s *shim) monitor() {
 		// start event).
 		s.exitCommand()
 	}
-	s.exitCommand()
+	if !handedOver {
+		s.exitCommand()
+	}
 	s.removeSockets()
 }
 

@@ -15,6 +15,10 @@ type AttachOptions struct {
 	Stdout bool
 	Stderr bool
 	Logs   bool // first receive what the log holds
+	// Exit: this client will record the container's final exit itself
+	// (TakeExit once the output ended), in place of the monitor's exit
+	// command.
+	Exit bool
 }
 
 // Attachment is a connection to a container's stdio. Read returns its
@@ -31,7 +35,7 @@ func Attach(dir string, o AttachOptions) (*Attachment, error) {
 	if err != nil {
 		return nil, err
 	}
-	hello := protocol.Hello{Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr, Logs: o.Logs}
+	hello := protocol.Hello{Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr, Logs: o.Logs, Exit: o.Exit}
 	if _, err := c.Write(hello.Append(nil)); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("attach: send hello: %w", err)

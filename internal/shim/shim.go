@@ -1,6 +1,7 @@
 // Package shim is the engine's side of berth-shim, the per-container
 // monitor: it starts a monitor (Start), attaches to its container's stdio
 // (Attach), resizes its terminal and closes its stdin (Resize, CloseStdin),
+// takes the final exit over from it (TakeExit),
 // reads how the container exited (ReadExit) and its current run
 // (ReadRun), tells whether the monitor still runs (Alive), reads the
 // json-file log (ReadLogs) and splits Docker's stdcopy streams (Demux,
@@ -24,6 +25,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/internal/shim/protocol"
 	"github.com/berthproject/berth/internal/unixsock"
@@ -313,4 +316,106 @@ func Resize(dir string, height, width uint16) error {
 // CloseStdin closes the container's stdin (the container reads EOF).
 func CloseStdin(dir string) error {
 	return control(dir, protocol.Request{CloseStdin: true})
+}
+
+// ExitHandover is a container's final exit taken over from its monitor by
+// the client that attached with AttachOptions.Exit: the caller records the
+// exit (what the monitor's exit command would have done), then calls Done.
+// Closed without Done, the monitor runs its exit command after all.
+type ExitHandover struct {
+	Exit  *Exit // the final exit
+	conn  *net.UnixConn
+	r     *bufio.Reader
+	pidfd int // the monitor's
+}
+
+// TakeExit takes the final exit of the container of the monitor in dir.
+// It fails when there is none to take: the container has not exited yet
+// (the caller's output ended early), the monitor is gone, or it did not
+// wait (the caller did not attach with Exit, or came too late); the exit
+// command records the exit then.
+func TakeExit(dir string) (*ExitHandover, error) {
+	pid, err := Pid(dir)
+	if err != nil {
+		return nil, err
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, &os.SyscallError{Syscall: "pidfd_open", Err: err}
+	}
+	if !Alive(dir) { // the pid is not (or no longer) the monitor's
+		unix.Close(pidfd)
+		return nil, errors.New("take the exit: the container monitor is gone")
+	}
+	c, err := dial(dir, "control.sock")
+	if err != nil {
+		unix.Close(pidfd)
+		return nil, err
+	}
+	h := &ExitHandover{conn: c, r: bufio.NewReader(c), pidfd: pidfd}
+	if err := h.request(protocol.Request{TakeExit: true}); err != nil {
+		h.Close()
+		return nil, err
+	}
+	if h.Exit, err = ReadExit(dir); err != nil {
+		h.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// request sends one control request on the handover's connection.
+func (h *ExitHandover) request(req protocol.Request) error {
+	if _, err := h.conn.Write(req.Append(nil)); err != nil {
+		return fmt.Errorf("send to the container monitor: %w", err)
+	}
+	line, err := h.r.ReadBytes('\n')
+	if err != nil {
+		return fmt.Errorf("read the container monitor's reply: %w", err)
+	}
+	msg, err := protocol.ParseReply(line)
+	if err != nil {
+		return fmt.Errorf("container monitor reply %q: %w", line, err)
+	}
+	if msg != "" {
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// monitorExitTimeout bounds Done's wait for the monitor, which has nothing
+// left to do but remove its sockets.
+const monitorExitTimeout = 5 * time.Second
+
+// Done tells the monitor the exit is recorded, closes the handover and
+// waits for the monitor to exit: nothing of the container is left then.
+func (h *ExitHandover) Done() error {
+	err := h.request(protocol.Request{ExitHandled: true})
+	h.conn.Close()
+	if err == nil {
+		fds := []unix.PollFd{{Fd: int32(h.pidfd), Events: unix.POLLIN}}
+		for deadline := time.Now().Add(monitorExitTimeout); ; {
+			left := time.Until(deadline)
+			if left <= 0 {
+				break
+			}
+			n, perr := unix.Poll(fds, int(left/time.Millisecond)+1)
+			if n > 0 || perr != nil && perr != unix.EINTR {
+				break
+			}
+		}
+	}
+	unix.Close(h.pidfd)
+	h.pidfd = -1
+	return err
+}
+
+// Close gives the exit back to the monitor unless Done was called.
+func (h *ExitHandover) Close() error {
+	if h.pidfd < 0 {
+		return nil
+	}
+	unix.Close(h.pidfd)
+	h.pidfd = -1
+	return h.conn.Close()
 }

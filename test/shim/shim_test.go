@@ -99,3 +99,64 @@ func TestAStartForgetsThePreviousLife(t *testing.T) {
 	}
 	c.waitGone()
 }
+
+// TestExitHandedOver: a client that attached with Exit takes the final
+// exit (TakeExit, after the end of its output), records it and says so
+// (Done): the exit command does not run, and the monitor is gone when Done
+// returns. Taken and given back (Close without Done), or never taken, the
+// exit command runs.
+func TestExitHandedOver(t *testing.T) {
+	for _, how := range []string{"done", "given back", "claimant gone"} {
+		t.Run(how, func(t *testing.T) {
+			c := newCtr(t, sh("echo bye; exit 7"))
+			mark := filepath.Join(c.dir, "exit-command-ran")
+			c.opts.ExitCommand = "/bin/busybox"
+			c.opts.ExitArgs = []string{"touch", mark}
+			ap := c.attachBeforeStart(shim.AttachOptions{Stdout: true, Stderr: true, Exit: true})
+			c.start()
+			a := *ap
+			if how == "claimant gone" {
+				a.Close() // before the exit: the monitor does not wait for it
+				c.waitGone()
+				if _, err := os.Stat(mark); err != nil {
+					t.Errorf("the claimant went away before the exit: the exit command did not run: %v", err)
+				}
+				return
+			}
+			var stdout bytes.Buffer
+			if err := a.Demux(&stdout, nil); err != nil || stdout.String() != "bye\n" {
+				t.Errorf("attach output = %q, %v; want bye", stdout.String(), err)
+			}
+			h, err := shim.TakeExit(c.sdir)
+			if err != nil {
+				t.Fatalf("TakeExit: %v", err)
+			}
+			if h.Exit.ExitCode != 7 {
+				t.Errorf("the exit taken = %+v, want code 7", h.Exit)
+			}
+			if out, err := c.rt("state", c.id); err == nil {
+				t.Errorf("runtime state when the exit is taken succeeded, want the container deleted: %s", out)
+			}
+			if _, err := shim.TakeExit(c.sdir); err == nil {
+				t.Errorf("a second TakeExit succeeded, want it refused")
+			}
+			if how == "done" {
+				if err := h.Done(); err != nil {
+					t.Fatalf("Done: %v", err)
+				}
+				if shim.Alive(c.sdir) {
+					t.Errorf("the monitor is alive after Done returned")
+				}
+				if _, err := os.Stat(mark); err == nil {
+					t.Errorf("the exit command ran although the exit was recorded by the client")
+				}
+				return
+			}
+			h.Close()
+			waitFor(t, "the monitor to exit", func() bool { return !shim.Alive(c.sdir) })
+			if _, err := os.Stat(mark); err != nil {
+				t.Errorf("the exit was given back: the exit command did not run: %v", err)
+			}
+		})
+	}
+}

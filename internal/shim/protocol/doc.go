@@ -76,6 +76,8 @@
 //
 //	{"resize":{"height":24,"width":80}}   -> {"ok":true}
 //	{"close-stdin":true}                  -> {"ok":true}
+//	{"take-exit":true}                    -> {"ok":true} or {"error":"..."}
+//	{"exit-handled":true}                 -> {"ok":true} (after take-exit only)
 //	anything else                         -> {"error":"..."}
 //
 // # Exit
@@ -86,9 +88,10 @@
 //
 // plus "restarting":true when the restart policy will start it again, and
 // "error":"..." when a restart failed. Then it runs `runtime delete
-// --force` and the exit command (stdio on /dev/null, waited for). When the
-// container is not restarted, it then removes its sockets and exits 0.
-// Otherwise it waits the restart delay, starts the container again,
+// --force`, ends the attach clients' output, and runs the exit command
+// (stdio on /dev/null, waited for) unless the exit is handed over (below).
+// When the container is not restarted, it then removes its sockets and
+// exits 0. Otherwise it waits the restart delay, starts the container again,
 // writes run.json:
 //
 //	{"pid":1234,"startedAt":"2026-11-27T21:03:42.5Z","restartCount":1}
@@ -98,6 +101,32 @@
 // an exit.json whose restartCount is at least run.json's says the run
 // ended (for good unless "restarting"), else run.json's run is the live
 // one. run.json is also written for the first run.
+//
+// # Exit hand-over
+//
+// A foreground `run` waits for the container's exit anyway: it records the
+// exit itself, which saves starting the exit command's process. Exactly
+// one of the two records the final exit:
+//
+//	client                                   berth-shim
+//	  |-- hello {...,"exit":true} ------------>| the claimant (the first such
+//	  |                                        | client, while it is connected)
+//	  |                                        | final exit: exit.json, runtime
+//	  |<------------------------ end of output | delete, then (claimant still
+//	  |                                        | connected) waits up to 10 s
+//	  |-- control: {"take-exit":true} -------->|
+//	  |<----------------------- {"ok":true} ---| taken: waits for this connection
+//	  | records the exit (the exit command's   |
+//	  | work, in its own process)              |
+//	  |-- {"exit-handled":true} -------------->|
+//	  |<----------------------- {"ok":true} ---| no exit command; sockets
+//	  |                                        | removed, exit 0
+//
+// take-exit is refused unless the final exit waits to be taken (so a
+// client whose output ended early, or that comes after the 10 s, gets an
+// error and leaves the exit to the exit command). A control connection
+// that took the exit and closes without exit-handled gives it back: the
+// exit command runs (and finds whatever part of the work was done).
 //
 // # Logs
 //

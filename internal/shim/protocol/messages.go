@@ -11,6 +11,10 @@ type Hello struct {
 	Stdout bool // the client receives the container's stdout
 	Stderr bool // the client receives the container's stderr
 	Logs   bool // the log file's content is sent before the live output
+	// Exit: the client will record the container's final exit itself,
+	// in place of the exit command (see "Exit hand-over" in the package
+	// doc). Only the first such client of a monitor is taken at its word.
+	Exit bool
 }
 
 // Append appends h as one JSON line.
@@ -23,6 +27,9 @@ func (h Hello) Append(dst []byte) []byte {
 	dst = AppendBool(dst, h.Stderr)
 	dst = append(dst, `,"logs":`...)
 	dst = AppendBool(dst, h.Logs)
+	if h.Exit {
+		dst = append(dst, `,"exit":true`...)
+	}
 	return append(dst, "}\n"...)
 }
 
@@ -41,6 +48,8 @@ func ParseHello(line []byte) (Hello, error) {
 			p = &h.Stderr
 		case "logs":
 			p = &h.Logs
+		case "exit":
+			p = &h.Exit
 		default:
 			return nil
 		}
@@ -63,6 +72,21 @@ type WindowSize struct {
 type Request struct {
 	Resize     *WindowSize
 	CloseStdin bool
+	// TakeExit: the client that said "exit" in its hello takes the final
+	// exit over; ExitHandled: it has recorded it (see "Exit hand-over").
+	TakeExit    bool
+	ExitHandled bool
+}
+
+// count is how many requests r holds.
+func (r Request) count() int {
+	n := 0
+	for _, on := range []bool{r.Resize != nil, r.CloseStdin, r.TakeExit, r.ExitHandled} {
+		if on {
+			n++
+		}
+	}
+	return n
 }
 
 // Append appends r as one JSON line.
@@ -76,6 +100,10 @@ func (r Request) Append(dst []byte) []byte {
 		return append(dst, "}}\n"...)
 	case r.CloseStdin:
 		return append(dst, `{"close-stdin":true}`+"\n"...)
+	case r.TakeExit:
+		return append(dst, `{"take-exit":true}`+"\n"...)
+	case r.ExitHandled:
+		return append(dst, `{"exit-handled":true}`+"\n"...)
 	}
 	return append(dst, "{}\n"...)
 }
@@ -108,12 +136,19 @@ func ParseRequest(line []byte) (Request, error) {
 				return err
 			}
 			r.Resize = &ws
-		case "close-stdin":
+		case "close-stdin", "take-exit", "exit-handled":
 			b, err := Bool(v)
 			if err != nil {
-				return &FieldError{Field: "close-stdin", Err: err}
+				return &FieldError{Field: string(name), Err: err}
 			}
-			r.CloseStdin = b
+			switch string(name) {
+			case "close-stdin":
+				r.CloseStdin = b
+			case "take-exit":
+				r.TakeExit = b
+			default:
+				r.ExitHandled = b
+			}
 		default:
 			return &FieldError{Field: string(name), Err: errUnknownRequest}
 		}
@@ -122,18 +157,18 @@ func ParseRequest(line []byte) (Request, error) {
 	if err != nil {
 		return Request{}, err
 	}
-	if r.Resize == nil && !r.CloseStdin {
+	switch r.count() {
+	case 0:
 		return Request{}, errEmptyRequest
+	case 1:
+		return r, nil
 	}
-	if r.Resize != nil && r.CloseStdin {
-		return Request{}, errTwoRequests
-	}
-	return r, nil
+	return Request{}, errTwoRequests
 }
 
 var (
 	errUnknownRequest = &SyntaxError{Msg: "unknown request"}
-	errEmptyRequest   = &SyntaxError{Msg: `empty request: want "resize" or "close-stdin"`}
+	errEmptyRequest   = &SyntaxError{Msg: `empty request: want "resize", "close-stdin", "take-exit" or "exit-handled"`}
 	errTwoRequests    = &SyntaxError{Msg: "one request per line"}
 )
 

@@ -18,6 +18,7 @@ func TestParseHello(t *testing.T) {
 		{`{"stdout":true}`, Hello{Stdout: true}},
 		{`{"logs":true,"stderr":true,"detachKeys":"ctrl-p"}` + "\n", Hello{Logs: true, Stderr: true}},
 		{`{}`, Hello{}},
+		{`{"stdout":true,"exit":true}`, Hello{Stdout: true, Exit: true}},
 	}
 	for _, tt := range tests {
 		got, err := ParseHello([]byte(tt.line))
@@ -33,7 +34,7 @@ func TestParseHello(t *testing.T) {
 }
 
 func TestHelloRoundTrip(t *testing.T) {
-	for _, h := range []Hello{{}, {Stdin: true}, {Stdout: true, Stderr: true, Logs: true}} {
+	for _, h := range []Hello{{}, {Stdin: true}, {Stdout: true, Stderr: true, Logs: true}, {Stdout: true, Exit: true}} {
 		line := h.Append(nil)
 		if !strings.HasSuffix(string(line), "}\n") || strings.Count(string(line), "\n") != 1 {
 			t.Errorf("Hello%+v.Append = %q, want one JSON line", h, line)
@@ -52,8 +53,12 @@ func TestParseRequest(t *testing.T) {
 		{`{"resize":{"height":24,"width":80}}`, `{"resize":{"height":24,"width":80}}`},
 		{`{"resize":{"width":132}}`, `{"resize":{"height":0,"width":132}}`},
 		{`{"close-stdin":true}`, `{"close-stdin":true}`},
-		{`{"close-stdin":false}`, `invalid JSON: empty request: want "resize" or "close-stdin"`},
-		{`{}`, `invalid JSON: empty request: want "resize" or "close-stdin"`},
+		{`{"close-stdin":false}`, `invalid JSON: empty request: want "resize", "close-stdin", "take-exit" or "exit-handled"`},
+		{`{}`, `invalid JSON: empty request: want "resize", "close-stdin", "take-exit" or "exit-handled"`},
+		{`{"take-exit":true}`, `{"take-exit":true}`},
+		{`{"exit-handled":true}`, `{"exit-handled":true}`},
+		{`{"take-exit":1}`, `take-exit: invalid JSON: expected true or false`},
+		{`{"take-exit":true,"exit-handled":true}`, `invalid JSON: one request per line`},
 		{`{"kill":9}`, `kill: invalid JSON: unknown request`},
 		{`{"resize":{"height":-1,"width":80}}`, `resize.height: invalid JSON: expected an integer from 0 to 65535`},
 		{`{"resize":{"height":24,"width":70000}}`, `resize.width: invalid JSON: expected an integer from 0 to 65535`},

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"errors"
+	"sync"
+	"time"
+)
+
+// handover is the container's final exit offered to the attach client
+// that asked to record it itself (hello "exit"), in place of the exit
+// command: a foreground `run` saves a process start that way. Exactly one
+// of the two records the exit: the exit command runs unless the client
+// took the exit and said it recorded it (see package protocol, "Exit
+// hand-over").
+type handover struct {
+	mu       sync.Mutex
+	claimant *client // the first client whose hello said "exit", while connected
+	state    handState
+	changed  chan struct{} // a state change, for wait
+}
+
+type handState int
+
+const (
+	handNone      handState = iota // no final exit yet
+	handOffered                    // the final exit waits to be taken
+	handTaken                      // a control connection took it
+	handDone                       // the taker recorded it
+	handAbandoned                  // the taker went away before it said so
+	handRefused                    // not taken in time: the exit command records it
+)
+
+// takeTimeout is how long an offered exit waits to be taken. The claimant
+// takes it as soon as it read the end of the output; only a claimant that
+// died (or is stopped) in between makes the monitor wait this long.
+const takeTimeout = 10 * time.Second
+
+func newHandover() *handover { return &handover{changed: make(chan struct{}, 1)} }
+
+// claim makes c the claimant, unless there is one.
+func (h *handover) claim(c *client) {
+	h.mu.Lock()
+	if h.claimant == nil && h.state == handNone {
+		h.claimant = c
+	}
+	h.mu.Unlock()
+}
+
+// release is called when c's connection ended.
+func (h *handover) release(c *client) {
+	h.mu.Lock()
+	if h.claimant == c {
+		h.claimant = nil
+	}
+	h.mu.Unlock()
+}
+
+// offer offers the final exit, recorded in exit.json and deleted from the
+// runtime, to a claimant still connected; it reports whether there is one.
+func (h *handover) offer() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.claimant == nil {
+		return false
+	}
+	h.set(handOffered)
+	return true
+}
+
+var errNoExit = errors.New("take-exit: no exit to take (the container has not exited, or its exit was taken or is being recorded)")
+
+// take is the take-exit request.
+func (h *handover) take() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.state != handOffered {
+		return errNoExit
+	}
+	h.set(handTaken)
+	return nil
+}
+
+// done is the exit-handled request of the taker.
+func (h *handover) done() {
+	h.mu.Lock()
+	if h.state == handTaken {
+		h.set(handDone)
+	}
+	h.mu.Unlock()
+}
+
+// abandon is called when the taker's connection ends: unless it said the
+// exit was recorded, the exit command records it.
+func (h *handover) abandon() {
+	h.mu.Lock()
+	if h.state == handTaken {
+		h.set(handAbandoned)
+	}
+	h.mu.Unlock()
+}
+
+// set changes the state; h.mu is held.
+func (h *handover) set(s handState) {
+	h.state = s
+	select {
+	case h.changed <- struct{}{}:
+	default:
+	}
+}
+
+// wait waits for the outcome of an offer: true when the taker recorded
+// the exit, false when the exit command must.
+func (h *handover) wait() bool {
+	timeout := time.NewTimer(takeTimeout)
+	defer timeout.Stop()
+	expired := false
+	for {
+		h.mu.Lock()
+		switch h.state {
+		case handDone:
+			h.mu.Unlock()
+			return true
+		case handAbandoned:
+			h.mu.Unlock()
+			return false
+		case handOffered:
+			if expired {
+				h.set(handRefused)
+				h.mu.Unlock()
+				return false
+			}
+		}
+		h.mu.Unlock()
+		select {
+		case <-h.changed:
+		case <-timeout.C:
+			expired = true
+		}
+	}
+}
