@@ -111,7 +111,9 @@ func startFailure(err error) error {
 func runAttached(ctx context.Context, e *engine.Engine, ctr *engine.Container, detachKeys string) (int, error) {
 	var stream *engine.AttachStream
 	err := e.Start(ctx, ctr.ID, engine.StartOptions{Attach: func(dir string) error {
-		s, err := e.AttachDir(dir, engine.AttachOptions{Stdin: ctr.Config.OpenStdin, Stdout: true, Stderr: true})
+		// Exit: this process records the exit (FinishRun below), not the
+		// monitor's exit command.
+		s, err := e.AttachDir(dir, engine.AttachOptions{Stdin: ctr.Config.OpenStdin, Stdout: true, Stderr: true, Exit: true})
 		stream = s
 		return err
 	}})
@@ -127,6 +129,9 @@ func runAttached(ctx context.Context, e *engine.Engine, ctr *engine.Container, d
 	}
 	if detached {
 		return 0, nil
+	}
+	if code, ok := e.FinishRun(ctx, ctr.ID); ok {
+		return code, nil
 	}
 	code, err := e.Wait(ctx, ctr.ID)
 	if err != nil {

@@ -420,3 +420,29 @@ func resolvConf(c *Container) (string, error) {
 	}
 	return b.String(), nil
 }
+
+// FinishRun records the final exit of a container that the caller ran
+// attached with AttachOptions.Exit, once its output has ended: the monitor
+// hands the exit over and this process does what the monitor's exit
+// command would have done (Cleanup), without that process start. It
+// returns the exit code, and ok false when the monitor kept the exit (the
+// container has not exited, the monitor is gone, or recording it failed
+// here): then the exit command records it and Wait tells the code.
+func (e *Engine) FinishRun(ctx context.Context, id string) (code int, ok bool) {
+	h, err := shim.TakeExit(e.runDir(id))
+	if err != nil {
+		e.log.Debug("the monitor keeps the exit", "container", id[:12], "err", err)
+		return 0, false
+	}
+	defer h.Close()
+	// Not to be cut short by an interrupt: the exit would be half recorded.
+	if err := e.Cleanup(context.WithoutCancel(ctx), id); err != nil {
+		e.log.Warn("record the container's exit; its monitor does", "container", id[:12], "err", err)
+		return 0, false
+	}
+	_, _ = e.takeTombstone(id) // an --rm container's, for a Wait: this is the waiter
+	if err := h.Done(); err != nil {
+		e.log.Warn("tell the monitor the exit is recorded", "container", id[:12], "err", err)
+	}
+	return h.Exit.ExitCode, true
+}
