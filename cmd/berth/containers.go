@@ -519,17 +519,20 @@ func containerPruneCommand(g *globals) *cli.Command {
 // cleanupCommand is the monitor's exit command (hidden from the help by
 // its name only being useful to berth-shim).
 func cleanupCommand(g *globals) *cli.Command {
-	return &cli.Command{
-		Use: "cleanup CONTAINER_ID", Short: "record a container's exit (run by its monitor)",
+	var startID string
+	c := &cli.Command{
+		Use: "cleanup [--start-id ID] CONTAINER_ID", Short: "record a container's exit (run by its monitor)",
 		Args: exactArgs(1),
 		RunE: func(cmd *cli.Command, args []string) error {
 			e, err := g.engine()
 			if err != nil {
 				return err
 			}
-			return e.Cleanup(context.Background(), args[0])
+			return e.CleanupStart(context.Background(), args[0], startID)
 		},
 	}
+	c.Flags().StringVar(&startID, "start-id", "", "the start whose monitor runs this (its runs only are recorded)")
+	return c
 }
 
 func logsCommand(g *globals) *cli.Command {

@@ -111,7 +111,7 @@ type CommitOptions struct {
 // Commit makes an image of the container: its image plus one layer with
 // the container's changes, and the container's run configuration.
 func (e *Engine) Commit(ctx context.Context, ref string, o CommitOptions) (*image.Image, error) {
-	c, err := e.Lookup(ctx, ref)
+	c, err := e.lookupSettled(ctx, ref)
 	if err != nil {
 		return nil, err
 	}

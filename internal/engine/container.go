@@ -74,6 +74,16 @@ type State struct {
 	ShimPid      int       `json:"shimPid,omitempty"`
 	ShimStart    uint64    `json:"shimStart,omitempty"` // start time of ShimPid, against pid reuse
 	Stopped      bool      `json:"stopped,omitempty"`   // stopped by the user (unless-stopped, no restart)
+	// StartID names the Start that made the current (or last) run: its
+	// monitor passes it to the exit command, so that the exit command of
+	// an earlier start, finishing late, never acts on a later one's run
+	// (see Cleanup).
+	StartID string `json:"startId,omitempty"`
+}
+
+// active reports whether a status has a monitor behind it.
+func active(status string) bool {
+	return status == StatusRunning || status == StatusPaused || status == StatusRestarting
 }
 
 func (e *Engine) containersDir() string         { return filepath.Join(e.opts.Root, "containers") }
@@ -190,9 +200,74 @@ func (e *Engine) lockNames() (*os.File, error) {
 	return flock(filepath.Join(e.containersDir(), ".lock"))
 }
 
+// Locks. Three kinds of file locks (flock, released when their process
+// dies) serialise the commands working on one store, always taken in this
+// order, never the other way round:
+//
+//	containers/.lock        the set of containers and their names: create,
+//	                        rename, the removal of a record
+//	containers/<id>/.remove held by rm for the whole removal: a start that
+//	                        finds it held refuses to begin
+//	containers/<id>/.lock   the container's record and what its state says
+//	                        exists (mount, monitor, runtime state): held by
+//	                        Start from the record's read to the outcome's
+//	                        write, and by every change of the record
+//
+// A command holding one container's lock may look at another container
+// (Start with --ipc container:X reconciles X), never at the names lock.
+
 // lockContainer serialises changes to one container.
 func (e *Engine) lockContainer(id string) (*os.File, error) {
 	return flock(filepath.Join(e.containerDir(id), ".lock"))
+}
+
+// lockWaitLimit bounds how long a command waits for another's hold of a
+// container (a start under way takes at most seconds; a hung one should
+// not hang every command after it).
+const lockWaitLimit = 2 * time.Minute
+
+// lockContainerWait is lockContainer for a command that may have to wait
+// for a start under way: it gives up after lockWaitLimit, or when ctx
+// ends. A container removed meanwhile is ErrNotFound.
+func (e *Engine) lockContainerWait(ctx context.Context, id string) (*os.File, error) {
+	path := filepath.Join(e.containerDir(id), ".lock")
+	deadline := time.Now().Add(lockWaitLimit)
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		f, ok, err := tryLock(path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("%w: No such container: %s", ErrNotFound, id)
+		case err != nil:
+			return nil, err
+		case ok:
+			return f, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%w: container %s is busy: another command (a start?) has held it for %v", ErrConflict, id[:12], lockWaitLimit)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+// lookupSettled is Lookup for the commands that change a container (stop,
+// kill, pause, commit...): when a start of it is under way, it waits for
+// the outcome (the start holds the container's lock until it is recorded)
+// and returns the container as that start left it.
+func (e *Engine) lookupSettled(ctx context.Context, ref string) (*Container, error) {
+	c, err := e.Lookup(ctx, ref)
+	if err != nil || !e.startMarked(c.ID) {
+		return c, err
+	}
+	lk, err := e.lockContainerWait(ctx, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	lk.Close()
+	return e.Lookup(ctx, c.ID)
 }
 
 // listIDs returns the ids of every container record.

@@ -93,7 +93,9 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ *Container, err
 	}
 	defer func() {
 		if err != nil {
-			_ = e.Driver.Remove(context.WithoutCancel(ctx), c.ID)
+			ctx := context.WithoutCancel(ctx)
+			e.removeOrphanVolumes(ctx, c.ID)
+			_ = e.Driver.Remove(ctx, c.ID)
 			os.RemoveAll(dir)
 		}
 	}()
@@ -111,6 +113,7 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ *Container, err
 	if err := writeContainer(e, c); err != nil {
 		return nil, err
 	}
+	os.Remove(e.anonVolumesFile(c.ID)) // the record names them now
 	e.containerEvent(c, events.ActionCreate, nil)
 	return c, nil
 }
@@ -231,9 +234,11 @@ func imageError(ref string, err error) error {
 
 // removeUnfinishedCreates removes the container directories that have no
 // record: Create makes the directory, the layer and the volumes before it
-// writes the record, all under the names lock, so a directory without a
-// record seen under that lock is what a killed create left. Call it with
-// the names lock held.
+// writes the record, and rm removes the record before the rest, all under
+// the names lock, so a directory without a record seen under that lock is
+// what a killed create (or rm) left. The anonymous volumes a killed create
+// made are removed too: it lists them in the directory before it makes
+// them (anonVolumesFile). Call it with the names lock held.
 func (e *Engine) removeUnfinishedCreates(ctx context.Context) {
 	ids, _ := e.listIDs()
 	for _, id := range ids {
@@ -241,12 +246,38 @@ func (e *Engine) removeUnfinishedCreates(ctx context.Context) {
 			continue
 		}
 		e.log.Info("removing an unfinished container", "container", id[:12])
-		if err := e.Driver.Remove(ctx, id); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+		e.unmountRootfs(id)
+		e.removeOrphanVolumes(ctx, id)
+		e.removeLeftovers(ctx, id)
+	}
+}
+
+// anonVolumesFile lists, one name a line, the anonymous volumes Create
+// makes for container id, written before it makes them: the volumes of a
+// create killed before it wrote the record can be found and removed.
+func (e *Engine) anonVolumesFile(id string) string {
+	return filepath.Join(e.containerDir(id), "anon-volumes")
+}
+
+// removeOrphanVolumes removes the anonymous volumes listed for a container
+// that has no record (see anonVolumesFile). A volume that is not
+// anonymous, or that a container uses (its name could have been given to
+// -v since), is left alone.
+func (e *Engine) removeOrphanVolumes(ctx context.Context, id string) {
+	b, err := os.ReadFile(e.anonVolumesFile(id))
+	if err != nil {
+		return
+	}
+	for _, name := range strings.Fields(string(b)) {
+		v, err := e.readVolume(name)
+		if err != nil || !v.Anonymous {
 			continue
 		}
-		os.RemoveAll(e.runDir(id))
-		os.RemoveAll(e.containerDir(id))
+		if err := e.VolumeRemove(ctx, name, true); err != nil {
+			e.log.Info("keep a volume an unfinished container made", "container", id[:12], "volume", name, "err", err)
+		}
 	}
+	os.Remove(e.anonVolumesFile(id))
 }
 
 // validateCreate checks at create what Docker's daemon checks there, so
@@ -501,16 +532,24 @@ func (e *Engine) createAnonVolumes(ctx context.Context, c *Container) (map[strin
 	if len(want) == 0 {
 		return nil, nil
 	}
+	// The names first, written down before any volume exists (see
+	// anonVolumesFile).
 	out := map[string]string{}
+	var names []string
 	for _, dst := range want {
 		if _, ok := out[dst]; ok {
 			continue
 		}
-		v, err := e.VolumeCreate(ctx, "", map[string]string{anonymousLabel: ""}, nil)
-		if err != nil {
+		out[dst] = newID()
+		names = append(names, out[dst])
+	}
+	if err := writeFileAtomic(e.anonVolumesFile(c.ID), []byte(strings.Join(names, "\n")+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		if _, err := e.VolumeCreate(ctx, name, map[string]string{anonymousLabel: ""}, nil); err != nil {
 			return nil, err
 		}
-		out[dst] = v.Name
 	}
 	return out, nil
 }

@@ -64,41 +64,84 @@ func (e *Engine) runtime(ctx context.Context, args ...string) error {
 // reconcile brings a record up to date with what really exists: the
 // monitor's exit file, and whether the monitor and the process still live.
 // The kernel is the truth; the record is a cache of it.
+//
+// c may be stale: read before a stop and a start that made a new run. So
+// a change is decided again on the record read under the container's lock
+// (reconcileLocked): acting on a stale record would take the new run's
+// monitor for a dead one, and unmount its root filesystem.
 func (e *Engine) reconcile(ctx context.Context, c *Container) (*Container, error) {
-	switch c.State.Status {
-	case StatusRunning, StatusPaused, StatusRestarting:
-	default:
+	if !active(c.State.Status) || !e.needsReconcile(c) {
+		return c, nil
+	}
+	lk, err := e.lockContainer(c.ID)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return c, nil // removed meanwhile
+		}
+		return nil, err
+	}
+	defer lk.Close()
+	cur, err := readContainer(e, c.ID)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return c, nil
+		}
+		return nil, err
+	}
+	return e.settleLocked(ctx, cur)
+}
+
+// needsReconcile tells, without the lock, whether the monitor's files or
+// its death say more than c does.
+func (e *Engine) needsReconcile(c *Container) bool {
+	dir := e.runDir(c.ID)
+	if !shim.Alive(dir) {
+		return true
+	}
+	run, _ := shim.ReadRun(dir)
+	ex, _ := shim.ReadExit(dir)
+	return !sameState(monitorState(c.State, run, ex), c.State)
+}
+
+// reconcileLocked is reconcile on a record read with the container's lock
+// held; it writes the record when it changes it.
+func (e *Engine) reconcileLocked(ctx context.Context, c *Container) (*Container, error) {
+	if !active(c.State.Status) {
 		return c, nil
 	}
 	dir := e.runDir(c.ID)
-	if ex, err := shim.ReadExit(dir); err == nil && ex != nil && !shim.Alive(dir) {
-		// The monitor finished; it could not update the record (the
-		// exit command failed or was killed): finish the job now.
-		e.applyExit(c, ex)
-		return c, e.saveLocked(ctx, c, func(cur *Container) { cur.State = c.State })
-	}
+	run, _ := shim.ReadRun(dir)
+	ex, _ := shim.ReadExit(dir)
 	if shim.Alive(dir) {
 		// Running (or paused as recorded by Pause), or between runs of
 		// a restart policy: the monitor's files tell the current run.
-		run, _ := shim.ReadRun(dir)
-		ex, _ := shim.ReadExit(dir)
 		if st := monitorState(c.State, run, ex); !sameState(st, c.State) {
 			c.State = st
-			return c, e.saveLocked(ctx, c, func(cur *Container) { cur.State = st })
+			return c, writeContainer(e, c)
 		}
 		return c, nil
+	}
+	ctx = context.WithoutCancel(ctx)
+	if ex != nil && (run == nil || run.Ended(ex)) {
+		// The monitor recorded the last run's end and is gone, but its
+		// exit command did not record it (it failed, or was killed):
+		// finish its job.
+		e.deleteRuntimeLeftover(ctx, c.ID)
+		e.unmountRootfs(c.ID)
+		e.applyExit(c, ex)
+		return c, writeContainer(e, c)
 	}
 	// The monitor died without an exit record (kill -9). Nobody reads the
 	// container's output or reaps it any more: stop it and report it
 	// stopped with what is known.
-	_ = e.runtime(context.WithoutCancel(ctx), "delete", "--force", c.ID)
+	_ = e.runtime(ctx, "delete", "--force", c.ID)
 	e.unmountRootfs(c.ID)
 	c.State.Status = StatusExited
 	c.State.Pid = 0
 	c.State.ExitCode = 255
 	c.State.Error = "the container's monitor (berth-shim) died; the container was stopped"
 	c.State.FinishedAt = time.Now().UTC()
-	return c, e.saveLocked(ctx, c, func(cur *Container) { cur.State = c.State })
+	return c, writeContainer(e, c)
 }
 
 // monitorState is st brought up to date with the files of a live monitor:
@@ -293,25 +336,53 @@ func unescapeMount(s string) string {
 }
 
 // Remove deletes a container. A running one needs force (it is killed).
+//
+// A start of the container under way is waited for (it holds the
+// container's lock until its outcome is recorded), and none begins while
+// the removal goes on: rm holds the container's removal lock (.remove)
+// throughout, which Start checks. So a start and an rm -f racing end with
+// the container removed, or with the rm failing and the container as the
+// start left it, never with half of either.
 func (e *Engine) Remove(ctx context.Context, ref string, force, volumes bool) error {
 	c, err := e.Lookup(ctx, ref)
 	if err != nil {
 		return err
 	}
-	switch c.State.Status {
-	case StatusRunning, StatusPaused, StatusRestarting:
-		if !force {
-			return fmt.Errorf("%w: cannot remove container %q: container is %s: stop the container before removing or force remove", ErrConflict, c.Name, c.State.Status)
+	rl, err := flock(e.removeLockPath(c.ID))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: No such container: %s", ErrNotFound, ref)
 		}
-		if err := e.kill(ctx, c, unix.SIGKILL, true); err != nil {
+		return err
+	}
+	defer rl.Close()
+	lk, err := e.lockContainerWait(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	cur, err := readContainer(e, c.ID)
+	if err == nil {
+		cur, err = e.settleLocked(ctx, cur)
+	}
+	lk.Close()
+	if err != nil {
+		return err
+	}
+	if active(cur.State.Status) {
+		if !force {
+			return fmt.Errorf("%w: cannot remove container %q: container is %s: stop the container before removing or force remove", ErrConflict, cur.Name, cur.State.Status)
+		}
+		// Without the lock: the monitor's exit command records the exit
+		// under it, and kill waits for the monitor.
+		if err := e.kill(ctx, cur, unix.SIGKILL, true); err != nil {
 			return err
 		}
 	}
-	if err := e.removeStopped(ctx, c); err != nil {
+	if err := e.removeStopped(ctx, cur); err != nil {
 		return err
 	}
 	if volumes {
-		for _, name := range c.AnonVolumes {
+		for _, name := range cur.AnonVolumes {
 			if err := e.VolumeRemove(ctx, name, true); err != nil {
 				e.log.Warn("remove anonymous volume", "volume", name, "err", err)
 			}
@@ -320,39 +391,115 @@ func (e *Engine) Remove(ctx context.Context, ref string, force, volumes bool) er
 	return nil
 }
 
-// removeStopped deletes a container that runs no process.
+// removeLockPath is the lock rm holds while it removes the container.
+func (e *Engine) removeLockPath(id string) string {
+	return filepath.Join(e.containerDir(id), ".remove")
+}
+
+// removalUnderWay tells whether an rm holds the container's removal lock.
+func (e *Engine) removalUnderWay(id string) (bool, error) {
+	f, ok, err := tryLock(e.removeLockPath(id))
+	if err != nil {
+		return false, err
+	}
+	if ok {
+		f.Close()
+	}
+	return !ok, nil
+}
+
+// removeStopped deletes a container that runs no process, under the names
+// lock and the container's (waiting for a start under way); one that runs
+// again by then is refused. Removed already is fine.
 func (e *Engine) removeStopped(ctx context.Context, c *Container) error {
-	lk, err := e.lockNames()
+	nl, err := e.lockNames()
 	if err != nil {
 		return err
 	}
+	defer nl.Close()
+	lk, err := e.lockContainerWait(ctx, c.ID)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}
 	defer lk.Close()
-	e.deleteRuntimeLeftover(ctx, c.ID)
-	e.unmountRootfs(c.ID)
-	if err := e.Driver.Remove(ctx, c.ID); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
-		return fmt.Errorf("remove the container's layer: %w", err)
-	}
-	if err := os.RemoveAll(e.runDir(c.ID)); err != nil {
+	cur, err := readContainer(e, c.ID)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
 		return err
 	}
-	if err := os.RemoveAll(e.containerDir(c.ID)); err != nil {
+	if cur, err = e.settleLocked(ctx, cur); err != nil {
 		return err
 	}
-	e.containerEvent(c, events.ActionDestroy, nil)
+	if active(cur.State.Status) {
+		return fmt.Errorf("%w: cannot remove container %q: container is %s: stop the container before removing or force remove", ErrConflict, cur.Name, cur.State.Status)
+	}
+	ctx = context.WithoutCancel(ctx)
+	e.deleteRuntimeLeftover(ctx, cur.ID)
+	if err := destroyCgroup(cgroupsPath(cur)); err != nil {
+		e.log.Warn("remove the cgroup of a removed container", "container", cur.ID[:12], "err", err)
+	}
+	e.unmountRootfs(cur.ID)
+	if mounted(e.rootfsDir(cur.ID)) {
+		return fmt.Errorf("remove container %s: its root filesystem %s is still mounted", cur.Name, e.rootfsDir(cur.ID))
+	}
+	// The record goes first: from then on the container does not exist,
+	// and what is left of it is removed below or, if this command dies,
+	// by the next create (removeUnfinishedCreates).
+	if err := os.Remove(filepath.Join(e.containerDir(cur.ID), "container.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	e.removeLeftovers(ctx, cur.ID)
+	e.containerEvent(cur, events.ActionDestroy, nil)
 	return nil
+}
+
+// removeLeftovers removes what a container without a record may have left:
+// its layer, its runtime directory, its directory. Call it with the names
+// lock held, on a container that has no record any more, or never had one.
+func (e *Engine) removeLeftovers(ctx context.Context, id string) {
+	if err := e.Driver.Remove(ctx, id); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+		// The directory stays, for the next create to try again.
+		e.log.Warn("remove the layer of a removed container", "container", id[:12], "err", err)
+		return
+	}
+	if mounted(e.rootfsDir(id)) {
+		return // never remove what is below a mount
+	}
+	if err := os.RemoveAll(e.runDir(id)); err != nil {
+		e.log.Warn("remove the runtime directory of a removed container", "container", id[:12], "err", err)
+	}
+	if err := os.RemoveAll(e.containerDir(id)); err != nil {
+		e.log.Warn("remove the directory of a removed container", "container", id[:12], "err", err)
+	}
 }
 
 // readRootfs gives the container's root filesystem to read: the running
 // container's mount, or a mount made for the caller (release undoes it).
+// The container's lock is held until release: a start in between would
+// take that mount for its own and lose it at the release.
 func (e *Engine) readRootfs(ctx context.Context, c *Container) (dir string, release func(), err error) {
 	dir = e.rootfsDir(c.ID)
 	if mounted(dir) {
 		return dir, func() {}, nil
 	}
-	if dir, err = e.mountRootfs(ctx, c.ID, c.HostConfig.AutoRemove); err != nil {
+	lk, err := e.lockContainerWait(ctx, c.ID)
+	if err != nil {
 		return "", nil, err
 	}
-	return dir, func() { e.unmountRootfs(c.ID) }, nil
+	if mounted(dir) { // started meanwhile
+		lk.Close()
+		return dir, func() {}, nil
+	}
+	if dir, err = e.mountRootfs(ctx, c.ID, c.HostConfig.AutoRemove); err != nil {
+		lk.Close()
+		return "", nil, err
+	}
+	return dir, func() { e.unmountRootfs(c.ID); lk.Close() }, nil
 }
 
 // deleteRuntimeLeftover removes the runtime's record of a container that

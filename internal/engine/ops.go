@@ -17,7 +17,7 @@ import (
 
 // Kill sends sig to the container's main process.
 func (e *Engine) Kill(ctx context.Context, ref string, sig unix.Signal) error {
-	c, err := e.Lookup(ctx, ref)
+	c, err := e.lookupSettled(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func markStopped(dir string) {
 // Stop asks the container to stop with its stop signal, and kills it after
 // timeout (nil: the container's --stop-timeout, else 10 s).
 func (e *Engine) Stop(ctx context.Context, ref string, timeout *int) error {
-	c, err := e.Lookup(ctx, ref)
+	c, err := e.lookupSettled(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -189,7 +189,7 @@ func (e *Engine) Wait(ctx context.Context, ref string) (int, error) {
 
 // Pause freezes every process of a running container.
 func (e *Engine) Pause(ctx context.Context, ref string) error {
-	c, err := e.Lookup(ctx, ref)
+	c, err := e.lookupSettled(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -209,7 +209,7 @@ func (e *Engine) Pause(ctx context.Context, ref string) error {
 
 // Unpause thaws a paused container.
 func (e *Engine) Unpause(ctx context.Context, ref string) error {
-	c, err := e.Lookup(ctx, ref)
+	c, err := e.lookupSettled(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -268,10 +268,39 @@ func (e *Engine) Rename(ctx context.Context, ref, name string) error {
 // final exit it records the exit, unmounts the root filesystem and
 // removes an --rm container. It runs in a process of its own, after the
 // runtime deleted the container.
+//
+// Cleanup does not check which start's runs it records: the exit command
+// runs CleanupStart.
 func (e *Engine) Cleanup(ctx context.Context, id string) error {
+	return e.CleanupStart(ctx, id, "")
+}
+
+// CleanupStart is Cleanup for the runs of the start startID, the monitor's
+// exit command: it acts only while the record's run is that start's (it
+// checks under the container's lock). An exit command finishing after a
+// later start (which start rules out by waiting for the previous monitor,
+// but the check costs nothing) leaves the new run alone. "" (a monitor of
+// an older berth) skips the check.
+func (e *Engine) CleanupStart(ctx context.Context, id, startID string) error {
+	lk, err := e.lockContainer(id)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: No such container: %s", ErrNotFound, id)
+		}
+		return err
+	}
+	defer func() {
+		if lk != nil {
+			lk.Close()
+		}
+	}()
 	c, err := readContainer(e, id)
 	if err != nil {
 		return err
+	}
+	if startID != "" && c.State.StartID != startID {
+		e.log.Info("exit command of an earlier start: nothing to do", "container", id[:12], "start", startID)
+		return nil
 	}
 	dir := e.runDir(id)
 	ex, err := shim.ReadExit(dir)
@@ -287,10 +316,12 @@ func (e *Engine) Cleanup(ctx context.Context, id string) error {
 	}
 	if run != nil && (!run.Ended(ex) || ex.Restarting) {
 		// Between runs of the restart policy: the layer stays mounted.
-		st := monitorState(c.State, run, ex)
-		if err := e.saveLocked(ctx, c, func(cur *Container) { cur.State = st }); err != nil {
+		c.State = monitorState(c.State, run, ex)
+		if err := writeContainer(e, c); err != nil {
 			return err
 		}
+		lk.Close()
+		lk = nil
 		if run.Ended(ex) {
 			if ex.OOMKilled {
 				e.containerEvent(c, events.ActionOOM, nil)
@@ -308,9 +339,11 @@ func (e *Engine) Cleanup(ctx context.Context, id string) error {
 	// Stopped while waiting to restart: the die of this exit was told.
 	told := c.State.Status == StatusRestarting && c.State.FinishedAt.Equal(ex.FinishedAt)
 	e.applyExit(c, ex)
-	if err := e.saveLocked(ctx, c, func(cur *Container) { cur.State = c.State }); err != nil {
+	if err := writeContainer(e, c); err != nil {
 		return err
 	}
+	lk.Close()
+	lk = nil
 	if !told {
 		if ex.OOMKilled {
 			e.containerEvent(c, events.ActionOOM, nil)

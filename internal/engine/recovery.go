@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -35,6 +36,26 @@ import (
 // marker next to a record that says "running" only means the command died
 // between the two writes: the record stands (reconcile checks it against
 // the monitor as usual).
+//
+// Starts and the other commands.
+//
+// The commands that change a container wait for a start under way (they
+// take, or wait for, the lock it holds) and then act on the record read
+// under the lock, never on one read before:
+//
+//   - rm holds the container's removal lock (.remove) from before it waits
+//     for the start until the container is gone, and a start that finds it
+//     held refuses to begin (checkStart): the container ends removed, or
+//     the rm fails and the container is as the start left it.
+//   - stop, kill, pause, unpause and commit wait for the start's outcome
+//     (lookupSettled) instead of seeing a "created" container.
+//   - reconcile decides again under the lock before it records an exit or
+//     stops a container whose monitor it found dead: read before a stop
+//     and a new start, the record would make it take the new run (not yet
+//     monitored) for a dead one and unmount its root filesystem.
+//   - The monitor's exit command (Cleanup) acts under the lock, and only on
+//     the runs of the start that started that monitor (State.StartID); a
+//     start waits for the previous run's monitor to end (checkStart).
 
 // startMarker is the file that says a Start is, or was, under way.
 const startMarker = "starting"
@@ -71,18 +92,71 @@ func (e *Engine) recoverStart(ctx context.Context, c *Container) *Container {
 	if err != nil {
 		return c
 	}
+	e.undoInterruptedStart(ctx, cur)
+	return cur // the start finished meanwhile: its outcome; or what is left once undone
+}
+
+// undoInterruptedStart undoes a start of c (read with its lock held) whose
+// marker is there: whoever made it would hold the lock, so it was
+// interrupted.
+func (e *Engine) undoInterruptedStart(ctx context.Context, c *Container) {
 	if !e.startMarked(c.ID) {
-		return cur // the start finished meanwhile: its outcome
+		return
 	}
-	switch cur.State.Status {
-	case StatusRunning, StatusPaused, StatusRestarting:
-		// The outcome was recorded; only the marker's removal was lost.
-	default:
-		e.log.Info("undoing an interrupted start", "container", cur.ID[:12])
-		e.undoStart(ctx, cur)
+	if !active(c.State.Status) {
+		e.log.Info("undoing an interrupted start", "container", c.ID[:12])
+		e.undoStart(ctx, c)
 	}
-	e.unmarkStart(cur.ID)
-	return cur
+	// else the outcome was recorded; only the marker's removal was lost.
+	e.unmarkStart(c.ID)
+}
+
+// settleLocked brings c, read with its lock held, up to date: an
+// interrupted start is undone, then the record is reconciled with the
+// monitor and the kernel.
+func (e *Engine) settleLocked(ctx context.Context, c *Container) (*Container, error) {
+	e.undoInterruptedStart(ctx, c)
+	return e.reconcileLocked(ctx, c)
+}
+
+// previousMonitorWait bounds how long a start waits for the monitor of the
+// container's previous run to finish.
+const previousMonitorWait = 10 * time.Second
+
+// checkStart is what a start checks with the container's lock held before
+// it begins: that no rm of the container is under way (it would remove
+// what the start makes), and that the monitor of the previous run is gone.
+// That monitor records the exit through its exit command a moment before
+// it ends; it still removes its sockets then, which would be the new
+// run's. An --rm container's is on its way to remove it: that is refused.
+func (e *Engine) checkStart(ctx context.Context, c *Container) error {
+	removing, err := e.removalUnderWay(c.ID)
+	if err != nil {
+		return err
+	}
+	if removing {
+		return fmt.Errorf("%w: container %s is marked for removal and cannot be started", ErrConflict, c.Name)
+	}
+	dir := e.runDir(c.ID)
+	if !shim.Alive(dir) {
+		return nil
+	}
+	if c.HostConfig.AutoRemove {
+		return fmt.Errorf("%w: container %s is marked for removal and cannot be started", ErrConflict, c.Name)
+	}
+	for deadline := time.Now().Add(previousMonitorWait); shim.Alive(dir); {
+		if time.Now().After(deadline) {
+			e.log.Warn("the monitor of the previous run does not end; killing it", "container", c.ID[:12])
+			killMonitor(dir)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // undoStart removes what a start that did not complete may have left of

@@ -89,6 +89,9 @@ func (e *Engine) start(ctx context.Context, id string, o StartOptions) (failed *
 	if e.startMarked(c.ID) {
 		e.undoStart(ctx, c) // a start before this one was interrupted
 	}
+	if err := e.checkStart(ctx, c); err != nil { // no rm under way, the previous monitor gone
+		return nil, err
+	}
 	if err := e.markStart(c.ID); err != nil {
 		return nil, err
 	}
@@ -139,6 +142,7 @@ func (e *Engine) start(ctx context.Context, id string, o StartOptions) (failed *
 	if exe, err := os.Executable(); err == nil {
 		self = exe
 	}
+	startID := newID()[:16]
 	so := shim.Options{
 		Binary:      siblingBinary("berth-shim"),
 		ID:          c.ID,
@@ -152,7 +156,8 @@ func (e *Engine) start(ctx context.Context, id string, o StartOptions) (failed *
 		Restart:     restartFlag(c.HostConfig.RestartPolicy),
 		OOMFile:     oomFile(spec.Linux.CgroupsPath),
 		ExitCommand: self,
-		ExitArgs:    []string{"--root", e.opts.Root, "--state", e.opts.State, "container", "cleanup", c.ID},
+		// The start's id binds the exit command to this start's runs (see Cleanup).
+		ExitArgs: []string{"--root", e.opts.Root, "--state", e.opts.State, "container", "cleanup", "--start-id", startID, c.ID},
 	}
 	if c.HostConfig.LogConfig.Type != "none" {
 		so.Log, so.LogMaxSize, so.LogMaxFiles = e.logPath(c.ID), logMax, logFiles
@@ -168,7 +173,7 @@ func (e *Engine) start(ctx context.Context, id string, o StartOptions) (failed *
 	shimPid, _ := shim.Pid(dir)
 	c.State = State{
 		Status: StatusRunning, Pid: pid, StartedAt: time.Now().UTC(), ShimPid: shimPid,
-		RestartCount: c.State.RestartCount,
+		RestartCount: c.State.RestartCount, StartID: startID,
 	}
 	return nil, writeContainer(e, c)
 }
