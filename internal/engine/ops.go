@@ -338,6 +338,10 @@ func (e *Engine) CleanupStart(ctx context.Context, id, startID string) error {
 	e.unmountRootfs(id)
 	// Stopped while waiting to restart: the die of this exit was told.
 	told := c.State.Status == StatusRestarting && c.State.FinishedAt.Equal(ex.FinishedAt)
+	// Recorded already, by a foreground run that took the exit over from
+	// the monitor (FinishRun) and was killed before it said so: its die
+	// was told; only an --rm removal may be left to do.
+	told = told || c.State.Status == StatusExited && c.State.FinishedAt.Equal(ex.FinishedAt)
 	e.applyExit(c, ex)
 	if err := writeContainer(e, c); err != nil {
 		return err
