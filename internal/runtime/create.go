@@ -283,6 +283,11 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, _ *State, err erro
 	if err := writeFile(dir, configPath(dir), p.raw); err != nil {
 		return nil, nil, err
 	}
+	if p.seccomp != nil {
+		if err := writeFile(dir, seccompPath(dir), p.seccomp); err != nil {
+			return nil, nil, err
+		}
+	}
 	if err := writeState(dir, st); err != nil {
 		return nil, nil, err
 	}

@@ -45,6 +45,8 @@
 // /run/berth-runtime), mode 0711:
 //
 //	<root>/<id>/state.json   State, written atomically (temp file + rename)
+//	<root>/<id>/config.json  the bundle's config.json as create read it
+//	<root>/<id>/seccomp.bpf  the compiled seccomp filter (if any), for exec
 //	<root>/<id>/exec.fifo    exists from create until start
 //
 // Commands that change a container hold an exclusive flock on its

@@ -42,18 +42,22 @@ func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
 	if err := ocispec.ValidateProcess("process", p, ocispec.CurrentHost()); err != nil {
 		return -1, err
 	}
-	spec, err := readConfig(r.dir(id), id)
+	spec, seccompProg, ok, err := readExecConfig(r.dir(id), id)
 	if err != nil {
 		return -1, err
 	}
-	var seccompProg []byte
-	if spec.Linux.Seccomp != nil {
-		prog, err := r.seccompCache().Program(spec.Linux.Seccomp)
-		if err != nil {
+	if !ok { // created without the kept filter: compile (or find) it
+		if spec, err = readConfig(r.dir(id), id); err != nil {
 			return -1, err
 		}
-		if seccompProg, err = prog.MarshalBinary(); err != nil {
-			return -1, err
+		if spec.Linux.Seccomp != nil {
+			prog, err := r.seccompCache().Program(spec.Linux.Seccomp)
+			if err != nil {
+				return -1, err
+			}
+			if seccompProg, err = prog.MarshalBinary(); err != nil {
+				return -1, err
+			}
 		}
 	}
 	cg, err := r.cgroup(st)

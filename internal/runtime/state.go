@@ -82,6 +82,9 @@ func statePath(dir string) string  { return filepath.Join(dir, "state.json") }
 func configPath(dir string) string { return filepath.Join(dir, "config.json") }
 func fifoPath(dir string) string   { return filepath.Join(dir, "exec.fifo") }
 
+// seccompPath holds the container's compiled seccomp filter, for exec.
+func seccompPath(dir string) string { return filepath.Join(dir, "seccomp.bpf") }
+
 // writeState stores st atomically.
 func writeState(dir string, st *State) error {
 	st.Version = stateVersion
@@ -102,6 +105,49 @@ func readConfig(dir, id string) (*specs.Spec, error) {
 		return nil, fmt.Errorf("read config of %s: %w", id, err)
 	}
 	return &s, nil
+}
+
+// execConfig is what exec needs of the container's config: not the seccomp
+// rules (hundreds of them; decoding them and hashing them for the cache
+// took most of exec's own time), whose compiled filter create kept.
+type execConfig struct {
+	Hostname    string            `json:"hostname,omitempty"`
+	Domainname  string            `json:"domainname,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Linux       *struct {
+		Namespaces  []specs.LinuxNamespace  `json:"namespaces,omitempty"`
+		Personality *specs.LinuxPersonality `json:"personality,omitempty"`
+		Seccomp     *struct {
+			ListenerPath     string `json:"listenerPath,omitempty"`
+			ListenerMetadata string `json:"listenerMetadata,omitempty"`
+		} `json:"seccomp,omitempty"`
+	} `json:"linux,omitempty"`
+}
+
+// readExecConfig returns what exec needs of the container's config as a
+// spec, and the compiled seccomp filter create kept (nil: none). ok is
+// false for a container created without the kept filter (by an older
+// runtime): then the caller reads the whole config.
+func readExecConfig(dir, id string) (spec *specs.Spec, seccomp []byte, ok bool, err error) {
+	b, err := os.ReadFile(configPath(dir))
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("read config of %s: %w", id, err)
+	}
+	var c execConfig
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, nil, false, fmt.Errorf("read config of %s: %w", id, err)
+	}
+	spec = &specs.Spec{Hostname: c.Hostname, Domainname: c.Domainname, Annotations: c.Annotations, Linux: &specs.Linux{}}
+	if c.Linux != nil {
+		spec.Linux.Namespaces, spec.Linux.Personality = c.Linux.Namespaces, c.Linux.Personality
+		if sc := c.Linux.Seccomp; sc != nil {
+			spec.Linux.Seccomp = &specs.LinuxSeccomp{ListenerPath: sc.ListenerPath, ListenerMetadata: sc.ListenerMetadata}
+			if seccomp, err = os.ReadFile(seccompPath(dir)); err != nil {
+				return nil, nil, false, nil
+			}
+		}
+	}
+	return spec, seccomp, true, nil
 }
 
 func writeJSON(dir, path string, v any) error {
