@@ -357,17 +357,35 @@ func (e *Engine) List(ctx context.Context) ([]*Container, error) {
 // nameTaken reports the container using name, if any. Call with the names
 // lock held.
 func (e *Engine) nameTaken(name string) (string, bool) {
+	id, ok := e.containerNames()[name]
+	return id, ok
+}
+
+// containerNames maps the name of every container to its id. Only the
+// name of each record is decoded: a whole record (moby's config types)
+// costs a good part of a millisecond, for every container, for every name
+// tried.
+func (e *Engine) containerNames() map[string]string {
+	names := map[string]string{}
 	ids, _ := e.listIDs()
 	for _, id := range ids {
-		if c, err := readContainer(e, id); err == nil && c.Name == name {
-			return id, true
+		b, err := os.ReadFile(filepath.Join(e.containerDir(id), "container.json"))
+		if err != nil {
+			continue // removed meanwhile
+		}
+		var r struct {
+			Name string `json:"name"`
+		}
+		if json.Unmarshal(b, &r) == nil {
+			names[r.Name] = id
 		}
 	}
-	return "", false
+	return names
 }
 
 // generateName picks a free Docker-style adjective_noun name.
 func (e *Engine) generateName() string {
+	taken := e.containerNames()
 	for i := 0; ; i++ {
 		b := make([]byte, 2)
 		rand.Read(b)
@@ -375,7 +393,7 @@ func (e *Engine) generateName() string {
 		if i > 10 {
 			n += fmt.Sprint(i)
 		}
-		if _, taken := e.nameTaken(n); !taken {
+		if _, ok := taken[n]; !ok {
 			return n
 		}
 	}
