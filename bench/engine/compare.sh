@@ -20,6 +20,8 @@
 # Environment: ENGINES (default "docker podman berth"; docker or podman are
 # skipped when not installed), B1_RUNS, B3_RUNS, DENSITY_N, DENSITY_PAR,
 # BERTH (the berth binary, default ./bin/berth), HARNESS, OUT (results dir).
+# BERTH_BASE=path/to/an/older/bin/berth adds it as the engine "berth-base"
+# (its own --root and --state): before and after a change in one run.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -34,6 +36,10 @@ log() { echo "compare.sh: $*" >&2; }
 [[ -x $BERTH ]] || die "no berth binary at $BERTH (run make)"
 [[ -d $HARNESS ]] || die "no benchmark harness at $HARNESS (set HARNESS)"
 BERTH=$(readlink -f "$BERTH")
+if [[ -n ${BERTH_BASE:-} ]]; then
+	[[ -x $BERTH_BASE ]] || die "no berth binary at BERTH_BASE=$BERTH_BASE"
+	BERTH_BASE=$(readlink -f "$BERTH_BASE")
+fi
 
 # Step 1: enter a network namespace of our own (unshare, not `ip netns exec`,
 # which remounts /sys and would hide the cgroup file systems).
@@ -44,18 +50,20 @@ ip link set lo up
 
 has() { command -v "$1" >/dev/null 2>&1; }
 ENGINES=${ENGINES:-"docker podman berth"}
+[[ -n ${BERTH_BASE:-} && " $ENGINES " != *" berth-base "* ]] && ENGINES+=" berth-base"
 want=()
 for e in $ENGINES; do
 	case $e in
 	docker) has dockerd && has docker && want+=(docker) || log "docker not installed: skipped" ;;
 	podman) has podman && want+=(podman) || log "podman not installed: skipped" ;;
 	berth) want+=(berth) ;;
-	*) die "unknown engine $e (docker, podman, berth)" ;;
+	berth-base) [[ -n ${BERTH_BASE:-} ]] && want+=(berth-base) || die "berth-base needs BERTH_BASE" ;;
+	*) die "unknown engine $e (docker, podman, berth, berth-base)" ;;
 	esac
 done
 
 T=$(mktemp -d /var/tmp/berth-bench.XXXXXX)
-DOCKERD_PID= BSTATE=
+DOCKERD_PID= BSTATE= BBSTATE=
 cleanup() {
 	set +e
 	if [[ -n $DOCKERD_PID ]]; then
@@ -71,6 +79,11 @@ cleanup() {
 		"$BERTH" --root "$T/berth/root" --state "$BSTATE" ps -aq 2>/dev/null |
 			xargs -r "$BERTH" --root "$T/berth/root" --state "$BSTATE" rm -f >/dev/null 2>&1
 		rm -rf "$BSTATE"
+	fi
+	if [[ -d $T/berth-base ]]; then
+		"$BERTH_BASE" --root "$T/berth-base/root" --state "$BBSTATE" ps -aq 2>/dev/null |
+			xargs -r "$BERTH_BASE" --root "$T/berth-base/root" --state "$BBSTATE" rm -f >/dev/null 2>&1
+		rm -rf "$BBSTATE"
 	fi
 	# Whatever is still mounted under $T (overlay roots of the engines).
 	grep -o " $T[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
@@ -119,6 +132,14 @@ for e in "${want[@]}"; do
 			CLI="$BERTH --root $T/berth/root --state $BSTATE"
 		EOF
 		log "berth $("$BERTH" --version)"
+		;;
+	berth-base)
+		BBSTATE=$(mktemp -d /run/berth-bench.XXXXXX)
+		mkdir -p "$T/berth-base"
+		cat >"$profiles/berth-base.env" <<-EOF
+			CLI="$BERTH_BASE --root $T/berth-base/root --state $BBSTATE"
+		EOF
+		log "berth-base $("$BERTH_BASE" --version) ($BERTH_BASE)"
 		;;
 	esac
 done
