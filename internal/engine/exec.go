@@ -64,15 +64,19 @@ func (e *Engine) Exec(ctx context.Context, ref string, o ExecOptions) (int, erro
 	if err := json.Unmarshal(b, &spec); err != nil {
 		return -1, err
 	}
-	held, err := caps.Held()
-	if err != nil {
-		return -1, err
-	}
-	p, err := containerspec.ExecProcess(&specs.Spec{Process: spec.Process}, containerspec.ExecInput{
+	in := containerspec.ExecInput{
 		Cmd: o.Cmd, Env: o.Env, WorkingDir: o.WorkingDir, User: o.User, Tty: o.Tty, Privileged: o.Privileged,
-		Passwd: readInRoot(e.rootfsDir(c.ID), "/etc/passwd"), Group: readInRoot(e.rootfsDir(c.ID), "/etc/group"),
-		AvailableCaps: held,
-	})
+	}
+	// What only -u and --privileged need is read only for them.
+	if o.User != "" {
+		in.Passwd, in.Group = readInRoot(e.rootfsDir(c.ID), "/etc/passwd"), readInRoot(e.rootfsDir(c.ID), "/etc/group")
+	}
+	if o.Privileged {
+		if in.AvailableCaps, err = caps.Held(); err != nil {
+			return -1, err
+		}
+	}
+	p, err := containerspec.ExecProcess(&specs.Spec{Process: spec.Process}, in)
 	if err != nil {
 		return -1, err
 	}
