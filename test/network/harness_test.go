@@ -27,7 +27,7 @@ import (
 
 // host is the test's view of the host: a manager on fresh records.
 type host struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	records string
 	run     string
@@ -39,7 +39,7 @@ type host struct {
 // test's fake upstream on 127.0.0.1.
 const hostResolv = "nameserver 127.0.0.1\nsearch example.test\n"
 
-func newHost(t *testing.T) *host {
+func newHost(t testing.TB) *host {
 	t.Helper()
 	needRoot(t)
 	dir := t.TempDir()
@@ -111,7 +111,7 @@ func (h *host) crash() {
 }
 
 // stopProcess ends a process this test started and waits until it is gone.
-func stopProcess(t *testing.T, pid int) {
+func stopProcess(t testing.TB, pid int) {
 	syscall.Kill(pid, syscall.SIGTERM)
 	for i := 0; i < 500; i++ {
 		if syscall.Kill(pid, 0) != nil {
@@ -165,7 +165,7 @@ func inNS(path string, fn func() error) error {
 
 // serveTCP answers every connection to addr inside ns with reply and the
 // client's address as the server saw it, then closes it.
-func serveTCP(t *testing.T, ns, addr, reply string) {
+func serveTCP(t testing.TB, ns, addr, reply string) {
 	t.Helper()
 	var l net.Listener
 	if err := inNS(ns, func() (err error) { l, err = net.Listen("tcp", addr); return err }); err != nil {
@@ -185,7 +185,7 @@ func serveTCP(t *testing.T, ns, addr, reply string) {
 }
 
 // serveUDP answers every datagram to addr inside ns with reply.
-func serveUDP(t *testing.T, ns, addr, reply string) {
+func serveUDP(t testing.TB, ns, addr, reply string) {
 	t.Helper()
 	var pc net.PacketConn
 	if err := inNS(ns, func() (err error) { pc, err = net.ListenPacket("udp", addr); return err }); err != nil {
@@ -316,7 +316,7 @@ func (h *host) otherHost() string {
 var hostAddr = netip.MustParseAddr("10.250.0.1")
 
 // linksOf lists the names of the links in ns.
-func linksOf(t *testing.T, ns string) []string {
+func linksOf(t testing.TB, ns string) []string {
 	t.Helper()
 	var names []string
 	err := inNS(ns, func() error {
@@ -334,7 +334,7 @@ func linksOf(t *testing.T, ns string) []string {
 
 // nftList is `nft list table FAMILY berth` in the host namespace ("" if
 // there is no such table).
-func nftList(t *testing.T, family nft.Family) string {
+func nftList(t testing.TB, family nft.Family) string {
 	t.Helper()
 	out, err := exec.Command("nft", "list", "table", string(family), network.TableName).CombinedOutput()
 	if err != nil {

@@ -93,7 +93,7 @@ func dnsMain(args []string) int {
 	return 0
 }
 
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, links and nftables tables (in a throwaway namespace)")
