@@ -6,7 +6,7 @@ CGO_ENABLED := 1
 LDFLAGS := -s -w -extldflags=-static
 GOFLAGS_BUILD := -trimpath -buildvcs=false -tags netgo,osusergo
 
-BINS := bin/berth-runtime bin/berth bin/berth-shim bin/berth-init
+BINS := bin/berth-runtime bin/berth bin/berth-shim bin/berth-init bin/berth-dns
 
 .PHONY: all clean test test-unit vet fmt
 all: $(BINS)
@@ -37,3 +37,7 @@ bin/berth-shim: FORCE
 
 bin/berth-init: FORCE
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '-s -w' -o $@ ./cmd/berth-init
+
+# The embedded DNS server of user-defined networks (started on demand).
+bin/berth-dns: FORCE
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '-s -w' -o $@ ./cmd/berth-dns

@@ -59,6 +59,10 @@ func runCommand(g *globals) *cli.Command {
 			if err != nil {
 				return engineFailure(err)
 			}
+			nc, err := f.networking()
+			if err != nil {
+				return engineFailure(err)
+			}
 			e, err := g.engine()
 			if err != nil {
 				return engineFailure(err)
@@ -67,7 +71,7 @@ func runCommand(g *globals) *cli.Command {
 			defer cancel()
 			ctr, err := e.Create(ctx, engine.CreateOptions{
 				Name: f.name, Config: cfg, HostConfig: host, Pull: f.pull, Platform: f.platform,
-				Progress: pullProgress(os.Stderr),
+				Progress: pullProgress(os.Stderr), NetworkingConfig: nc, CheckPorts: true,
 			})
 			if err != nil {
 				return engineFailure(err)
@@ -265,6 +269,10 @@ func createCommand(g *globals) *cli.Command {
 			if err != nil {
 				return engineFailure(err)
 			}
+			nc, err := f.networking()
+			if err != nil {
+				return engineFailure(err)
+			}
 			e, err := g.engine()
 			if err != nil {
 				return engineFailure(err)
@@ -272,7 +280,7 @@ func createCommand(g *globals) *cli.Command {
 			ctx, cancel := commandContext()
 			defer cancel()
 			ctr, err := e.Create(ctx, engine.CreateOptions{Name: f.name, Config: cfg, HostConfig: host,
-				Pull: f.pull, Platform: f.platform, Progress: pullProgress(os.Stderr)})
+				Pull: f.pull, Platform: f.platform, Progress: pullProgress(os.Stderr), NetworkingConfig: nc})
 			if err != nil {
 				return engineFailure(err)
 			}

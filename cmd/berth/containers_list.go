@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
 	"sort"
@@ -100,7 +101,7 @@ func psCommand(g *globals, name string) *cli.Command {
 				rows = append(rows, psRow{
 					ID: id, Image: c.ImageName, Command: fmt.Sprintf("%q", command),
 					CreatedAt:  c.Created.Local().Format("2006-01-02 15:04:05 -0700 MST"),
-					RunningFor: humanDuration(now.Sub(c.Created)) + " ago", Ports: portsColumn(c),
+					RunningFor: humanDuration(now.Sub(c.Created)) + " ago", Ports: portsColumn(ctx, e, c),
 					State: c.State.Status, Status: c.Status(now), Names: c.Name, Labels: strings.Join(labels, ","),
 					Networks: networkColumn(c), c: c,
 				})
@@ -191,21 +192,6 @@ func psMatch(c *engine.Container, byKey map[string][]string) bool {
 		}
 	}
 	return true
-}
-
-func portsColumn(c *engine.Container) string {
-	var out []string
-	for port, bs := range c.HostConfig.PortBindings {
-		for _, b := range bs {
-			ip := "0.0.0.0"
-			if b.HostIP.IsValid() {
-				ip = b.HostIP.String()
-			}
-			out = append(out, fmt.Sprintf("%s:%s->%s", ip, b.HostPort, port))
-		}
-	}
-	sort.Strings(out)
-	return strings.Join(out, ", ")
 }
 
 func networkColumn(c *engine.Container) string {
@@ -322,6 +308,10 @@ func portCommand(g *globals) *cli.Command {
 			if err != nil {
 				return err
 			}
+			published, err := e.PublishedPorts(ctx, c)
+			if err != nil {
+				return err
+			}
 			want := ""
 			if len(args) == 2 {
 				want = args[1]
@@ -330,21 +320,18 @@ func portCommand(g *globals) *cli.Command {
 				}
 			}
 			var lines []string
-			for port, bs := range c.HostConfig.PortBindings {
+			for port, bs := range published {
 				if len(args) == 2 {
 					if port.String() != want {
 						continue
 					}
 				}
 				for _, b := range bs {
-					ip := "0.0.0.0"
-					if b.HostIP.IsValid() {
-						ip = b.HostIP.String()
-					}
+					hp := net.JoinHostPort(b.HostIP.String(), b.HostPort)
 					if len(args) == 2 {
-						lines = append(lines, ip+":"+b.HostPort)
+						lines = append(lines, hp)
 					} else {
-						lines = append(lines, fmt.Sprintf("%s -> %s:%s", port, ip, b.HostPort))
+						lines = append(lines, fmt.Sprintf("%s -> %s", port, hp))
 					}
 				}
 			}

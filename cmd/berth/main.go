@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -23,6 +24,7 @@ var version = "0.1.0-dev"
 // globals are the flags every command shares.
 type globals struct {
 	root, state, runtime, driver string
+	bridgeSubnet                 string
 	insecure                     []string
 	logLevel                     string
 	debug                        bool
@@ -77,6 +79,7 @@ func newApp(g *globals) *cli.App {
 	f.StringVar(&g.state, "state", envOr("BERTH_STATE", engine.DefaultState), "runtime state (on tmpfs, gone at reboot)")
 	f.StringVar(&g.runtime, "runtime", os.Getenv("BERTH_RUNTIME"), "OCI runtime binary (default: berth-runtime next to berth, else in $PATH)")
 	f.StringVar(&g.driver, "storage-driver", "", "snapshot driver for a new store: overlay or native")
+	f.StringVar(&g.bridgeSubnet, "bridge-subnet", os.Getenv("BERTH_BRIDGE_SUBNET"), "subnet of the default bridge network (default 172.30.0.0/16)")
 	f.StringArrayVar(&g.insecure, "insecure-registry", nil, "registry to reach over plain HTTP (localhost and 127.0.0.1 always are)")
 	f.StringVarP(&g.logLevel, "log-level", "l", "warn", "debug, info, warn or error")
 	f.BoolVarP(&g.debug, "debug", "D", false, "same as --log-level debug")
@@ -107,9 +110,17 @@ func (g *globals) engine() (*engine.Engine, error) {
 	if g.eng != nil {
 		return g.eng, nil
 	}
+	var subnet netip.Prefix
+	if g.bridgeSubnet != "" {
+		p, err := netip.ParsePrefix(g.bridgeSubnet)
+		if err != nil || !p.Addr().Is4() || p != p.Masked() {
+			return nil, fmt.Errorf("--bridge-subnet %s: want an IPv4 subnet such as 172.30.0.0/16", g.bridgeSubnet)
+		}
+		subnet = p
+	}
 	e, err := engine.Open(engine.Options{
 		Root: g.root, State: g.state, Runtime: g.runtime, Driver: g.driver,
-		InsecureRegistries: g.insecure, Log: g.log,
+		InsecureRegistries: g.insecure, Log: g.log, BridgeSubnet: subnet,
 	})
 	if err != nil {
 		return nil, err
@@ -130,7 +141,7 @@ func envOr(k, def string) string {
 func commands(g *globals) []*cli.Command {
 	var cmds []*cli.Command
 	byName := map[string]*cli.Command{}
-	for _, list := range [][]*cli.Command{imageCommands(g), containerCommands(g)} {
+	for _, list := range [][]*cli.Command{imageCommands(g), containerCommands(g), networkCommands(g)} {
 		for _, c := range list {
 			if prev, ok := byName[c.Name()]; ok && len(prev.Sub) > 0 && len(c.Sub) > 0 {
 				prev.Sub = append(prev.Sub, c.Sub...)

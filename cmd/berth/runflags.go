@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -33,6 +34,46 @@ type runFlags struct {
 	volumesFrom, deviceReadBps, deviceWriteBps, deviceReadIOps, deviceWriteIOps, logOpt          []string
 	deviceCgroupRules, attach                                                                    []string
 	logDriver                                                                                    string
+	ip6                                                                                          string
+}
+
+// networking turns --ip, --ip6, --network-alias and --mac-address into the
+// endpoint settings of the network --network names, as Docker's CLI sends
+// them.
+func (f *runFlags) networking() (*network.NetworkingConfig, error) {
+	s := &network.EndpointSettings{Aliases: f.networkAlias}
+	for _, a := range []struct{ flag, v string }{{"--ip", f.ip}, {"--ip6", f.ip6}} {
+		if a.v == "" {
+			continue
+		}
+		ip, err := netip.ParseAddr(a.v)
+		if err != nil || (a.flag == "--ip") != ip.Is4() {
+			return nil, fmt.Errorf("%s: %q is not an IPv%s address", a.flag, a.v, map[bool]string{true: "4", false: "6"}[a.flag == "--ip"])
+		}
+		if s.IPAMConfig == nil {
+			s.IPAMConfig = &network.EndpointIPAMConfig{}
+		}
+		if a.flag == "--ip" {
+			s.IPAMConfig.IPv4Address = ip
+		} else {
+			s.IPAMConfig.IPv6Address = ip
+		}
+	}
+	if f.macAddress != "" {
+		mac, err := net.ParseMAC(f.macAddress)
+		if err != nil || len(mac) != 6 {
+			return nil, fmt.Errorf("--mac-address: %q is not a MAC address", f.macAddress)
+		}
+		s.MacAddress = network.HardwareAddr(mac)
+	}
+	if s.IPAMConfig == nil && len(s.Aliases) == 0 && s.MacAddress == nil {
+		return nil, nil
+	}
+	name := f.network
+	if name == "" || name == "default" {
+		name = "bridge"
+	}
+	return &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{name: s}}, nil
 }
 
 func (f *runFlags) register(fs *pflag.FlagSet, withDetach bool) {
@@ -107,6 +148,7 @@ func (f *runFlags) register(fs *pflag.FlagSet, withDetach bool) {
 	fs.StringArrayVar(&f.addHost, "add-host", nil, "add a host:ip line to /etc/hosts")
 	fs.StringVar(&f.macAddress, "mac-address", "", "container MAC address")
 	fs.StringVar(&f.ip, "ip", "", "IPv4 address on the network")
+	fs.StringVar(&f.ip6, "ip6", "", "IPv6 address on the network")
 	fs.StringArrayVar(&f.networkAlias, "network-alias", nil, "network-scoped alias")
 	fs.StringArrayVar(&f.groupAdd, "group-add", nil, "additional group")
 	fs.StringArrayVar(&f.sysctl, "sysctl", nil, "namespaced kernel parameter (KEY=VALUE)")
@@ -644,7 +686,7 @@ func addPublish(s string, ports network.PortSet, bindings network.PortMap) error
 		if hlo, hhi, err = portRange(hostPort); err != nil {
 			return err
 		}
-		if hhi-hlo != chi-clo && hhi != hlo {
+		if hhi-hlo != chi-clo && chi != clo {
 			return fmt.Errorf("the host and container port ranges differ in size")
 		}
 	}
@@ -655,12 +697,14 @@ func addPublish(s string, ports network.PortSet, bindings network.PortMap) error
 		}
 		ports[port] = struct{}{}
 		hp := ""
-		if hostPort != "" {
-			if hhi == hlo {
-				hp = strconv.Itoa(hlo)
-			} else {
-				hp = strconv.Itoa(hlo + n - clo)
-			}
+		switch {
+		case hostPort == "":
+		case hhi == hlo:
+			hp = strconv.Itoa(hlo)
+		case chi == clo: // one container port, any free host port of the range
+			hp = strconv.Itoa(hlo) + "-" + strconv.Itoa(hhi)
+		default:
+			hp = strconv.Itoa(hlo + n - clo)
 		}
 		b := network.PortBinding{HostPort: hp}
 		if ip != "" {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
@@ -57,6 +58,10 @@ type Container struct {
 	// --mount type=volume without a source, the image's VOLUMEs) to the
 	// volume made for it at create; rm -v removes them.
 	AnonVolumes map[string]string `json:"anonVolumes,omitempty"`
+	// Networks are the networks the container joins when it starts (bridge
+	// network modes), by name, with the user's endpoint settings and the
+	// network's ID (see network.go).
+	Networks map[string]*network.EndpointSettings `json:"networks,omitempty"`
 }
 
 // State is what is known of a container's process. The monitor's files

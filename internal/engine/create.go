@@ -39,6 +39,12 @@ type CreateOptions struct {
 	Pull       string        // PullMissing (default), PullAlways, PullNever
 	Progress   progress.Func // pull progress, when a pull happens
 	Platform   string
+	// NetworkingConfig holds the endpoint settings of the network named by
+	// the network mode (--ip, --network-alias, --mac-address).
+	NetworkingConfig *network.NetworkingConfig
+	// CheckPorts refuses host ports that are published or in use now (run:
+	// the container starts at once, and a conflict then creates nothing).
+	CheckPorts bool
 }
 
 // Create makes a container: its record and its writable layer on the
@@ -86,6 +92,9 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ *Container, err
 		ID: newID(), Name: name, Created: time.Now().UTC(), Image: img.ID, ImageName: o.Config.Image,
 		Config: cfg, HostConfig: o.HostConfig, Driver: e.driverName(),
 		State: State{Status: StatusCreated},
+	}
+	if err := e.prepareNetworking(ctx, c, o.NetworkingConfig, o.CheckPorts); err != nil {
+		return nil, err
 	}
 	dir := e.containerDir(c.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -376,21 +385,13 @@ func parseList(s string) (map[int]bool, error) {
 	return out, nil
 }
 
-// validateNetwork checks --network: berth has the default bridge, host,
-// none and another container's network; any other name is a network that
-// does not exist (Docker: "network NAME not found").
+// validateNetwork checks the form of --network; whether a network of that
+// name exists is prepareNetworking's question.
 func validateNetwork(m container.NetworkMode) error {
-	switch mode := string(m); {
-	case mode == "", mode == "default", mode == "bridge", mode == "none", mode == "host":
-		return nil
-	case strings.HasPrefix(mode, "container:"):
-		if strings.TrimPrefix(mode, "container:") == "" {
-			return fmt.Errorf("%w: --network container: needs a container name or id", ErrInvalid)
-		}
-		return nil
-	default:
-		return fmt.Errorf("%w: --network: network %s not found", ErrNotFound, mode)
+	if mode := string(m); strings.HasPrefix(mode, "container:") && strings.TrimPrefix(mode, "container:") == "" {
+		return fmt.Errorf("%w: --network container: needs a container name or id", ErrInvalid)
 	}
+	return nil
 }
 
 // driverName is the name of the snapshot driver in use.

@@ -17,6 +17,9 @@
 //	Root/snapshots/<driver>/   layers and containers' writable layers (package snapshot)
 //	Root/containers/<id>/      container records and logs
 //	State/containers/<id>/     runtime artefacts: the OCI bundle, the monitor's socket
+//	Root/network/              networks, endpoints, leases (package network/store)
+//	State/netns/<id>           a container's network namespace (bind mount), while it runs
+//	State/network/             the embedded DNS server's run directory, the reconcile mark
 package engine
 
 import (
@@ -24,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,7 +54,9 @@ type Options struct {
 	// InsecureRegistries are registries reached over plain HTTP (localhost
 	// and 127.0.0.1 always are).
 	InsecureRegistries []string
-	Log                *slog.Logger
+	// BridgeSubnet is the default bridge network's subnet (zero: 172.30.0.0/16).
+	BridgeSubnet netip.Prefix
+	Log          *slog.Logger
 }
 
 // Engine is berth on one store.
@@ -62,6 +68,7 @@ type Engine struct {
 	Images   *image.Store
 	Registry *registry.Client
 	log      *slog.Logger
+	net      netState // see network.go
 }
 
 // Default directories.
@@ -116,7 +123,10 @@ func Open(opts Options) (*Engine, error) {
 }
 
 // Close releases what the engine holds.
-func (e *Engine) Close() error { return e.Driver.Close() }
+func (e *Engine) Close() error {
+	e.closeNetwork()
+	return e.Driver.Close()
+}
 
 // Root is the engine's persistent directory.
 func (e *Engine) Root() string { return e.opts.Root }

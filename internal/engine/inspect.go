@@ -71,6 +71,7 @@ func (e *Engine) inspect(c *Container) *container.InspectResponse {
 			Networks: nil,
 		},
 	}
+	r.NetworkSettings = e.networkSettings(context.Background(), c)
 	if c.HostConfig.LogConfig.Type == "none" {
 		r.LogPath = ""
 	}

@@ -128,6 +128,7 @@ func (e *Engine) reconcileLocked(ctx context.Context, c *Container) (*Container,
 		// finish its job.
 		e.deleteRuntimeLeftover(ctx, c.ID)
 		e.unmountRootfs(c.ID)
+		e.disconnectNetworks(ctx, c.ID)
 		e.applyExit(c, ex)
 		return c, writeContainer(e, c)
 	}
@@ -136,6 +137,7 @@ func (e *Engine) reconcileLocked(ctx context.Context, c *Container) (*Container,
 	// stopped with what is known.
 	_ = e.runtime(ctx, "delete", "--force", c.ID)
 	e.unmountRootfs(c.ID)
+	e.disconnectNetworks(ctx, c.ID)
 	c.State.Status = StatusExited
 	c.State.Pid = 0
 	c.State.ExitCode = 255
@@ -444,6 +446,7 @@ func (e *Engine) removeStopped(ctx context.Context, c *Container) error {
 		e.log.Warn("remove the cgroup of a removed container", "container", cur.ID[:12], "err", err)
 	}
 	e.unmountRootfs(cur.ID)
+	e.disconnectNetworks(ctx, cur.ID)
 	if mounted(e.rootfsDir(cur.ID)) {
 		return fmt.Errorf("remove container %s: its root filesystem %s is still mounted", cur.Name, e.rootfsDir(cur.ID))
 	}
@@ -462,6 +465,7 @@ func (e *Engine) removeStopped(ctx context.Context, c *Container) error {
 // its layer, its runtime directory, its directory. Call it with the names
 // lock held, on a container that has no record any more, or never had one.
 func (e *Engine) removeLeftovers(ctx context.Context, id string) {
+	e.disconnectNetworks(ctx, id)
 	if err := e.Driver.Remove(ctx, id); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
 		// The directory stays, for the next create to try again.
 		e.log.Warn("remove the layer of a removed container", "container", id[:12], "err", err)

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/moby/moby/api/types/container"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -54,12 +53,6 @@ func (e *Engine) resolveNamespaces(ctx context.Context, c *Container, in *contai
 	}
 	if err := join("--uts", string(h.UTSMode), specs.UTSNamespace, "uts"); err != nil {
 		return err
-	}
-	switch mode := string(h.NetworkMode); {
-	case mode == "", mode == "default", mode == "bridge", mode == "none", mode == "host",
-		strings.HasPrefix(mode, "container:"):
-	default:
-		return fmt.Errorf("%w: --network %s: user-defined networks are not supported yet", ErrInvalid, mode)
 	}
 	return nil
 }
@@ -142,15 +135,4 @@ func (e *Engine) utsHostname(ctx context.Context, c *Container) string {
 		return hn
 	}
 	return c.ID[:12]
-}
-
-// networkMode is the container's network mode with the default resolved.
-// Until bridge networking lands, the default is a network namespace of the
-// container's own with only loopback.
-func networkMode(h *container.HostConfig) string {
-	switch h.NetworkMode {
-	case "", "default", "bridge":
-		return "none"
-	}
-	return string(h.NetworkMode)
 }

@@ -122,6 +122,10 @@ func (e *Engine) start(ctx context.Context, id string, o StartOptions) (failed *
 		return nil, err
 	}
 	step("rootfs mounted")
+	if err := e.connectNetworks(ctx, c); err != nil { // undone by undoStart on failure
+		return nil, fmt.Errorf("start container %s: %w", c.Name, err)
+	}
+	step("network connected")
 	spec, err := e.renderSpec(ctx, c, rootfs)
 	if err != nil {
 		return nil, err
@@ -200,7 +204,7 @@ func (e *Engine) renderSpec(ctx context.Context, c *Container, rootfs string) (*
 	if err != nil {
 		return nil, err
 	}
-	etc, err := e.writeEtcFiles(c)
+	etc, err := e.writeEtcFiles(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -220,6 +224,11 @@ func (e *Engine) renderSpec(ctx context.Context, c *Container, rootfs string) (*
 		in.InitPath = siblingBinary("berth-init")
 	}
 	e.hostFacts(c, in)
+	if bridgeMode(c.HostConfig) {
+		if _, err := os.Lstat(e.netnsPath(c.ID)); err == nil {
+			in.Namespaces[specs.NetworkNamespace] = e.netnsPath(c.ID)
+		}
+	}
 	if err := e.resolveNamespaces(ctx, c, in); err != nil {
 		return nil, err
 	}
@@ -328,107 +337,43 @@ func imageConfig(c ggcr.Config) imagespec.ImageConfig {
 }
 
 // writeEtcFiles writes the container's /etc/hostname, /etc/hosts and
-// /etc/resolv.conf into its directory, for the spec to bind-mount.
-func (e *Engine) writeEtcFiles(c *Container) (map[string]string, error) {
-	dir := e.containerDir(c.ID)
+// /etc/resolv.conf into its directory, for the spec to bind-mount (see
+// etcFiles). With --network container:X the container shares X's files,
+// as in Docker.
+func (e *Engine) writeEtcFiles(ctx context.Context, c *Container) (map[string]string, error) {
+	if ref, ok := strings.CutPrefix(string(c.HostConfig.NetworkMode), "container:"); ok {
+		other, err := e.Lookup(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("--network %s: %w", c.HostConfig.NetworkMode, err)
+		}
+		out := map[string]string{}
+		for _, f := range []string{"hostname", "hosts", "resolv.conf"} {
+			p := filepath.Join(e.containerDir(other.ID), f)
+			if _, err := os.Stat(p); err == nil {
+				out["/etc/"+f] = p
+			}
+		}
+		return out, nil
+	}
 	hostname := c.Config.Hostname
 	if hostname == "" { // --uts host or container:X: the name in that namespace
-		hostname = e.utsHostname(context.Background(), c)
+		hostname = e.utsHostname(ctx, c)
 	}
-	files := map[string]string{
-		"/etc/hostname": hostname + "\n",
-		"/etc/hosts":    hostsFile(c, hostname),
-	}
-	resolv, err := resolvConf(c)
+	files, err := e.etcFiles(ctx, c, hostname)
 	if err != nil {
 		return nil, err
 	}
-	if resolv != "" {
-		files["/etc/resolv.conf"] = resolv
-	}
+	dir := e.containerDir(c.ID)
 	out := map[string]string{}
 	for dst, content := range files {
 		p := filepath.Join(dir, filepath.Base(dst))
-		if err := writeFileAtomic(p, []byte(content), 0o644); err != nil {
+		if err := writeFileAtomic(p, content, 0o644); err != nil {
 			return nil, err
 		}
 		out[dst] = p
 	}
 	return out, nil
 }
-
-func hostsFile(c *Container, hostname string) string {
-	var b strings.Builder
-	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-	b.WriteString("fe00::\tip6-localnet\nff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
-	for _, h := range c.HostConfig.ExtraHosts {
-		name, ip, ok := strings.Cut(h, ":")
-		if !ok {
-			if name, ip, ok = strings.Cut(h, "="); !ok {
-				continue
-			}
-		}
-		fmt.Fprintf(&b, "%s\t%s\n", ip, name)
-	}
-	if c.HostConfig.NetworkMode.IsHost() {
-		return b.String()
-	}
-	fmt.Fprintf(&b, "127.0.1.1\t%s\n", hostname)
-	return b.String()
-}
-
-// resolvConf is the container's resolv.conf: the host's, with --dns,
-// --dns-search and --dns-option in place of its entries when given.
-func resolvConf(c *Container) (string, error) {
-	host, err := os.ReadFile("/etc/resolv.conf")
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", err
-	}
-	var servers, search, options []string
-	for _, line := range strings.Split(string(host), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		switch f[0] {
-		case "nameserver":
-			// A loopback resolver of the host is not reachable from
-			// another network namespace.
-			if c.HostConfig.NetworkMode.IsHost() || !(strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
-				servers = append(servers, f[1])
-			}
-		case "search", "domain":
-			search = append(search, f[1:]...)
-		case "options":
-			options = append(options, f[1:]...)
-		}
-	}
-	h := c.HostConfig
-	if len(h.DNS) > 0 {
-		servers = nil
-		for _, a := range h.DNS {
-			servers = append(servers, a.String())
-		}
-	}
-	if len(h.DNSSearch) > 0 {
-		search = h.DNSSearch
-	}
-	if len(h.DNSOptions) > 0 {
-		options = h.DNSOptions
-	}
-	var b strings.Builder
-	for _, s := range servers {
-		fmt.Fprintf(&b, "nameserver %s\n", s)
-	}
-	if len(search) > 0 {
-		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
-	}
-	if len(options) > 0 {
-		fmt.Fprintf(&b, "options %s\n", strings.Join(options, " "))
-	}
-	return b.String(), nil
-}
-
 // FinishRun records the final exit of a container that the caller ran
 // attached with AttachOptions.Exit, once its output has ended: the monitor
 // hands the exit over and this process does what the monitor's exit

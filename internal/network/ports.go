@@ -261,3 +261,56 @@ func PortMapOf(eps []*Endpoint) network.PortMap {
 	}
 	return out
 }
+
+// CheckPorts tells whether the host ports the requests name exactly could
+// be published now: no other container publishes them (containerID's own
+// endpoints do not count) and nothing on the host listens on them. `run`
+// asks before it creates a container, so that a conflict creates nothing;
+// Attach checks again, under the lock.
+func (m *Manager) CheckPorts(ctx context.Context, containerID string, reqs []PortRequest) error {
+	st, err := m.store.Read()
+	if err != nil {
+		return err
+	}
+	var k kernel
+	var seen []store.Port
+	for _, r := range reqs {
+		if r.HostPort == 0 || r.HostPortEnd > r.HostPort {
+			continue // any free port of a range: chosen at start
+		}
+		for _, e := range st.Endpoints {
+			if e.ContainerID == containerID {
+				continue
+			}
+			for _, p := range e.Ports {
+				if p.Proto == r.Proto && p.HostPort == r.HostPort && hostIPsOverlap(p.HostIP, r.HostIP) {
+					return fmt.Errorf("%w: publish %s: host port %d/%s is already published by container %s", ErrConflict, r, r.HostPort, r.Proto, nameOrID(e))
+				}
+			}
+		}
+		for _, p := range seen {
+			if p.Proto == r.Proto && p.HostPort == r.HostPort && hostIPsOverlap(p.HostIP, r.HostIP) {
+				return fmt.Errorf("%w: publish %s: host port %d/%s is published twice", ErrConflict, r, r.HostPort, r.Proto)
+			}
+		}
+		seen = append(seen, store.Port{Proto: r.Proto, HostIP: r.HostIP, HostPort: r.HostPort})
+		if k == nil {
+			if k, err = m.k(); err != nil {
+				return err
+			}
+		}
+		for _, ip := range probeAddrs(r.HostIP, false) {
+			if err := k.PortFree(r.Proto, ip, r.HostPort); err != nil {
+				return fmt.Errorf("%w: publish %s: host port %d/%s is in use on the host: %v", ErrConflict, r, r.HostPort, r.Proto, err)
+			}
+		}
+	}
+	return nil
+}
+
+func nameOrID(e *store.Endpoint) string {
+	if e.ContainerName != "" {
+		return e.ContainerName
+	}
+	return short(e.ContainerID)
+}

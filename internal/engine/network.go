@@ -1,0 +1,608 @@
+package engine
+
+// Networking: how a container's network follows its life (package
+// internal/network does the links, addresses, rules and DNS).
+//
+//	create  the network mode is resolved ("" and "default" become "bridge")
+//	        and the networks the container joins are recorded in
+//	        Container.Networks with the user's endpoint settings (--ip,
+//	        --network-alias, --mac-address); an unknown network, or a flag
+//	        the network refuses, fails here and nothing is created.
+//	start   a network namespace is made at State/netns/<id> (a bind mount)
+//	        and attached to each network: a veth, addresses, routes, the
+//	        published ports, the names in the embedded DNS server. The
+//	        container's /etc/hosts and /etc/resolv.conf are rendered from the
+//	        endpoints, and the runtime joins the namespace by path: the
+//	        network is ready before the process runs.
+//	stop    the monitor's exit command (Cleanup) detaches the container and
+//	        removes its namespace; so do rm, the next start (leftovers of a
+//	        crash), and a record's reconcile that finds the monitor dead
+//	        (kill -9).
+//	crash   endpoints whose container is gone (a berth command killed between
+//	        attach and start, a reboot) are freed by the network manager's
+//	        Reconcile: once per boot (a mark under State/network), when an
+//	        attach meets a conflict (an address or a host port taken), and on
+//	        `network prune`.
+//
+// The modes host, none and container:X have no endpoints: the runtime makes
+// the loopback-only namespace of none, and container:X joins X's namespace
+// and shares its /etc/hosts, /etc/resolv.conf and /etc/hostname, as Docker
+// does.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/moby/moby/api/types/container"
+	mnetwork "github.com/moby/moby/api/types/network"
+	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/network"
+	"github.com/berthproject/berth/internal/network/dns"
+	"github.com/berthproject/berth/internal/network/netns"
+	"github.com/berthproject/berth/internal/network/resolv"
+)
+
+// netState is the engine's network manager, opened on first use.
+type netState struct {
+	mu sync.Mutex
+	m  *network.Manager
+}
+
+func (e *Engine) netnsDir() string           { return filepath.Join(e.opts.State, "netns") }
+func (e *Engine) netnsPath(id string) string { return filepath.Join(e.netnsDir(), id) }
+func (e *Engine) netRunDir() string          { return filepath.Join(e.opts.State, "network") }
+
+// network opens the network manager: records under Root/network, the
+// embedded DNS server (berth-dns next to berth) run from State/network/dns.
+func (e *Engine) network() (*network.Manager, error) {
+	e.net.mu.Lock()
+	defer e.net.mu.Unlock()
+	if e.net.m != nil {
+		return e.net.m, nil
+	}
+	dir := filepath.Join(e.opts.Root, "network")
+	m, err := network.New(network.Config{
+		Dir:           dir,
+		DefaultSubnet: e.opts.BridgeSubnet,
+		DNS: &dns.Client{
+			Records: dir, Run: filepath.Join(e.netRunDir(), "dns"),
+			Command: []string{siblingBinary("berth-dns")},
+		},
+		Log: e.log,
+	})
+	if err != nil {
+		return nil, netError(err)
+	}
+	e.net.m = m
+	return m, nil
+}
+
+func (e *Engine) closeNetwork() {
+	e.net.mu.Lock()
+	defer e.net.mu.Unlock()
+	if e.net.m != nil {
+		e.net.m.Close()
+		e.net.m = nil
+	}
+}
+
+// kindError gives an error of package network the engine's kind for
+// errors.Is, keeping its text.
+type kindError struct{ kind, err error }
+
+func (k kindError) Error() string   { return k.err.Error() }
+func (k kindError) Unwrap() []error { return []error{k.kind, k.err} }
+
+// netError classifies errors of the network packages with the engine's
+// sentinel kinds.
+func netError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, network.ErrNotFound):
+		return kindError{ErrNotFound, err}
+	case errors.Is(err, network.ErrConflict):
+		return kindError{ErrConflict, err}
+	case errors.Is(err, network.ErrInvalid), errors.Is(err, network.ErrForbidden), errors.Is(err, resolv.ErrInvalid):
+		return kindError{ErrInvalid, err}
+	}
+	return err
+}
+
+// bridgeMode says the container's network mode attaches it to bridge
+// networks (the default bridge or a user-defined one).
+func bridgeMode(h *container.HostConfig) bool {
+	m := h.NetworkMode
+	return !m.IsHost() && !m.IsNone() && !m.IsContainer()
+}
+
+// networkOrder lists the networks a container joins at start: the one of
+// its network mode first (its default route and published ports go
+// there), then the ones `network connect` added, by name.
+func networkOrder(c *Container) []string {
+	var names []string
+	for n := range c.Networks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	first := string(c.HostConfig.NetworkMode)
+	if i := slices.Index(names, first); i > 0 {
+		names = append(append([]string{first}, names[:i]...), names[i+1:]...)
+	}
+	return names
+}
+
+// prepareNetworking checks a new container's network settings and records
+// the networks it joins (Create calls it before anything is made).
+func (e *Engine) prepareNetworking(ctx context.Context, c *Container, nc *mnetwork.NetworkingConfig, checkPorts bool) error {
+	h := c.HostConfig
+	switch h.NetworkMode {
+	case "", "default":
+		h.NetworkMode = network.NameBridge
+	}
+	for _, s := range h.ExtraHosts {
+		if _, err := resolv.ParseAddHost(s, netip.IPv4Unspecified()); err != nil {
+			return netError(err)
+		}
+	}
+	var eps map[string]*mnetwork.EndpointSettings
+	if nc != nil {
+		eps = nc.EndpointsConfig
+	}
+	mode := string(h.NetworkMode)
+	if !bridgeMode(h) {
+		if len(eps) > 0 {
+			for name, s := range eps {
+				if s != nil && (len(s.Aliases) > 0 || s.IPAMConfig != nil || len(s.MacAddress) > 0) && name != mode {
+					return fmt.Errorf("%w: --network %s: container cannot be connected to network %s as well", ErrInvalid, mode, name)
+				}
+			}
+		}
+		if h.NetworkMode.IsContainer() && (len(h.PortBindings) > 0 || h.PublishAllPorts) {
+			return fmt.Errorf("%w: --publish: conflicting options: port publishing and the container type network mode", ErrInvalid)
+		}
+		if h.NetworkMode.IsContainer() && len(h.DNS)+len(h.DNSSearch)+len(h.DNSOptions)+len(h.ExtraHosts) > 0 {
+			return fmt.Errorf("%w: --dns and --add-host: conflicting options: dns and the container type network mode", ErrInvalid)
+		}
+		if h.NetworkMode.IsContainer() {
+			if other, err := e.Lookup(ctx, strings.TrimPrefix(mode, "container:")); err != nil {
+				return fmt.Errorf("--network %s: %w", mode, err)
+			} else if c.Config.Hostname == "" {
+				c.Config.Hostname, c.Config.Domainname = other.Config.Hostname, other.Config.Domainname
+			}
+		}
+		return nil
+	}
+	m, err := e.network()
+	if err != nil {
+		return err
+	}
+	for name := range eps {
+		if name != mode {
+			if _, ok := eps[mode]; !ok || len(eps) > 1 {
+				return fmt.Errorf("%w: --network %s: endpoint settings given for network %s", ErrInvalid, mode, name)
+			}
+		}
+	}
+	nw, err := m.Inspect(ctx, mode)
+	if err != nil {
+		if errors.Is(err, network.ErrNotFound) {
+			return fmt.Errorf("%w: --network: network %s not found", ErrNotFound, mode)
+		}
+		return netError(err)
+	}
+	if nw.Driver != network.DriverBridge {
+		return fmt.Errorf("%w: --network %s: not a bridge network", ErrInvalid, mode)
+	}
+	s := eps[mode]
+	if s == nil {
+		s = &mnetwork.EndpointSettings{}
+	}
+	if err := checkEndpointSettings(nw, s); err != nil {
+		return err
+	}
+	// Recorded under the name the user gave (Docker's key), with the ID.
+	s.NetworkID = nw.ID
+	c.Networks = map[string]*mnetwork.EndpointSettings{mode: s}
+	if checkPorts {
+		reqs, err := network.PortRequests(h.PortBindings, c.Config.ExposedPorts, h.PublishAllPorts)
+		if err != nil {
+			return netError(err)
+		}
+		if err := m.CheckPorts(ctx, c.ID, reqs); err != nil {
+			return netError(err)
+		}
+	}
+	return nil
+}
+
+// checkEndpointSettings refuses what the network would refuse at start.
+func checkEndpointSettings(nw mnetwork.Inspect, s *mnetwork.EndpointSettings) error {
+	def := nw.Options["com.docker.network.bridge.default_bridge"] == "true"
+	if def && len(s.Aliases) > 0 {
+		return fmt.Errorf("%w: --network-alias: network-scoped aliases are supported only for containers in user-defined networks", ErrInvalid)
+	}
+	if ip := s.IPAMConfig; ip != nil {
+		for _, a := range []netip.Addr{ip.IPv4Address, ip.IPv6Address} {
+			if !a.IsValid() {
+				continue
+			}
+			if def {
+				return fmt.Errorf("%w: --ip %s: user specified IP address is supported on user defined networks only", ErrInvalid, a)
+			}
+			in := false
+			for _, cfg := range nw.IPAM.Config {
+				in = in || cfg.Subnet.Contains(a)
+			}
+			if !in {
+				return fmt.Errorf("%w: --ip %s: no configured subnet of network %s contains the address", ErrInvalid, a, nw.Name)
+			}
+		}
+	}
+	if mac := s.MacAddress; len(mac) > 0 && (len(mac) != 6 || mac[0]&1 != 0) {
+		return fmt.Errorf("%w: --mac-address %s: want a unicast Ethernet address", ErrInvalid, net.HardwareAddr(mac))
+	}
+	return nil
+}
+
+// connectNetworks gives a container that is starting its network: a
+// namespace at State/netns/<id> attached to each of its networks. On error
+// nothing is left.
+func (e *Engine) connectNetworks(ctx context.Context, c *Container) (err error) {
+	if !bridgeMode(c.HostConfig) {
+		return nil
+	}
+	m, err := e.network()
+	if err != nil {
+		return err
+	}
+	e.reconcileNetworksOnce(ctx, m)
+	// Leftovers of a previous life the exit command did not clean (kill -9).
+	e.disconnectNetworks(ctx, c.ID)
+	names := networkOrder(c)
+	if len(names) == 0 {
+		// Disconnected from every network: a namespace with lo only, as
+		// Docker leaves it.
+		return nil
+	}
+	if err := os.MkdirAll(e.netnsDir(), 0o700); err != nil {
+		return err
+	}
+	path := e.netnsPath(c.ID)
+	if err := netns.Create(path, nil); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			e.disconnectNetworks(context.WithoutCancel(ctx), c.ID)
+		}
+	}()
+	ports, err := network.PortRequests(c.HostConfig.PortBindings, c.Config.ExposedPorts, c.HostConfig.PublishAllPorts)
+	if err != nil {
+		return netError(err)
+	}
+	for i, name := range names {
+		o := attachOptions(c, name, c.Networks[name], path)
+		if i == 0 {
+			o.Ports = ports
+		}
+		if err := e.attach(ctx, m, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// attach is Manager.Attach that, on a conflict (an address or a host port
+// taken), frees what dead containers hold and tries once more.
+func (e *Engine) attach(ctx context.Context, m *network.Manager, o network.AttachOptions) error {
+	_, err := m.Attach(ctx, o)
+	if errors.Is(err, network.ErrConflict) {
+		e.reconcileNetworks(ctx, m)
+		_, err = m.Attach(ctx, o)
+	}
+	if err != nil {
+		return netError(fmt.Errorf("connect to network %s: %w", o.Network, err))
+	}
+	return nil
+}
+
+func attachOptions(c *Container, name string, s *mnetwork.EndpointSettings, nsPath string) network.AttachOptions {
+	o := network.AttachOptions{
+		ContainerID: c.ID, ContainerName: c.Name, NetNS: nsPath, Network: name, DNS: c.HostConfig.DNS,
+	}
+	if s != nil {
+		if s.IPAMConfig != nil {
+			o.IPv4, o.IPv6 = s.IPAMConfig.IPv4Address, s.IPAMConfig.IPv6Address
+		}
+		if len(s.MacAddress) > 0 {
+			o.MAC = net.HardwareAddr(s.MacAddress)
+		}
+		o.Aliases = slices.Clone(s.Aliases)
+	}
+	return o
+}
+
+// disconnectNetworks detaches a container from every network and removes
+// its namespace: when it stopped, is removed, or before it starts again.
+// It costs a stat when there is nothing to do.
+func (e *Engine) disconnectNetworks(ctx context.Context, id string) {
+	path := e.netnsPath(id)
+	if _, err := os.Lstat(path); err != nil && !e.hasEndpoints(id) {
+		return
+	}
+	if m, err := e.network(); err == nil {
+		if err := m.DetachAll(ctx, id); err != nil {
+			e.log.Warn("detach the container from its networks", "container", id, "err", err)
+		}
+	}
+	if err := netns.Remove(path); err != nil {
+		e.log.Warn("remove the container's network namespace", "container", id, "err", err)
+	}
+}
+
+// hasEndpoints says the network records hold endpoints of the container
+// (its namespace file is gone but the records were not cleaned).
+func (e *Engine) hasEndpoints(id string) bool {
+	m, err := e.network()
+	if err != nil {
+		return false
+	}
+	eps, err := m.Endpoints(context.Background(), id)
+	return err == nil && len(eps) > 0
+}
+
+// reconcileMark records that the network records were reconciled since
+// the state directory (a tmpfs) was made: after a reboot there is none.
+func (e *Engine) reconcileMark() string { return filepath.Join(e.netRunDir(), "reconciled") }
+
+// reconcileNetworksOnce reconciles once per boot.
+func (e *Engine) reconcileNetworksOnce(ctx context.Context, m *network.Manager) {
+	if _, err := os.Stat(e.reconcileMark()); err == nil {
+		return
+	}
+	e.reconcileNetworks(ctx, m)
+	if err := os.MkdirAll(e.netRunDir(), 0o700); err == nil {
+		_ = writeFileAtomic(e.reconcileMark(), nil, 0o600)
+	}
+}
+
+// reconcileNetworks makes the network records and the kernel agree with
+// the containers that live (see network.Manager.Reconcile).
+func (e *Engine) reconcileNetworks(ctx context.Context, m *network.Manager) error {
+	alive := e.aliveContainers(ctx)
+	if err := m.Reconcile(ctx, alive); err != nil {
+		e.log.Warn("reconcile networks", "err", err)
+		return netError(err)
+	}
+	return nil
+}
+
+// aliveContainers tells which containers may hold network endpoints: those
+// that run, and those a command is working on (their lock is held: one may
+// be starting). It is computed before Reconcile takes the network records'
+// lock, since a record's reconcile may detach a dead container.
+func (e *Engine) aliveContainers(ctx context.Context) func(string) bool {
+	alive := map[string]bool{}
+	ids, _ := e.listIDs()
+	for _, id := range ids {
+		if busy(filepath.Join(e.containerDir(id), ".lock")) {
+			alive[id] = true
+			continue
+		}
+		c, err := readContainer(e, id)
+		if err != nil {
+			continue
+		}
+		if c, err = e.reconcile(ctx, c); err != nil {
+			alive[id] = true // unknown: keep its network
+			continue
+		}
+		switch c.State.Status {
+		case StatusRunning, StatusPaused, StatusRestarting:
+			alive[id] = true
+		}
+	}
+	return func(id string) bool { return alive[id] }
+}
+
+// busy says someone holds the lock file at path.
+func busy(path string) bool {
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return errors.Is(err, unix.EWOULDBLOCK)
+	}
+	return false
+}
+
+// etcFiles renders the container's /etc/hostname, /etc/hosts and
+// /etc/resolv.conf from its network mode and endpoints (the records of a
+// running container; none when it does not run).
+func (e *Engine) etcFiles(ctx context.Context, c *Container, hostname string) (map[string][]byte, error) {
+	h := c.HostConfig
+	files := map[string][]byte{"/etc/hostname": resolv.RenderHostname(hostname)}
+	hostResolv, err := resolv.HostConf()
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	var eps []*network.Endpoint
+	if bridgeMode(h) {
+		m, err := e.network()
+		if err != nil {
+			return nil, err
+		}
+		if eps, err = m.Endpoints(ctx, c.ID); err != nil {
+			return nil, netError(err)
+		}
+	}
+	hosts := resolv.Hosts{Hostname: hostname, Domainname: c.Config.Domainname}
+	var gateway netip.Addr
+	ro := resolv.ResolvOptions{Host: hostResolv, DNS: h.DNS, Search: h.DNSSearch, Options: h.DNSOptions}
+	for _, ep := range eps {
+		if ep.IPv4.IsValid() {
+			hosts.Addrs = append(hosts.Addrs, ep.IPv4.Addr())
+		}
+		if ep.IPv6.IsValid() {
+			hosts.Addrs = append(hosts.Addrs, ep.IPv6.Addr())
+			ro.IPv6 = true
+		}
+		if !gateway.IsValid() && ep.DefaultRoute {
+			gateway = ep.Gateway
+		}
+		// The embedded DNS server of the first user-defined network.
+		if !ro.Embedded.IsValid() && len(ep.DNSNames) > 0 {
+			ro.Embedded = ep.Gateway
+		}
+	}
+	if !gateway.IsValid() && len(eps) > 0 {
+		gateway = eps[0].Gateway
+	}
+	for _, s := range h.ExtraHosts {
+		he, err := resolv.ParseAddHost(s, gateway)
+		if err != nil {
+			return nil, netError(err)
+		}
+		hosts.Extra = append(hosts.Extra, he)
+	}
+	if h.NetworkMode.IsHost() {
+		// The host's own files, as Docker gives them.
+		b, _ := os.ReadFile("/etc/hosts")
+		var buf bytes.Buffer
+		buf.Write(b)
+		if len(b) > 0 && b[len(b)-1] != '\n' {
+			buf.WriteByte('\n')
+		}
+		for _, he := range hosts.Extra {
+			fmt.Fprintf(&buf, "%s\t%s\n", he.Addr, he.Name)
+		}
+		files["/etc/hosts"] = buf.Bytes()
+		files["/etc/resolv.conf"] = hostModeResolvConf(hostResolv, h)
+		return files, nil
+	}
+	files["/etc/hosts"] = resolv.RenderHosts(hosts)
+	files["/etc/resolv.conf"] = resolv.RenderResolvConf(ro)
+	return files, nil
+}
+
+// hostModeResolvConf is the host's resolv.conf (its loopback resolvers are
+// reachable from the host's network) with --dns, --dns-search and
+// --dns-option in place of its entries.
+func hostModeResolvConf(host []byte, h *container.HostConfig) []byte {
+	if len(h.DNS)+len(h.DNSSearch)+len(h.DNSOptions) == 0 {
+		return host
+	}
+	conf := resolv.ParseConf(host)
+	var b bytes.Buffer
+	servers := conf.Nameservers
+	if len(h.DNS) > 0 {
+		servers = h.DNS
+	}
+	for _, a := range servers {
+		fmt.Fprintf(&b, "nameserver %s\n", a)
+	}
+	search, options := conf.Search, conf.Options
+	if len(h.DNSSearch) > 0 {
+		search = h.DNSSearch
+	}
+	if len(h.DNSOptions) > 0 {
+		options = h.DNSOptions
+	}
+	if len(search) > 0 && !(len(search) == 1 && search[0] == ".") {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
+	}
+	if len(options) > 0 {
+		fmt.Fprintf(&b, "options %s\n", strings.Join(options, " "))
+	}
+	return b.Bytes()
+}
+
+// networkSettings is inspect's NetworkSettings: the recorded networks,
+// with the live endpoints' addresses while the container runs, and the
+// published ports.
+func (e *Engine) networkSettings(ctx context.Context, c *Container) *container.NetworkSettings {
+	out := &container.NetworkSettings{Networks: map[string]*mnetwork.EndpointSettings{}, Ports: mnetwork.PortMap{}}
+	running := c.State.Status == StatusRunning || c.State.Status == StatusPaused || c.State.Status == StatusRestarting
+	h := c.HostConfig
+	m, err := e.network()
+	if err != nil {
+		return out
+	}
+	switch {
+	case h.NetworkMode.IsContainer():
+		return out
+	case h.NetworkMode.IsHost(), h.NetworkMode.IsNone():
+		s := &mnetwork.EndpointSettings{}
+		if nw, err := m.Inspect(ctx, string(h.NetworkMode)); err == nil {
+			s.NetworkID = nw.ID
+		}
+		out.Networks[string(h.NetworkMode)] = s
+		return out
+	}
+	for name, cfg := range c.Networks {
+		s := &mnetwork.EndpointSettings{}
+		if cfg != nil {
+			s.IPAMConfig, s.Aliases, s.MacAddress, s.NetworkID = cfg.IPAMConfig, cfg.Aliases, cfg.MacAddress, cfg.NetworkID
+		}
+		out.Networks[name] = s
+	}
+	if !running {
+		return out
+	}
+	out.SandboxKey = e.netnsPath(c.ID)
+	eps, err := m.Endpoints(ctx, c.ID)
+	if err != nil {
+		return out
+	}
+	for _, ep := range eps {
+		s := ep.Settings()
+		name := ep.NetworkName
+		for n, cfg := range c.Networks {
+			if cfg != nil && cfg.NetworkID == ep.NetworkID {
+				name = n
+				s.IPAMConfig = cfg.IPAMConfig
+			}
+		}
+		out.Networks[name] = s
+	}
+	out.Ports = network.PortMapOf(eps)
+	for p := range c.Config.ExposedPorts {
+		if _, ok := out.Ports[p]; !ok {
+			out.Ports[p] = nil
+		}
+	}
+	return out
+}
+
+// PublishedPorts are a running container's published ports (none when it
+// does not run): `port`, and ps's PORTS.
+func (e *Engine) PublishedPorts(ctx context.Context, c *Container) (mnetwork.PortMap, error) {
+	switch c.State.Status {
+	case StatusRunning, StatusPaused, StatusRestarting:
+	default:
+		return mnetwork.PortMap{}, nil
+	}
+	if !bridgeMode(c.HostConfig) {
+		return mnetwork.PortMap{}, nil
+	}
+	m, err := e.network()
+	if err != nil {
+		return nil, err
+	}
+	pm, err := m.PortMap(ctx, c.ID)
+	return pm, netError(err)
+}
