@@ -48,6 +48,9 @@ func testMain(m *testing.M) int {
 	if os.Geteuid() != 0 {
 		return m.Run() // every test skips
 	}
+	if code, ok := reexecInThrowawayNetns(); ok { // see netns_test.go
+		return code
+	}
 	work, err := os.MkdirTemp("", "berth-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "create work dir:", err)

@@ -1,0 +1,709 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+
+	"github.com/berthproject/berth/internal/network/dns"
+	"github.com/berthproject/berth/internal/network/netns"
+)
+
+// Networking end to end, in the suite's throwaway network namespace (see
+// netns_test.go), which plays the host: the default bridge, published
+// ports (from the host by 127.0.0.1 and by its address, from another host,
+// and from a container by hairpin), user-defined networks with their DNS,
+// connect and disconnect, the network modes, and that nothing is left of a
+// container's network after rm or kill -9.
+
+// netEnv is a ctrEnv whose end also checks the test's host namespace: no
+// veth, no published port rule and no endpoint record is left once the
+// containers are removed; the embedded DNS server is stopped.
+type netEnv struct{ *ctrEnv }
+
+func newNetEnv(t *testing.T) *netEnv {
+	t.Helper()
+	e := &netEnv{newCtrEnv(t)}
+	for _, tool := range []string{"nft", "ip", "nsenter"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
+	}
+	// Runs before ctrEnv's cleanup (which removes the containers again and
+	// checks for leftovers of the containers themselves).
+	t.Cleanup(e.netCleanup)
+	return e
+}
+
+func (e *netEnv) netCleanup() {
+	t := e.t
+	if ids := lines(e.run(nil, "ps", "-aq", "--no-trunc").stdout); len(ids) > 0 {
+		e.run(nil, append([]string{"rm", "-f", "-v"}, ids...)...)
+	}
+	e.run(nil, "network", "prune", "-f")
+	for _, l := range hostLinks(t) {
+		if strings.HasPrefix(l, "veth") || strings.HasPrefix(l, "berth-") {
+			t.Errorf("after rm of every container and network prune, link %s is left", l)
+		}
+	}
+	if rules := nftTable(t, "ip"); strings.Contains(rules, "dnat to") {
+		t.Errorf("after rm of every container, published ports are left:\n%s", rules)
+	}
+	if eps := e.endpointRecords(); len(eps) > 0 {
+		t.Errorf("after rm of every container, endpoint records are left: %v", eps)
+	}
+	if pid := dns.PID(filepath.Join(e.state, "network", "dns")); pid > 0 {
+		syscall.Kill(pid, syscall.SIGTERM)
+		for i := 0; i < 200 && syscall.Kill(pid, 0) == nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// The next test starts from an empty host namespace.
+	for _, l := range hostLinks(t) {
+		if strings.HasPrefix(l, "berth") || strings.HasPrefix(l, "veth") {
+			exec.Command("ip", "link", "del", l).Run()
+		}
+	}
+	exec.Command("nft", "delete", "table", "ip", "berth").Run()
+	exec.Command("nft", "delete", "table", "ip6", "berth").Run()
+}
+
+// endpointRecords lists the container IDs of the network records'
+// endpoints.
+func (e *netEnv) endpointRecords() []string {
+	b, err := os.ReadFile(filepath.Join(e.root, "network", "state.json"))
+	if err != nil {
+		return nil
+	}
+	var st struct {
+		Endpoints map[string]struct {
+			ContainerID string `json:"container"`
+		} `json:"endpoints"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		e.t.Errorf("network records: %v", err)
+		return nil
+	}
+	var out []string
+	for _, ep := range st.Endpoints {
+		out = append(out, ep.ContainerID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// hostLinks lists the links of the test's host namespace.
+func hostLinks(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "-o", "link", "show").Output()
+	if err != nil {
+		t.Fatalf("ip link: %v", err)
+	}
+	var names []string
+	for _, l := range lines(string(out)) {
+		f := strings.Fields(l)
+		if len(f) > 1 {
+			names = append(names, strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0])
+		}
+	}
+	return names
+}
+
+// nftTable is `nft list table FAMILY berth` ("" when there is none).
+func nftTable(t *testing.T, family string) string {
+	out, err := exec.Command("nft", "list", "table", family, "berth").CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	return string(out)
+}
+
+// endpoint is the container's endpoint on a network, from inspect.
+func (e *netEnv) endpoint(ref, netName string) *network.EndpointSettings {
+	e.t.Helper()
+	in, _ := e.inspectC(ref)
+	ep := in.NetworkSettings.Networks[netName]
+	if ep == nil {
+		e.t.Fatalf("inspect %s: no endpoint on network %s: %+v", ref, netName, in.NetworkSettings.Networks)
+	}
+	return ep
+}
+
+// wget fetches url from the host namespace (ns "") or another one, with
+// busybox wget; it returns the body and whether the fetch worked.
+func wget(t *testing.T, ns, url string) (string, bool) {
+	t.Helper()
+	// busybox wget's -T crashes (Debian's 1.35); the context bounds it.
+	args := []string{"busybox", "wget", "-q", "-O", "-", url}
+	if ns != "" {
+		args = append([]string{"nsenter", "--net=" + ns}, args...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).Output()
+	return string(out), err == nil
+}
+
+// otherHost makes a network namespace playing another host, joined to the
+// test's host namespace by a veth pair: the host is 10.251.0.1/24 on it,
+// the other host 10.251.0.2/24.
+func otherHost(t *testing.T) string {
+	t.Helper()
+	// By unshare(1), not in this process: a thread that changed namespace
+	// may be the main one, which Go never ends, and /proc/PID/ns/net would
+	// then name the other host's namespace (see hostNS).
+	path := filepath.Join(t.TempDir(), "other-host")
+	if err := os.WriteFile(path, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("unshare", "--net="+path, "true").CombinedOutput(); err != nil {
+		t.Fatalf("create the other host's namespace: %v: %s", err, out)
+	}
+	t.Cleanup(func() { netns.Remove(path) })
+	ip := func(ns string, args ...string) {
+		t.Helper()
+		if ns != "" {
+			args = append([]string{"nsenter", "--net=" + ns, "ip"}, args...)
+		} else {
+			args = append([]string{"ip"}, args...)
+		}
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
+	}
+	ip("", "link", "add", "bte2e-up", "type", "veth", "peer", "name", "bte2e-peer")
+	t.Cleanup(func() { exec.Command("ip", "link", "del", "bte2e-up").Run() })
+	ip("", "link", "set", "bte2e-peer", "netns", path)
+	ip("", "addr", "add", "10.251.0.1/24", "dev", "bte2e-up")
+	ip("", "link", "set", "bte2e-up", "up")
+	ip(path, "link", "set", "lo", "up")
+	ip(path, "addr", "add", "10.251.0.2/24", "dev", "bte2e-peer")
+	ip(path, "link", "set", "bte2e-peer", "up")
+	ip(path, "route", "add", "default", "via", "10.251.0.1")
+	return path
+}
+
+// TestNetworkBridge: by default a container is on the bridge network: eth0
+// with an address of 172.30.0.0/16, a default route via the gateway, its
+// name in /etc/hosts; containers on the bridge reach each other; inspect
+// and network inspect show the endpoints as Docker does; stop takes the
+// endpoint away and start gives one again.
+func TestNetworkBridge(t *testing.T) {
+	e := newNetEnv(t)
+	a := e.runD("--name", "ca", box, "sleep", "1000")
+	b := e.runD("--name", "cb", "--mac-address", "02:42:00:00:00:bb", box, "sleep", "1000")
+	in, _ := e.inspectC(a)
+	if in.HostConfig.NetworkMode != "bridge" {
+		t.Errorf("inspect HostConfig.NetworkMode = %q, want bridge", in.HostConfig.NetworkMode)
+	}
+	epA, epB := e.endpoint(a, "bridge"), e.endpoint(b, "bridge")
+	bridgeNet := netip.MustParsePrefix("172.30.0.0/16")
+	if !bridgeNet.Contains(epA.IPAddress) || epA.IPPrefixLen != 16 || epA.Gateway != netip.MustParseAddr("172.30.0.1") {
+		t.Errorf("bridge endpoint %+v, want an address of %s/16 via 172.30.0.1", epA, bridgeNet)
+	}
+	if epA.IPAddress == epB.IPAddress {
+		t.Errorf("two containers got the same address %s", epA.IPAddress)
+	}
+	if want := fmt.Sprintf("02:42:%02x:%02x:%02x:%02x", epA.IPAddress.As4()[0], epA.IPAddress.As4()[1], epA.IPAddress.As4()[2], epA.IPAddress.As4()[3]); epA.MacAddress.String() != want {
+		t.Errorf("MacAddress = %s, want %s (02:42 and the address, as Docker)", epA.MacAddress, want)
+	}
+	if epB.MacAddress.String() != "02:42:00:00:00:bb" {
+		t.Errorf("--mac-address: MacAddress = %s", epB.MacAddress)
+	}
+	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(epA.EndpointID) || epA.NetworkID == "" {
+		t.Errorf("EndpointID %q, NetworkID %q", epA.EndpointID, epA.NetworkID)
+	}
+	if id := strings.TrimSpace(e.ok("network", "inspect", "-f", "{{.Id}}", "bridge")); id != epA.NetworkID {
+		t.Errorf("NetworkID %s, network inspect bridge's Id %s", epA.NetworkID, id)
+	}
+	if out := e.sh(a, "ip -4 addr show eth0; ip route"); !strings.Contains(out, epA.IPAddress.String()+"/16") || !strings.Contains(out, "default via 172.30.0.1 dev eth0") {
+		t.Errorf("inside a: %s", out)
+	}
+	if out := e.sh(b, "cat /sys/class/net/eth0/address"); out != "02:42:00:00:00:bb\n" {
+		t.Errorf("--mac-address: eth0's address %q", out)
+	}
+	hn := a[:12]
+	if out := e.sh(a, "cat /etc/hosts"); !strings.Contains(out, epA.IPAddress.String()+"\t"+hn+"\n") || !strings.Contains(out, "127.0.0.1\tlocalhost\n") {
+		t.Errorf("/etc/hosts of a:\n%s", out)
+	}
+	if out := e.sh(a, "cat /etc/hostname"); out != hn+"\n" {
+		t.Errorf("/etc/hostname = %q", out)
+	}
+	if _, code, stderr := e.shAny(a, "ping -c 1 -W 5 "+epB.IPAddress.String()); code != 0 {
+		t.Errorf("a cannot ping b on the bridge: %s", stderr)
+	}
+	if _, code, stderr := e.shAny(a, "ping -c 1 -W 5 172.30.0.1"); code != 0 {
+		t.Errorf("a cannot ping its gateway: %s", stderr)
+	}
+	var nw []network.Inspect
+	if err := json.Unmarshal([]byte(e.ok("network", "inspect", "bridge")), &nw); err != nil || len(nw) != 1 {
+		t.Fatalf("network inspect bridge: %v", err)
+	}
+	if c, ok := nw[0].Containers[a]; !ok || c.Name != "ca" || c.IPv4Address.Addr() != epA.IPAddress || c.EndpointID != epA.EndpointID {
+		t.Errorf("network inspect bridge: Containers[a] = %+v (%v)", c, ok)
+	}
+	if nw[0].IPAM.Config[0].Subnet != bridgeNet || nw[0].Options["com.docker.network.bridge.name"] != "berth0" {
+		t.Errorf("network inspect bridge: %+v", nw[0])
+	}
+
+	e.ok("stop", "-t", "0", "ca")
+	if in, _ := e.inspectC(a); in.NetworkSettings.Networks["bridge"] == nil || in.NetworkSettings.Networks["bridge"].IPAddress.IsValid() || in.NetworkSettings.SandboxKey != "" {
+		t.Errorf("a stopped: NetworkSettings %+v, want the bridge network without an address", in.NetworkSettings)
+	}
+	if eps := e.endpointRecords(); !slices.Equal(eps, []string{b}) {
+		t.Errorf("a stopped: endpoints of %v, want b's only", eps)
+	}
+	if out := e.ok("network", "inspect", "-f", "{{len .Containers}}", "bridge"); out != "1\n" {
+		t.Errorf("a stopped: the bridge has %s containers", out)
+	}
+	e.ok("start", "ca")
+	if ep := e.endpoint(a, "bridge"); !bridgeNet.Contains(ep.IPAddress) {
+		t.Errorf("a started again: endpoint %+v", ep)
+	}
+	e.ok("restart", "-t", "0", "ca")
+	if _, code, stderr := e.shAny(a, "ping -c 1 -W 5 "+epB.IPAddress.String()); code != 0 {
+		t.Errorf("after restart, a cannot ping b: %s", stderr)
+	}
+}
+
+// TestNetworkPublish: -p publishes in the kernel: from the host by
+// 127.0.0.1 and by its addresses, from another host, from a container
+// through the host's address (hairpin); port, ps and inspect show the real
+// mappings; -P and host port ranges pick free ports; a host port taken is
+// refused before anything is created; stop unpublishes.
+func TestNetworkPublish(t *testing.T) {
+	e := newNetEnv(t)
+	other := otherHost(t)
+	web := e.runD("--name", "web", "-p", "18080:80", "-p", "127.0.0.1:18081:81/udp", "--expose", "9999", box, "httpd", "-f", "-p", "80", "-h", "/etc")
+	want := web[:12] + "\n" // the container's /etc/hostname
+	waitFor(t, "httpd in web", func() bool { _, ok := wget(t, "", "http://127.0.0.1:18080/hostname"); return ok })
+	for _, c := range []struct{ what, ns, url string }{
+		{"the host by 127.0.0.1", "", "http://127.0.0.1:18080/hostname"},
+		{"the host by localhost", "", "http://localhost:18080/hostname"},
+		{"the host by its address", "", "http://10.251.0.1:18080/hostname"},
+		{"the host by the bridge's address", "", "http://172.30.0.1:18080/hostname"},
+		{"another host", other, "http://10.251.0.1:18080/hostname"},
+	} {
+		if got, ok := wget(t, c.ns, c.url); !ok || got != want {
+			t.Errorf("from %s: %s = %q (%v), want %q", c.what, c.url, got, ok, want)
+		}
+	}
+	client := e.runD("--name", "client", box, "sleep", "1000")
+	if out, code, stderr := e.shAny(client, "timeout 10 wget -q -O - http://10.251.0.1:18080/hostname"); code != 0 || out != want {
+		t.Errorf("hairpin from a container through the host's address: %q, exit %d, %s", out, code, stderr)
+	}
+	if out, code, stderr := e.shAny(web, "timeout 10 wget -q -O - http://10.251.0.1:18080/hostname"); code != 0 || out != want {
+		t.Errorf("hairpin from the container to its own published port: %q, exit %d, %s", out, code, stderr)
+	}
+	// 127.0.0.1:18081/udp is published on 127.0.0.1 only.
+	if got := lines(e.ok("port", "web")); !slices.Equal(got, []string{"80/tcp -> 0.0.0.0:18080", "81/udp -> 127.0.0.1:18081"}) {
+		t.Errorf("port web = %q", got)
+	}
+	if out := e.ok("port", "web", "81/udp"); out != "127.0.0.1:18081\n" {
+		t.Errorf("port web 81/udp = %q", out)
+	}
+	if out := e.ok("ps", "--filter", "name=web", "--format", "{{.Ports}}"); out != "9999/tcp, 0.0.0.0:18080->80/tcp, 127.0.0.1:18081->81/udp\n" {
+		// Docker's CLI order: ports published on their own number and
+		// unpublished ones first (grouped), then the other mappings.
+		t.Errorf("ps PORTS = %q", out)
+	}
+	in, raw := e.inspectC(web)
+	p80 := in.NetworkSettings.Ports[network.MustParsePort("80/tcp")]
+	if len(p80) != 1 || p80[0].HostIP != netip.IPv4Unspecified() || p80[0].HostPort != "18080" {
+		t.Errorf("inspect NetworkSettings.Ports[80/tcp] = %+v", p80)
+	}
+	if ports := raw["NetworkSettings"].(map[string]any)["Ports"].(map[string]any); ports["9999/tcp"] != nil {
+		t.Errorf("inspect: an exposed port without a binding is %v, want null", ports["9999/tcp"])
+	}
+
+	// -P publishes the exposed ports on free host ports; a range gives one
+	// port of it.
+	all := e.runD("--name", "all", "-P", "--expose", "80", "-p", "18090-18095:8080", box, "httpd", "-f", "-p", "80", "-h", "/etc")
+	hostPort := strings.TrimPrefix(strings.TrimSpace(e.ok("port", "all", "80")), "0.0.0.0:")
+	if n := atoi(hostPort); n < 1024 {
+		t.Errorf("-P: port all 80 = %q, want a port of the ephemeral range", hostPort)
+	}
+	waitFor(t, "httpd in all", func() bool { _, ok := wget(t, "", "http://127.0.0.1:"+hostPort+"/hostname"); return ok })
+	if got, _ := wget(t, other, "http://10.251.0.1:"+hostPort+"/hostname"); got != all[:12]+"\n" {
+		t.Errorf("-P port %s from another host: %q", hostPort, got)
+	}
+	if n := atoi(strings.TrimPrefix(strings.TrimSpace(e.ok("port", "all", "8080")), "0.0.0.0:")); n < 18090 || n > 18095 {
+		t.Errorf("-p 18090-18095:8080 published on %d", n)
+	}
+
+	// A host port that is taken: refused, and nothing is created.
+	before := lines(e.ok("ps", "-aq", "--no-trunc"))
+	if r := e.run(nil, "run", "-d", "-p", "18080:80", box, "sleep", "1000"); r.code != 125 || !strings.Contains(r.stderr, "18080") || !strings.HasPrefix(r.stderr, "Error") {
+		t.Errorf("run -p 18080 taken by web: %v", r)
+	}
+	if l, err := netListen("127.0.0.1:18200"); err == nil {
+		if r := e.run(nil, "run", "-d", "-p", "127.0.0.1:18200:80", box, "sleep", "1000"); r.code != 125 || !strings.Contains(r.stderr, "18200") {
+			t.Errorf("run -p 18200 taken by a program of the host: %v", r)
+		}
+		l.Close()
+	}
+	if after := lines(e.ok("ps", "-aq", "--no-trunc")); !slices.Equal(after, before) {
+		t.Errorf("a refused run created a container: %q -> %q", before, after)
+	}
+	// create does not refuse (as Docker), start does, and the container
+	// stays created.
+	id := strings.TrimSpace(e.ok("create", "--name", "late", "-p", "18080:80", box, "sleep", "1000"))
+	e.remember(id)
+	if r := e.run(nil, "start", "late"); r.code == 0 || !strings.Contains(r.stderr, "18080") {
+		t.Errorf("start of a container whose host port is taken: %v", r)
+	}
+	if st := e.cstate(id); st.Status != container.StateCreated {
+		t.Errorf("after the refused start: %s", st.Status)
+	}
+	if eps := e.endpointRecords(); slices.Contains(eps, id) {
+		t.Errorf("the refused start left an endpoint")
+	}
+
+	e.ok("stop", "-t", "0", "web")
+	if rules := nftTable(t, "ip"); strings.Contains(rules, "18080") {
+		t.Errorf("web stopped: its port is still published:\n%s", rules)
+	}
+	if out := e.ok("port", "web"); out != "" {
+		t.Errorf("port of a stopped container = %q", out)
+	}
+	if _, ok := wget(t, "", "http://127.0.0.1:18080/hostname"); ok {
+		t.Errorf("web stopped: 127.0.0.1:18080 still answers")
+	}
+	e.ok("start", "late") // the port is free now
+	e.ok("rm", "-f", "late")
+	e.ok("start", "web")
+	waitFor(t, "httpd in web after start", func() bool { got, _ := wget(t, "", "http://127.0.0.1:18080/hostname"); return got == want })
+}
+
+// TestNetworkUserDefined: network create with Docker's flags and JSON;
+// containers on it resolve each other by name, alias and short ID through
+// the embedded DNS server (a container that joins later too) and reach
+// each other; other names are forwarded; the network is isolated from the
+// default bridge; rm is refused while containers use it.
+func TestNetworkUserDefined(t *testing.T) {
+	e := newNetEnv(t)
+	id := strings.TrimSpace(e.ok("network", "create", "--subnet", "10.123.0.0/24", "--gateway", "10.123.0.254",
+		"--ip-range", "10.123.0.128/25", "-l", "team=blue", "e2enet"))
+	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(id) {
+		t.Fatalf("network create printed %q", id)
+	}
+	var nw []network.Inspect
+	if err := json.Unmarshal([]byte(e.ok("network", "inspect", "e2enet")), &nw); err != nil || len(nw) != 1 {
+		t.Fatalf("network inspect: %v", err)
+	}
+	n := nw[0]
+	if n.ID != id || n.Name != "e2enet" || n.Driver != "bridge" || n.Scope != "local" || n.Labels["team"] != "blue" || n.Internal || n.EnableIPv6 ||
+		len(n.IPAM.Config) != 1 || n.IPAM.Config[0].Subnet.String() != "10.123.0.0/24" || n.IPAM.Config[0].Gateway.String() != "10.123.0.254" ||
+		n.IPAM.Config[0].IPRange.String() != "10.123.0.128/25" || n.IPAM.Driver != "default" || len(n.Containers) != 0 {
+		t.Errorf("network inspect e2enet = %+v", n)
+	}
+	if got := lines(e.ok("network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}")); !slices.Equal(got, []string{"bridge bridge local", "e2enet bridge local", "host host local", "none null local"}) {
+		t.Errorf("network ls = %q", got)
+	}
+	if got := e.ok("network", "ls", "-q", "--filter", "label=team=blue"); got != id[:12]+"\n" {
+		t.Errorf("network ls -q --filter label=team=blue = %q", got)
+	}
+	if got := lines(e.ok("network", "ls", "--filter", "type=custom", "--format", "{{.Name}}")); !slices.Equal(got, []string{"e2enet"}) {
+		t.Errorf("network ls --filter type=custom = %q", got)
+	}
+
+	db := e.runD("--name", "db", "--network", "e2enet", "--network-alias", "database", "--ip", "10.123.0.10", box, "sleep", "1000")
+	app := e.runD("--name", "app", "--network", "e2enet", box, "sleep", "1000")
+	ep := e.endpoint(db, "e2enet")
+	if ep.IPAddress.String() != "10.123.0.10" || ep.Gateway.String() != "10.123.0.254" || !slices.Equal(ep.Aliases, []string{"database"}) ||
+		!slices.Contains(ep.DNSNames, "db") || !slices.Contains(ep.DNSNames, "database") || !slices.Contains(ep.DNSNames, db[:12]) ||
+		ep.IPAMConfig == nil || ep.IPAMConfig.IPv4Address.String() != "10.123.0.10" {
+		t.Errorf("db's endpoint %+v", ep)
+	}
+	if a := e.endpoint(app, "e2enet").IPAddress; !netip.MustParsePrefix("10.123.0.128/25").Contains(a) {
+		t.Errorf("app got %s, outside --ip-range 10.123.0.128/25", a)
+	}
+	if out := e.sh(app, "cat /etc/resolv.conf"); !strings.Contains(out, "nameserver 10.123.0.254\n") {
+		t.Errorf("app's resolv.conf names not the embedded server:\n%s", out)
+	}
+	resolve := func(from, name string) string {
+		t.Helper()
+		out, code, _ := e.shAny(from, "nslookup "+name+" | sed -n '/^Name:/,$p' | grep -m1 Address | cut -d' ' -f2")
+		if code != 0 {
+			return ""
+		}
+		return strings.TrimSpace(out)
+	}
+	for _, name := range []string{"db", "database", db[:12], "db.e2enet"} {
+		if got := resolve(app, name); got != "10.123.0.10" {
+			t.Errorf("app resolves %s to %q, want 10.123.0.10", name, got)
+		}
+	}
+	if _, code, stderr := e.shAny(app, "ping -c 1 -W 5 db"); code != 0 {
+		t.Errorf("app cannot ping db by name: %s", stderr)
+	}
+	late := e.runD("--name", "late", "--network", "e2enet", box, "sleep", "1000")
+	if got, want := resolve(app, "late"), e.endpoint(late, "e2enet").IPAddress.String(); got != want {
+		t.Errorf("a container that joined later: app resolves late to %q, want %s", got, want)
+	}
+	// A container on the default bridge neither resolves nor reaches them.
+	outsider := e.runD("--name", "outsider", box, "sleep", "1000")
+	if _, code, _ := e.shAny(outsider, "ping -c 1 -W 2 10.123.0.10"); code == 0 {
+		t.Errorf("a container on the default bridge reaches the user-defined network")
+	}
+	if out := e.ok("network", "inspect", "-f", "{{len .Containers}}", "e2enet"); out != "3\n" {
+		t.Errorf("network inspect: %s containers, want 3", out)
+	}
+
+	if r := e.run(nil, "network", "rm", "e2enet"); r.code == 0 || !strings.Contains(r.stderr, "active endpoints") {
+		t.Errorf("network rm of a network in use: %v", r)
+	}
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"network", "create", "--subnet", "10.123.0.0/16", "overlap"}, "overlaps"},
+		{[]string{"network", "create", "e2enet"}, "already exists"},
+		{[]string{"network", "create", "--subnet", "10.200.0.0/24", "--gateway", "10.201.0.1", "badgw"}, "10.201.0.1"},
+		{[]string{"network", "create", "--subnet", "nonsense", "badsub"}, "nonsense"},
+		{[]string{"network", "rm", "bridge"}, "pre-defined"},
+		{[]string{"network", "rm", "nosuch"}, "nosuch"},
+		{[]string{"network", "inspect", "nosuch"}, "nosuch"},
+		{[]string{"network", "connect", "nosuch", "app"}, "nosuch"},
+	} {
+		if r := e.run(nil, bad.args...); r.code == 0 || !strings.Contains(r.stderr, bad.want) || !strings.HasPrefix(r.stderr, "Error") {
+			t.Errorf("%v: %v, want an error with %q", bad.args, r, bad.want)
+		}
+	}
+	if got := lines(e.ok("network", "ls", "-q")); len(got) != 4 {
+		t.Errorf("refused creates made networks: %q", got)
+	}
+	// Bad input of run and create: exit 125, nothing created.
+	before := lines(e.ok("ps", "-aq", "--no-trunc"))
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--network", "nosuchnet"}, "nosuchnet"},
+		{[]string{"--ip", "172.30.9.9"}, "--ip"},
+		{[]string{"--network-alias", "x"}, "--network-alias"},
+		{[]string{"--network", "e2enet", "--ip", "10.9.9.9"}, "10.9.9.9"},
+		{[]string{"--network", "e2enet", "--ip", "10.123.0.10"}, "10.123.0.10"}, // db's: refused at start
+		{[]string{"--mac-address", "nonsense"}, "--mac-address"},
+		{[]string{"--add-host", "nocolon"}, "--add-host"},
+		{[]string{"--net", "container:nosuch"}, "nosuch"},
+	} {
+		args := append(append([]string{"run", "-d"}, bad.args...), box, "sleep", "1000")
+		if r := e.run(nil, args...); r.code != 125 || !strings.Contains(r.stderr, bad.want) {
+			t.Errorf("run %v: %v, want exit 125 naming %q", bad.args, r, bad.want)
+		}
+	}
+	for _, id := range lines(e.ok("ps", "-aq", "--no-trunc")) {
+		if !slices.Contains(before, id) {
+			// A start refused after the create leaves the container created,
+			// as in Docker; nothing else may be made.
+			if st := e.cstate(id); st.Status != container.StateCreated {
+				t.Errorf("a refused run left container %s %s", id[:12], st.Status)
+			}
+			e.ok("rm", id)
+		}
+	}
+
+	for _, c := range []string{db, app, late} {
+		e.ok("rm", "-f", c)
+	}
+	e.ok("network", "rm", "e2enet")
+	for _, l := range hostLinks(t) {
+		if strings.HasPrefix(l, "berth-") {
+			t.Errorf("network rm left bridge %s", l)
+		}
+	}
+	// prune removes the unused ones only.
+	e.ok("network", "create", "unused")
+	e.ok("network", "create", "used")
+	e.runD("--name", "user", "--network", "used", box, "sleep", "1000")
+	if out := e.ok("network", "prune", "-f"); out != "Deleted Networks:\nunused\n\n" {
+		t.Errorf("network prune = %q", out)
+	}
+}
+
+// TestNetworkConnect: network connect and disconnect on a running
+// container (a new interface, its names in DNS, /etc/hosts updated) and on
+// a stopped one (it joins when it starts).
+func TestNetworkConnect(t *testing.T) {
+	e := newNetEnv(t)
+	e.ok("network", "create", "--subnet", "10.124.0.0/24", "side")
+	peer := e.runD("--name", "peer", "--network", "side", box, "sleep", "1000")
+	web := e.runD("--name", "web", box, "sleep", "1000")
+	e.ok("network", "connect", "--alias", "www", "--ip", "10.124.0.99", "side", "web")
+	if out := e.sh(web, "ip -4 addr show eth1"); !strings.Contains(out, "10.124.0.99/24") {
+		t.Errorf("connected: eth1 of web:\n%s", out)
+	}
+	if out := e.sh(web, "cat /etc/hosts"); !strings.Contains(out, "10.124.0.99\t"+web[:12]) {
+		t.Errorf("connected: web's /etc/hosts lacks its new address:\n%s", out)
+	}
+	for _, name := range []string{"web", "www"} {
+		if out, code, _ := e.shAny(peer, "nslookup "+name); code != 0 || !strings.Contains(out, "10.124.0.99") {
+			t.Errorf("peer resolves %s: %q", name, out)
+		}
+	}
+	if in, _ := e.inspectC(web); len(in.NetworkSettings.Networks) != 2 || in.NetworkSettings.Networks["side"].IPAddress.String() != "10.124.0.99" {
+		t.Errorf("inspect after connect: %+v", in.NetworkSettings.Networks)
+	}
+	if r := e.run(nil, "network", "connect", "side", "web"); r.code == 0 || !strings.Contains(r.stderr, "already exists") {
+		t.Errorf("connect twice: %v", r)
+	}
+	e.ok("network", "disconnect", "side", "web")
+	if _, code, _ := e.shAny(web, "ip addr show eth1"); code == 0 {
+		t.Errorf("disconnected: web still has eth1")
+	}
+	if out, code, _ := e.shAny(peer, "nslookup web"); code == 0 && strings.Contains(out, "10.124.0.99") {
+		t.Errorf("disconnected: peer still resolves web: %q", out)
+	}
+	if r := e.run(nil, "network", "disconnect", "side", "web"); r.code == 0 || !strings.Contains(r.stderr, "not connected") {
+		t.Errorf("disconnect twice: %v", r)
+	}
+	// A stopped container joins at its start.
+	id := strings.TrimSpace(e.ok("create", "--name", "later", box, "sleep", "1000"))
+	e.remember(id)
+	e.ok("network", "connect", "side", "later")
+	if in, _ := e.inspectC(id); len(in.NetworkSettings.Networks) != 2 {
+		t.Errorf("a created container connected: %+v", in.NetworkSettings.Networks)
+	}
+	e.ok("start", "later")
+	out := e.sh(id, "ip -4 addr; ip route")
+	if !strings.Contains(out, "172.30.") || !strings.Contains(out, "10.124.0.") || !strings.Contains(out, "default via 172.30.0.1") {
+		t.Errorf("started after connect: %s", out)
+	}
+	if r := e.run(nil, "network", "connect", "side", e.runD("--net", "host", box, "sleep", "1000")); r.code == 0 {
+		t.Errorf("connect of a --net host container: %v", r)
+	}
+}
+
+// TestNetworkModes: none has loopback only, host the host's stack,
+// container:X the other container's (same address, same /etc/hosts), each
+// shown by inspect as Docker does.
+func TestNetworkModes(t *testing.T) {
+	e := newNetEnv(t)
+	none := e.runD("--net", "none", box, "sleep", "1000")
+	if out := e.sh(none, "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '"); out != "lo\n" {
+		t.Errorf("--net none: interfaces %q", out)
+	}
+	if in, _ := e.inspectC(none); len(in.NetworkSettings.Networks) != 1 || in.NetworkSettings.Networks["none"] == nil {
+		t.Errorf("--net none: inspect Networks %+v", in.NetworkSettings.Networks)
+	}
+	host := e.runD("--net", "host", box, "sleep", "1000")
+	if in := e.nsInside(host, "net"); in != hostNS(t, "net") {
+		t.Errorf("--net host: %s, want the host's %s", in, hostNS(t, "net"))
+	}
+	web := e.runD("--name", "web", box, "sleep", "1000")
+	joiner := e.runD("--net", "container:web", box, "sleep", "1000")
+	if a, b := e.nsInside(web, "net"), e.nsInside(joiner, "net"); a != b {
+		t.Errorf("--net container:web: namespace %s, web's %s", b, a)
+	}
+	if a, b := e.sh(web, "cat /etc/hosts /etc/resolv.conf"), e.sh(joiner, "cat /etc/hosts /etc/resolv.conf"); a != b {
+		t.Errorf("--net container:web: /etc files differ:\n%s\n---\n%s", a, b)
+	}
+	if r := e.run(nil, "run", "--rm", "--net", "container:web", "-p", "8080:80", box, "true"); r.code != 125 {
+		t.Errorf("--net container:web with -p: %v", r)
+	}
+	// DNS options and extra hosts.
+	opts := e.runD("--dns", "192.0.2.53", "--dns-search", "example.test", "--dns-option", "ndots:3", "--add-host", "db.example:192.0.2.7", box, "sleep", "1000")
+	if out := e.sh(opts, "cat /etc/resolv.conf"); !strings.Contains(out, "nameserver 192.0.2.53\nsearch example.test\noptions ndots:3\n") {
+		t.Errorf("--dns, --dns-search, --dns-option:\n%s", out)
+	}
+	if out := e.sh(opts, "cat /etc/hosts"); !strings.Contains(out, "192.0.2.7\tdb.example\n") {
+		t.Errorf("--add-host:\n%s", out)
+	}
+	gw := e.runD("--add-host", "me:host-gateway", box, "sleep", "1000")
+	if out := e.sh(gw, "cat /etc/hosts"); !strings.Contains(out, "172.30.0.1\tme\n") {
+		t.Errorf("--add-host me:host-gateway:\n%s", out)
+	}
+}
+
+// TestNetworkKill: kill -9 of a container's monitor, or of `run` at any
+// moment, leaves nothing that outlives the containers: the next command
+// frees the endpoints of dead containers, and their host ports and
+// addresses can be used again.
+func TestNetworkKill(t *testing.T) {
+	e := newNetEnv(t)
+	e.ok("network", "create", "--subnet", "10.125.0.0/24", "killnet")
+	id := e.runD("--name", "k1", "-p", "18300:80", "--network", "killnet", "--ip", "10.125.0.5", box, "sleep", "1000")
+	dir := filepath.Join(e.state, "containers", id)
+	b, err := os.ReadFile(filepath.Join(dir, "shim.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shimPid int
+	fmt.Sscan(string(b), &shimPid)
+	pid := e.cstate(id).Pid
+	syscall.Kill(shimPid, syscall.SIGKILL)
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitFor(t, "the killed monitor to go", func() bool { return !alive(shimPid) })
+	if st := e.cstate(id); st.Running {
+		t.Fatalf("after kill -9 of the monitor: %+v", st)
+	}
+	if eps := e.endpointRecords(); slices.Contains(eps, id) {
+		t.Errorf("after kill -9 of the monitor, the endpoint is left")
+	}
+	if rules := nftTable(t, "ip"); strings.Contains(rules, "18300") {
+		t.Errorf("after kill -9 of the monitor, its port is still published:\n%s", rules)
+	}
+	// Its port and address are free again.
+	e.runD("--name", "k22", "-p", "18300:80", "--network", "killnet", "--ip", "10.125.0.5", box, "sleep", "1000")
+
+	// kill -9 of run -d at any moment.
+	for i := 0; i < 10; i++ {
+		r := e.start("run", "-d", "--name", fmt.Sprintf("r%d", i), "-p", fmt.Sprintf("%d:80", 18310+i), "--network", "killnet", box, "sleep", "1000")
+		time.Sleep(time.Duration(i*20) * time.Millisecond)
+		r.cmd.Process.Kill()
+		r.wait(t)
+	}
+	// Whatever each one reached, the store says it and the network agrees:
+	// every endpoint belongs to a running container.
+	e.ok("network", "prune", "-f") // reconciles
+	running := map[string]bool{}
+	for _, l := range lines(e.ok("ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.State}}")) {
+		f := strings.Fields(l)
+		e.remember(f[0])
+		if f[1] == "running" {
+			running[f[0]] = true
+		}
+	}
+	for _, ep := range e.endpointRecords() {
+		if !running[ep] {
+			t.Errorf("endpoint of container %s, which does not run, is left", ep[:12])
+		}
+	}
+	for i := 0; i < 10; i++ {
+		name := fmt.Sprintf("r%d", i)
+		if r := e.run(nil, "inspect", "--type", "container", name); r.code != 0 {
+			continue // killed before the create
+		}
+		if st := e.cstate(name); !st.Running {
+			if r := e.run(nil, "start", name); r.code != 0 {
+				t.Errorf("start %s after its run was killed: %v", name, r)
+			}
+		}
+	}
+	veths := 0
+	for _, l := range hostLinks(t) {
+		if strings.HasPrefix(l, "veth") {
+			veths++
+		}
+	}
+	if want := len(lines(e.ok("ps", "-q"))); veths != want {
+		t.Errorf("%d veths for %d running containers", veths, want)
+	}
+}
+
+func netListen(addr string) (interface{ Close() error }, error) { return net.Listen("tcp", addr) }
