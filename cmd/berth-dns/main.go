@@ -3,7 +3,7 @@
 // berth command when a container joins a user-defined network (see package
 // internal/network/dns for what it answers and how it stays current).
 //
-//	berth-dns --records ROOT/network --run STATE/network [--resolv-conf FILE] [--port N] [--debug]
+//	berth-dns --records ROOT/network --run STATE/network [--resolv-conf FILE] [--port N] [--idle-exit 30s] [--debug]
 package main
 
 import (
@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/berthproject/berth/internal/network/dns"
 )
@@ -28,6 +29,7 @@ func main() {
 	flag.StringVar(&cfg.HostResolvConf, "resolv-conf", "/etc/resolv.conf", "the host's resolvers")
 	flag.UintVar(&port, "port", 53, "DNS port on the gateways")
 	flag.BoolVar(&debug, "debug", false, "log every failed upstream query")
+	flag.DurationVar(&cfg.IdleExit, "idle-exit", 30*time.Second, "exit once no user-defined network has had containers for this long (0: never)")
 	flag.Parse()
 	if cfg.Records == "" || cfg.Run == "" || port == 0 || port > 65535 {
 		fmt.Fprintln(os.Stderr, "berth-dns: --records and --run are required, --port must be 1-65535")

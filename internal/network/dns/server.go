@@ -28,6 +28,11 @@
 //	dns.log    the server's messages
 //	dns.start  flock serialising clients that start a server
 //
+// Lifetime: with ServerConfig.IdleExit the server ends once no
+// user-defined network has had containers for that long (berth-dns: 30s),
+// so a daemonless host runs no server it does not need; the next Attach
+// to a user-defined network starts one again.
+//
 // Load: every query is handled on its own goroutine, local answers come
 // from memory, and forwarded queries wait on their upstream alone (with a
 // bound on how many are in flight), so a slow upstream never delays the
@@ -86,7 +91,10 @@ type ServerConfig struct {
 	UpstreamTimeout time.Duration
 	// MaxForwards bounds forwarded queries in flight (default 1024).
 	MaxForwards int
-	Log         *slog.Logger
+	// IdleExit ends the server once no user-defined network has had
+	// containers for this long (0: never). See the package doc.
+	IdleExit time.Duration
+	Log      *slog.Logger
 }
 
 // Server is a running embedded DNS server.
@@ -99,6 +107,7 @@ type Server struct {
 	forwards chan struct{} // semaphore of forwarded queries
 
 	mu       sync.Mutex // guards the fields below and reloads
+	closing  bool       // the server is ending: syncs are not answered
 	recordID store.FileID
 	hostID   fileID
 	host     []netip.Addr // the host's resolvers
@@ -166,19 +175,83 @@ func Serve(ctx context.Context, cfg ServerConfig) error {
 		return fmt.Errorf("write DNS server pid file: %w", err)
 	}
 	s.log.Info("embedded DNS server started", "records", cfg.Records, "listen", s.ix.Load().listen)
+	idle := make(chan struct{})
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-idle:
+		}
 		ctl.Close()
 	}()
+	if cfg.IdleExit > 0 {
+		go s.exitWhenIdle(ctx, idle)
+	}
 	for {
 		c, err := ctl.Accept()
 		if err != nil {
+			select {
+			case <-idle:
+				s.log.Info("no user-defined network has containers: exiting")
+				return nil
+			default:
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("DNS control socket: %w", err)
 		}
 		go s.control(c)
+	}
+}
+
+// exitWhenIdle closes idle once the server has had nothing to serve for
+// IdleExit. A client that starts a server holds the start lock; so does
+// the ending server from its last look at the records until it exits, and
+// it answers no sync after that look: a client either gets its sync
+// answered by a server that serves its records, or finds none and starts
+// one after this one is gone.
+func (s *Server) exitWhenIdle(ctx context.Context, idle chan<- struct{}) {
+	period := s.cfg.IdleExit / 4
+	var since time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(period):
+		}
+		if len(s.ix.Load().listen) > 0 {
+			since = time.Time{}
+			continue
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		if time.Since(since) < s.cfg.IdleExit {
+			continue
+		}
+		lf, err := os.OpenFile(filepath.Join(s.cfg.Run, startFile), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(lf.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+			lf.Close() // a client is starting a server: look again later
+			continue
+		}
+		s.mu.Lock()
+		st, err := s.store.Read()
+		if err == nil && len(buildIndex(st).listen) == 0 {
+			s.closing = true
+			s.mu.Unlock()
+			// lf stays locked until the process exits.
+			close(idle)
+			return
+		}
+		s.mu.Unlock()
+		lf.Close()
+		since = time.Time{}
+		if err == nil {
+			s.reload(true)
+		}
 	}
 }
 
@@ -193,7 +266,14 @@ func (s *Server) control(c gonet.Conn) {
 		}
 		switch strings.TrimSpace(line) {
 		case "sync":
-			if err := s.reload(true); err != nil {
+			err := s.reload(true)
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return // the client finds no server and starts one
+			}
+			if err != nil {
 				s.log.Error("reload", "err", err)
 				fmt.Fprintf(c, "error: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
 				continue

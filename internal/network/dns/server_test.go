@@ -183,3 +183,50 @@ func TestClientWithoutServer(t *testing.T) {
 		t.Errorf("PID without a server = %d", pid)
 	}
 }
+
+// TestServerIdleExit: with IdleExit, a server ends once no user-defined
+// network has had containers for that long, and not before.
+func TestServerIdleExit(t *testing.T) {
+	dir := t.TempDir()
+	f := &fixture{records: filepath.Join(dir, "records"), run: filepath.Join(dir, "run")}
+	var err error
+	if f.store, err = store.Open(f.records); err != nil {
+		t.Fatal(err)
+	}
+	f.update(t, func(st *store.State) {
+		st.Networks["n"] = &store.Network{ID: "n", Name: "loop", Driver: "bridge", Subnet: netip.MustParsePrefix("127.78.0.0/16"), Gateway: ip("127.78.0.1")}
+		st.Endpoints["e1"] = &store.Endpoint{ID: "e1", NetworkID: "n", ContainerID: "c1", ContainerName: "web", IPv4: ip("127.78.0.2")}
+	})
+	const idle = 200 * time.Millisecond
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(context.Background(), ServerConfig{Records: f.records, Run: f.run, Port: testPort + 20, IdleExit: idle})
+	}()
+	c := &Client{Records: f.records, Run: f.run}
+	for i := 0; c.sync(context.Background()) != nil; i++ {
+		if i == 500 {
+			t.Fatal("server did not come up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Serve ended (%v) while a network has a container", err)
+	case <-time.After(3 * idle):
+	}
+	f.update(t, func(st *store.State) { delete(st.Endpoints, "e1") })
+	if err := c.SyncIfRunning(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve after idling = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not end once idle")
+	}
+	if err := c.SyncIfRunning(context.Background()); err != nil {
+		t.Errorf("SyncIfRunning after the server ended = %v", err)
+	}
+}
