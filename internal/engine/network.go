@@ -45,6 +45,7 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	mnetwork "github.com/moby/moby/api/types/network"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/internal/network"
@@ -605,4 +606,50 @@ func (e *Engine) PublishedPorts(ctx context.Context, c *Container) (mnetwork.Por
 	}
 	pm, err := m.PortMap(ctx, c.ID)
 	return pm, netError(err)
+}
+
+// netSysctlsFromHost writes the spec's net.* sysctls into the container's
+// network namespace from the host, and takes them out of the spec, when the
+// container has a user namespace: the network namespace was made by the
+// engine in the host's user namespace, and the container's root may not
+// write its sysctls (Docker leaves its default ones out then; berth sets
+// them, so the container sees the same as without --userns).
+func (e *Engine) netSysctlsFromHost(c *Container, spec *specs.Spec) error {
+	if spec.Linux == nil || len(spec.Linux.Sysctl) == 0 || !bridgeMode(c.HostConfig) {
+		return nil
+	}
+	userns := false
+	for _, ns := range spec.Linux.Namespaces {
+		userns = userns || ns.Type == specs.UserNamespace
+	}
+	path := e.netnsPath(c.ID)
+	if !userns || !netns.Alive(path) {
+		return nil
+	}
+	var keys []string
+	for k := range spec.Linux.Sysctl {
+		if strings.HasPrefix(strings.ReplaceAll(k, "/", "."), "net.") {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	err := netns.Do(path, func() error {
+		for _, k := range keys {
+			p := "/proc/sys/" + k // the slash form names the file as it is
+			if !strings.Contains(k, "/") {
+				p = "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+			}
+			if err := os.WriteFile(p, []byte(spec.Linux.Sysctl[k]), 0o644); err != nil {
+				return fmt.Errorf("%w: --sysctl %s: %v", ErrInvalid, k, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		delete(spec.Linux.Sysctl, k)
+	}
+	return nil
 }

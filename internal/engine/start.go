@@ -235,7 +235,11 @@ func (e *Engine) renderSpec(ctx context.Context, c *Container, rootfs string) (*
 	if err := e.resolveVolumes(ctx, c, in); err != nil {
 		return nil, err
 	}
-	return containerspec.Generate(in)
+	spec, err := containerspec.Generate(in)
+	if err != nil {
+		return nil, err
+	}
+	return spec, e.netSysctlsFromHost(c, spec)
 }
 
 // cgroupsPath is the container's cgroup: under --cgroup-parent, else /berth.

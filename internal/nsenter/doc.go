@@ -15,8 +15,9 @@
 //
 //	runtime (parent)                    stage0 (C constructor)            init (Go)
 //	start child, add it to the cgroup
-//	bootstrap records, REC_END -------> setns REC_JOIN_USER, then each
-//	                                    REC_JOIN (opened first)
+//	bootstrap records, REC_END -------> setns each REC_JOIN it can (all
+//	                                    opened first), REC_JOIN_USER, then
+//	                                    the REC_JOINs left
 //	                                    unshare(REC_CLONE_FLAGS)
 //	                          <-------- MSG_USERMAP          (new user ns only)
 //	write /proc/PID/{uid,gid}_map

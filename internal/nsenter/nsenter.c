@@ -182,17 +182,30 @@ __attribute__((constructor)) static void berth_nsenter(void)
 		if (fds[i] < 0)
 			bail("nsenter: open namespace %s", joins[i]);
 	}
-	// The user namespace comes first so that we hold capabilities over the
-	// namespaces it owns.
+	int userfd = -1;
 	if (userns != NULL) {
-		int fd = open(userns, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
+		userfd = open(userns, O_RDONLY | O_CLOEXEC);
+		if (userfd < 0)
 			bail("nsenter: open user namespace %s", userns);
-		if (setns(fd, CLONE_NEWUSER) < 0)
+		// A namespace owned by an ancestor of the container's user
+		// namespace (the network namespace the engine made before the
+		// container, as Docker's daemon does) can only be joined from
+		// outside it: join what we can first, the rest once inside.
+		for (int i = 0; i < njoins; i++) {
+			if (setns(fds[i], 0) == 0) {
+				close(fds[i]);
+				fds[i] = -1;
+			}
+		}
+		// The user namespace before the others left, so that we hold
+		// capabilities over the namespaces it owns.
+		if (setns(userfd, CLONE_NEWUSER) < 0)
 			bail("nsenter: join user namespace %s", userns);
-		close(fd);
+		close(userfd);
 	}
 	for (int i = 0; i < njoins; i++) {
+		if (fds[i] < 0)
+			continue;
 		if (setns(fds[i], 0) < 0)
 			bail("nsenter: join namespace %s", joins[i]);
 		close(fds[i]);
