@@ -262,6 +262,7 @@ func checkEndpointSettings(nw mnetwork.Inspect, s *mnetwork.EndpointSettings) er
 // nothing is left.
 func (e *Engine) connectNetworks(ctx context.Context, c *Container) (err error) {
 	if !bridgeMode(c.HostConfig) {
+		e.joinNetwork(ctx, c)
 		return nil
 	}
 	m, err := e.network()
@@ -337,19 +338,62 @@ func attachOptions(c *Container, name string, s *mnetwork.EndpointSettings, nsPa
 
 // disconnectNetworks detaches a container from every network and removes
 // its namespace: when it stopped, is removed, or before it starts again.
-// It costs a stat when there is nothing to do.
+// It costs a stat or two when there is nothing to do.
+//
+// When no other container joined the namespace (--network container:ID),
+// nothing runs in it any more and the links go with it (Manager.Release,
+// ~20 ms less than deleting them); else they are deleted first, since the
+// namespace lives on with the joiners in it.
 func (e *Engine) disconnectNetworks(ctx context.Context, id string) {
+	e.leaveJoined(id)
 	path := e.netnsPath(id)
-	if _, err := os.Lstat(path); err != nil && !e.hasEndpoints(id) {
+	_, statErr := os.Lstat(path)
+	if statErr != nil && !e.hasEndpoints(id) {
 		return
 	}
+	users := e.joinersDir(id)
+	joined, _ := os.ReadDir(users)
 	if m, err := e.network(); err == nil {
-		if err := m.DetachAll(ctx, id); err != nil {
+		if statErr == nil && len(joined) == 0 {
+			err = m.Release(ctx, id)
+		} else {
+			err = m.DetachAll(ctx, id)
+		}
+		if err != nil {
 			e.log.Warn("detach the container from its networks", "container", id, "err", err)
 		}
 	}
 	if err := netns.Remove(path); err != nil {
 		e.log.Warn("remove the container's network namespace", "container", id, "err", err)
+	}
+	os.RemoveAll(users)
+}
+
+// joinersDir holds a mark per container that joined id's network
+// namespace (--network container:ID) and may still be in it.
+func (e *Engine) joinersDir(id string) string { return e.netnsPath(id) + ".users" }
+
+// joinNetwork marks that c joins the network namespace of the container
+// its network mode names.
+func (e *Engine) joinNetwork(ctx context.Context, c *Container) {
+	ref, ok := strings.CutPrefix(string(c.HostConfig.NetworkMode), "container:")
+	if !ok {
+		return
+	}
+	other, err := e.Lookup(ctx, ref)
+	if err != nil {
+		return // start fails on it
+	}
+	if err := os.MkdirAll(e.joinersDir(other.ID), 0o700); err == nil {
+		_ = os.WriteFile(filepath.Join(e.joinersDir(other.ID), c.ID), nil, 0o600)
+	}
+}
+
+// leaveJoined removes the marks of id as a joiner.
+func (e *Engine) leaveJoined(id string) {
+	marks, _ := filepath.Glob(filepath.Join(e.netnsDir(), "*.users", id))
+	for _, p := range marks {
+		os.Remove(p)
 	}
 }
 

@@ -363,12 +363,40 @@ func (m *Manager) Detach(ctx context.Context, containerID, networkRef string) er
 
 // DetachAll disconnects a container from every network (it stopped).
 func (m *Manager) DetachAll(ctx context.Context, containerID string) error {
+	return m.detachAll(ctx, containerID, true)
+}
+
+// Release is DetachAll for a container whose network namespace is about to
+// be destroyed with no process left in it: its records, addresses, ports
+// and rules go now, and its veth pairs go with the namespace (the kernel
+// deletes a pair when the namespace of one end is destroyed, in the
+// background), where deleting them here would wait for the kernel's RCU
+// grace periods (~20-30 ms a link on a busy host). Links the kernel has not
+// deleted yet carry no address of the host's and no record; Reconcile
+// deletes any that outlive their namespace.
+func (m *Manager) Release(ctx context.Context, containerID string) error {
+	return m.detachAll(ctx, containerID, false)
+}
+
+func (m *Manager) detachAll(ctx context.Context, containerID string, deleteLinks bool) error {
 	var errs []error
 	var userNet bool
 	err := m.update(func(st *store.State, k kernel) error {
-		for _, e := range st.ContainerEndpoints(containerID) {
+		eps := st.ContainerEndpoints(containerID)
+		if len(eps) == 0 {
+			return nil
+		}
+		for _, e := range eps {
 			userNet = userNet || !st.Networks[e.NetworkID].Default
-			errs = append(errs, m.detach(st, k, e)...)
+			delete(st.Endpoints, e.ID)
+			if deleteLinks {
+				if err := k.DeleteLink(e.HostIf); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		if err := k.ApplyRules(Rules(st)); err != nil {
+			errs = append(errs, err)
 		}
 		return nil
 	})

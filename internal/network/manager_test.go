@@ -517,3 +517,39 @@ func mustJSON(v any) string {
 }
 
 var _ = store.Version
+
+// TestRelease: Release frees the records, addresses, ports and rules of a
+// container at once and leaves its links to the namespace's destruction;
+// DetachAll deletes them.
+func TestRelease(t *testing.T) {
+	m, k, _ := newTestManager(t)
+	a := attach(t, m, "a", "bridge", AttachOptions{Ports: []PortRequest{{Proto: "tcp", HostPort: 8080, ContainerPort: 80}}})
+	b := attach(t, m, "b", "bridge", AttachOptions{})
+	applies := k.applies
+	if err := m.Release(ctx, a.ContainerID); err != nil {
+		t.Fatal(err)
+	}
+	if eps, _ := m.Endpoints(ctx, a.ContainerID); len(eps) != 0 {
+		t.Errorf("after Release: endpoints %v", eps)
+	}
+	if _, ok := k.links[a.HostIf]; !ok {
+		t.Errorf("Release deleted the veth %s: the namespace's destruction does", a.HostIf)
+	}
+	if k.applies != applies+1 {
+		t.Errorf("Release applied the rules %d times, want once", k.applies-applies)
+	}
+	if pm, _ := m.PortMap(ctx, a.ContainerID); len(pm) != 0 {
+		t.Errorf("after Release: ports %v", pm)
+	}
+	// Its port and address are free again.
+	attach(t, m, "c", "bridge", AttachOptions{Ports: []PortRequest{{Proto: "tcp", HostPort: 8080, ContainerPort: 80}}})
+	if err := m.DetachAll(ctx, b.ContainerID); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := k.links[b.HostIf]; ok {
+		t.Errorf("DetachAll left the veth %s", b.HostIf)
+	}
+	if err := m.Release(ctx, "nosuch"); err != nil {
+		t.Errorf("Release of a container without endpoints = %v", err)
+	}
+}

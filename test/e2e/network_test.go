@@ -55,6 +55,11 @@ func (e *netEnv) netCleanup() {
 		e.run(nil, append([]string{"rm", "-f", "-v"}, ids...)...)
 	}
 	e.run(nil, "network", "prune", "-f")
+	// The kernel deletes the veth pairs of destroyed namespaces in the
+	// background (Manager.Release): give it a moment.
+	for i := 0; i < 100 && slices.ContainsFunc(hostLinks(t), func(l string) bool { return strings.HasPrefix(l, "veth") }); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
 	for _, l := range hostLinks(t) {
 		if strings.HasPrefix(l, "veth") || strings.HasPrefix(l, "berth-") {
 			t.Errorf("after rm of every container and network prune, link %s is left", l)
@@ -85,24 +90,35 @@ func (e *netEnv) netCleanup() {
 // endpointRecords lists the container IDs of the network records'
 // endpoints.
 func (e *netEnv) endpointRecords() []string {
+	var out []string
+	for id := range e.hostLinksOf() {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// hostLinksOf maps the containers of the network records' endpoints to the
+// host ends of their veth pairs.
+func (e *netEnv) hostLinksOf() map[string]string {
+	out := map[string]string{}
 	b, err := os.ReadFile(filepath.Join(e.root, "network", "state.json"))
 	if err != nil {
-		return nil
+		return out
 	}
 	var st struct {
 		Endpoints map[string]struct {
 			ContainerID string `json:"container"`
+			HostIf      string `json:"hostIf"`
 		} `json:"endpoints"`
 	}
 	if err := json.Unmarshal(b, &st); err != nil {
 		e.t.Errorf("network records: %v", err)
-		return nil
+		return out
 	}
-	var out []string
 	for _, ep := range st.Endpoints {
-		out = append(out, ep.ContainerID)
+		out[ep.ContainerID] = ep.HostIf
 	}
-	slices.Sort(out)
 	return out
 }
 
@@ -616,6 +632,14 @@ func TestNetworkModes(t *testing.T) {
 	if r := e.run(nil, "run", "--rm", "--net", "container:web", "-p", "8080:80", box, "true"); r.code != 125 {
 		t.Errorf("--net container:web with -p: %v", r)
 	}
+	// web stops while joiner lives on in its namespace: web's veth goes at
+	// once (its address is free for another container, and must not stay
+	// on the bridge).
+	veth := e.hostLinksOf()[web]
+	e.ok("stop", "-t", "0", "web")
+	if slices.Contains(hostLinks(t), veth) {
+		t.Errorf("web stopped, joiner running in its namespace: web's veth %s is left", veth)
+	}
 	// DNS options and extra hosts.
 	opts := e.runD("--dns", "192.0.2.53", "--dns-search", "example.test", "--dns-option", "ndots:3", "--add-host", "db.example:192.0.2.7", box, "sleep", "1000")
 	if out := e.sh(opts, "cat /etc/resolv.conf"); !strings.Contains(out, "nameserver 192.0.2.53\nsearch example.test\noptions ndots:3\n") {
@@ -695,14 +719,22 @@ func TestNetworkKill(t *testing.T) {
 			}
 		}
 	}
-	veths := 0
-	for _, l := range hostLinks(t) {
-		if strings.HasPrefix(l, "veth") {
-			veths++
+	veths := func() int {
+		n := 0
+		for _, l := range hostLinks(t) {
+			if strings.HasPrefix(l, "veth") {
+				n++
+			}
 		}
+		return n
 	}
-	if want := len(lines(e.ok("ps", "-q"))); veths != want {
-		t.Errorf("%d veths for %d running containers", veths, want)
+	want := len(lines(e.ok("ps", "-q")))
+	// Veths of destroyed namespaces go in the background.
+	for i := 0; i < 100 && veths() > want; i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := veths(); n != want {
+		t.Errorf("%d veths for %d running containers", n, want)
 	}
 }
 
