@@ -191,9 +191,7 @@ func (e *Engine) prepareNetworking(ctx context.Context, c *Container, nc *mnetwo
 	}
 	for name := range eps {
 		if name != mode {
-			if _, ok := eps[mode]; !ok || len(eps) > 1 {
-				return fmt.Errorf("%w: --network %s: endpoint settings given for network %s", ErrInvalid, mode, name)
-			}
+			return fmt.Errorf("%w: --network %s: endpoint settings given for network %s", ErrInvalid, mode, name)
 		}
 	}
 	nw, err := m.Inspect(ctx, mode)

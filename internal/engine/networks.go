@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/moby/moby/api/types/events"
@@ -224,7 +225,7 @@ func (e *Engine) refreshHosts(ctx context.Context, c *Container) {
 		e.log.Warn("render /etc/hosts", "container", c.ID, "err", err)
 		return
 	}
-	f, err := os.OpenFile(e.containerDir(c.ID)+"/hosts", os.O_WRONLY|os.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	f, err := os.OpenFile(filepath.Join(e.containerDir(c.ID), "hosts"), os.O_WRONLY|os.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}

@@ -265,36 +265,47 @@ func gbits(xs []float64) string {
 }
 
 // BenchmarkAttachDetach is the network's share of `run --rm`: a network
-// namespace, Attach with a published port, DetachAll, and the namespace
-// removed.
+// namespace, Attach with a published port, then either DetachAll (the
+// links deleted) or Release (the links left to the namespace's
+// destruction, as the engine does when the container is gone), and the
+// namespace removed. The two alternate.
 func BenchmarkAttachDetach(b *testing.B) {
 	h := newHost(b)
 	ctx := context.Background()
 	// Warm: the bridge exists, as on any host that ran a container.
 	warm := h.container("warm")
 	h.attach(warm, network.AttachOptions{})
-	var durations []time.Duration
+	durations := map[string][]time.Duration{}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		p := filepath.Join(h.dir, fmt.Sprintf("ns-run%d", i))
-		if err := netns.Create(p, nil); err != nil {
-			b.Fatal(err)
+		for _, mode := range []string{"detach", "release"} {
+			start := time.Now()
+			p := filepath.Join(h.dir, fmt.Sprintf("ns-%s%d", mode, i))
+			if err := netns.Create(p, nil); err != nil {
+				b.Fatal(err)
+			}
+			id := fmt.Sprintf("%s%058d", mode[:6], i)
+			if _, err := h.m.Attach(ctx, network.AttachOptions{ContainerID: id, ContainerName: fmt.Sprintf("%s%d", mode, i), NetNS: p, Network: "bridge",
+				Ports: []network.PortRequest{{Proto: "tcp", HostPort: 8080, ContainerPort: 80}}}); err != nil {
+				b.Fatal(err)
+			}
+			detach := h.m.DetachAll
+			if mode == "release" {
+				detach = h.m.Release
+			}
+			if err := detach(ctx, id); err != nil {
+				b.Fatal(err)
+			}
+			if err := netns.Remove(p); err != nil {
+				b.Fatal(err)
+			}
+			durations[mode] = append(durations[mode], time.Since(start))
 		}
-		id := fmt.Sprintf("%064d", i)
-		if _, err := h.m.Attach(ctx, network.AttachOptions{ContainerID: id, ContainerName: fmt.Sprintf("run%d", i), NetNS: p, Network: "bridge",
-			Ports: []network.PortRequest{{Proto: "tcp", HostPort: 8080, ContainerPort: 80}}}); err != nil {
-			b.Fatal(err)
-		}
-		if err := h.m.DetachAll(ctx, id); err != nil {
-			b.Fatal(err)
-		}
-		if err := netns.Remove(p); err != nil {
-			b.Fatal(err)
-		}
-		durations = append(durations, time.Since(start))
 	}
 	b.StopTimer()
-	slices.Sort(durations)
-	b.Logf("attach+detach with a published port: median %v, max %v over %d", durations[len(durations)/2], durations[len(durations)-1], len(durations))
+	for _, mode := range []string{"detach", "release"} {
+		d := durations[mode]
+		slices.Sort(d)
+		b.Logf("attach+%s with a published port: median %v, max %v over %d", mode, d[len(d)/2], d[len(d)-1], len(d))
+	}
 }
