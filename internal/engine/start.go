@@ -378,6 +378,7 @@ func (e *Engine) writeEtcFiles(ctx context.Context, c *Container) (map[string]st
 	}
 	return out, nil
 }
+
 // FinishRun records the final exit of a container that the caller ran
 // attached with AttachOptions.Exit, once its output has ended: the monitor
 // hands the exit over and this process does what the monitor's exit
