@@ -739,3 +739,48 @@ func TestNetworkKill(t *testing.T) {
 }
 
 func netListen(addr string) (interface{ Close() error }, error) { return net.Listen("tcp", addr) }
+
+// TestNetworkIPv6Internal: a network created with --ipv6 gives containers
+// dual-stack addresses that inspect shows and that reach each other; an
+// --internal network has no way out: no default route, no published port.
+func TestNetworkIPv6Internal(t *testing.T) {
+	e := newNetEnv(t)
+	e.ok("network", "create", "--ipv6", "--subnet", "10.126.0.0/24", "--subnet", "fd00:126::/64", "v6net")
+	a := e.runD("--name", "v6a", "--network", "v6net", "-p", "18400:80", box, "sleep", "1000")
+	b := e.runD("--name", "v6b", "--network", "v6net", "--ip6", "fd00:126::99", box, "sleep", "1000")
+	epA, epB := e.endpoint(a, "v6net"), e.endpoint(b, "v6net")
+	v6 := netip.MustParsePrefix("fd00:126::/64")
+	if !v6.Contains(epA.GlobalIPv6Address) || epA.GlobalIPv6PrefixLen != 64 || epA.IPv6Gateway.String() != "fd00:126::1" || !epA.IPAddress.IsValid() {
+		t.Errorf("dual-stack endpoint %+v", epA)
+	}
+	if epB.GlobalIPv6Address.String() != "fd00:126::99" {
+		t.Errorf("--ip6: %s", epB.GlobalIPv6Address)
+	}
+	if out := e.sh(a, "ip -6 addr show eth0; ip -6 route"); !strings.Contains(out, epA.GlobalIPv6Address.String()+"/64") || !strings.Contains(out, "default via fd00:126::1") {
+		t.Errorf("inside v6a:\n%s", out)
+	}
+	if _, code, stderr := e.shAny(a, "ping -6 -c 1 -W 5 fd00:126::99"); code != 0 {
+		t.Errorf("v6a cannot ping v6b over IPv6: %s", stderr)
+	}
+	if out, code, _ := e.shAny(a, "nslookup -type=AAAA v6b"); code != 0 || !strings.Contains(out, "fd00:126::99") {
+		t.Errorf("v6a resolves v6b's AAAA: %q", out)
+	}
+	if got := lines(e.ok("port", "v6a")); !slices.Equal(got, []string{"80/tcp -> 0.0.0.0:18400", "80/tcp -> [::]:18400"}) {
+		t.Errorf("port of a dual-stack container = %q", got)
+	}
+	if rules := nftTable(t, "ip6"); !strings.Contains(rules, "dnat to ["+epA.GlobalIPv6Address.String()+"]:80") {
+		t.Errorf("the IPv6 port rule is missing:\n%s", rules)
+	}
+
+	e.ok("network", "create", "--internal", "--subnet", "10.127.0.0/24", "closed")
+	c := e.runD("--name", "inside", "--network", "closed", "-p", "18401:80", box, "sleep", "1000")
+	if out := e.sh(c, "ip route"); strings.Contains(out, "default") {
+		t.Errorf("--internal: a default route:\n%s", out)
+	}
+	if out := e.ok("port", "inside"); out != "" {
+		t.Errorf("--internal: published ports %q", out)
+	}
+	if out := e.ok("network", "inspect", "-f", "{{.Internal}}", "closed"); out != "true\n" {
+		t.Errorf("network inspect Internal = %q", out)
+	}
+}
