@@ -27,3 +27,18 @@ log "berth: a busybox image made from busybox-static, run with a 64 MiB memory l
 tar -C "$b/rootfs" -c . | "$BERTH_DIR/bin/berth" import - busybox:latest >/dev/null
 "$BERTH_DIR/bin/berth" run --rm --hostname berth-demo --memory 64m busybox sh -c \
   'echo "hostname: $(hostname)"; echo "my pid: $$"; l=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max); echo "memory limit: $l bytes"'
+
+log "berth: a web server from a host directory, published on 127.0.0.1:8080 (nftables DNAT, no proxy), 64 MiB"
+mkdir -p "$b/site" && echo "hello from a berth container" >"$b/site/index.html"
+"$BERTH_DIR/bin/berth" rm -f berth-demo-web >/dev/null 2>&1 || true
+"$BERTH_DIR/bin/berth" run -d --name berth-demo-web -p 8080:80 -v "$b/site:/www:ro" --memory 64m \
+  busybox httpd -f -p 80 -h /www >/dev/null
+"$BERTH_DIR/bin/berth" ps --filter name=berth-demo-web --format 'table {{.Names}}\t{{.Status}}\t{{.Ports}}'
+for i in $(seq 50); do
+  page=$(busybox wget -q -O - http://127.0.0.1:8080/ 2>/dev/null) && break
+  sleep 0.1
+done
+echo "GET http://127.0.0.1:8080/ -> ${page:-nothing}"
+echo "memory limit: $("$BERTH_DIR/bin/berth" exec berth-demo-web cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || "$BERTH_DIR/bin/berth" exec berth-demo-web cat /sys/fs/cgroup/memory.max) bytes"
+"$BERTH_DIR/bin/berth" rm -f berth-demo-web >/dev/null
+[ -n "${page:-}" ] || die "the published port did not answer"
