@@ -55,24 +55,11 @@ func runCommand(g *globals) *cli.Command {
 	c := &cli.Command{
 		Use: "run [flags] IMAGE [COMMAND] [ARG...]", Short: "create and start a container",
 		RunE: func(cmd *cli.Command, args []string) error {
-			cfg, host, err := f.config(cmd.Flags(), args)
-			if err != nil {
-				return engineFailure(err)
-			}
-			nc, err := f.networking()
-			if err != nil {
-				return engineFailure(err)
-			}
-			e, err := g.engine()
-			if err != nil {
-				return engineFailure(err)
-			}
 			ctx, cancel := commandContext()
 			defer cancel()
-			ctr, err := e.Create(ctx, engine.CreateOptions{
-				Name: f.name, Config: cfg, HostConfig: host, Pull: f.pull, Platform: f.platform,
-				Progress: pullProgress(os.Stderr), NetworkingConfig: nc, CheckPorts: true,
-			})
+			// run refuses a host port in use before anything is made;
+			// create, like Docker's, leaves that to start.
+			e, ctr, err := f.create(ctx, g, cmd, args, true)
 			if err != nil {
 				return engineFailure(err)
 			}
@@ -260,27 +247,36 @@ func parseDetachKeys(s string) ([]byte, error) {
 	return out, nil
 }
 
+// create makes the container run and create describe: the flags are
+// checked before the store is opened.
+func (f *runFlags) create(ctx context.Context, g *globals, cmd *cli.Command, args []string, checkPorts bool) (*engine.Engine, *engine.Container, error) {
+	cfg, host, err := f.config(cmd.Flags(), args)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := f.networking()
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := g.engine()
+	if err != nil {
+		return nil, nil, err
+	}
+	ctr, err := e.Create(ctx, engine.CreateOptions{
+		Name: f.name, Config: cfg, HostConfig: host, Pull: f.pull, Platform: f.platform,
+		Progress: pullProgress(os.Stderr), NetworkingConfig: nc, CheckPorts: checkPorts,
+	})
+	return e, ctr, err
+}
+
 func createCommand(g *globals) *cli.Command {
 	var f runFlags
 	c := &cli.Command{
 		Use: "create [flags] IMAGE [COMMAND] [ARG...]", Short: "create a container (without starting it)",
 		RunE: func(cmd *cli.Command, args []string) error {
-			cfg, host, err := f.config(cmd.Flags(), args)
-			if err != nil {
-				return engineFailure(err)
-			}
-			nc, err := f.networking()
-			if err != nil {
-				return engineFailure(err)
-			}
-			e, err := g.engine()
-			if err != nil {
-				return engineFailure(err)
-			}
 			ctx, cancel := commandContext()
 			defer cancel()
-			ctr, err := e.Create(ctx, engine.CreateOptions{Name: f.name, Config: cfg, HostConfig: host,
-				Pull: f.pull, Platform: f.platform, Progress: pullProgress(os.Stderr), NetworkingConfig: nc})
+			_, ctr, err := f.create(ctx, g, cmd, args, false)
 			if err != nil {
 				return engineFailure(err)
 			}

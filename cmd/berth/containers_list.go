@@ -264,6 +264,25 @@ func inspectFor(g *globals, name string, images bool) *cli.Command {
 
 // writeInspect prints objects as Docker's inspect: a JSON array, or a
 // template per object.
+// inspectEach prints what inspect returns for every ref that it finds, as
+// one JSON array or template output, then reports the refs it did not.
+func inspectEach(refs []string, format string, inspect func(ref string) (any, error)) error {
+	var out []any
+	var errs []error
+	for _, ref := range refs {
+		v, err := inspect(ref)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, v)
+	}
+	if err := writeInspect(os.Stdout, out, format); err != nil {
+		return err
+	}
+	return reportAll(os.Stderr, errs)
+}
+
 func writeInspect(w io.Writer, objs []any, format string) error {
 	if format == "" || format == "json" {
 		if objs == nil {
@@ -581,20 +600,7 @@ func volumeCommand(g *globals) *cli.Command {
 		Args: minArgs(1),
 		RunE: func(cmd *cli.Command, args []string) error {
 			return withEngine(func(ctx context.Context, e *engine.Engine) error {
-				var out []any
-				var errs []error
-				for _, n := range args {
-					v, err := e.VolumeInspect(ctx, n)
-					if err != nil {
-						errs = append(errs, err)
-						continue
-					}
-					out = append(out, v)
-				}
-				if err := writeInspect(os.Stdout, out, inspectFormat); err != nil {
-					return err
-				}
-				return reportAll(os.Stderr, errs)
+				return inspectEach(args, inspectFormat, func(n string) (any, error) { return e.VolumeInspect(ctx, n) })
 			})
 		},
 	}

@@ -247,20 +247,7 @@ func networkInspectCommand(g *globals) *cli.Command {
 		Args: minArgs(1),
 		RunE: func(cmd *cli.Command, args []string) error {
 			return withEngine(g, func(ctx context.Context, e *engine.Engine) error {
-				var out []any
-				var errs []error
-				for _, ref := range args {
-					n, err := e.NetworkInspect(ctx, ref)
-					if err != nil {
-						errs = append(errs, err)
-						continue
-					}
-					out = append(out, n)
-				}
-				if err := writeInspect(os.Stdout, out, format); err != nil {
-					return err
-				}
-				return reportAll(os.Stderr, errs)
+				return inspectEach(args, format, func(ref string) (any, error) { return e.NetworkInspect(ctx, ref) })
 			})
 		},
 	}
