@@ -326,6 +326,41 @@ func containerVolumes(c *Container) []string {
 	return out
 }
 
+// namedVolumes lists the named volumes of the container's -v NAME:DST and
+// --mount type=volume,source=NAME, with the flag each came from.
+func namedVolumes(c *Container) (names, flags []string) {
+	for _, b := range c.HostConfig.Binds {
+		if src, _, ok := strings.Cut(b, ":"); ok && !filepath.IsAbs(src) {
+			names, flags = append(names, src), append(flags, "--volume "+b)
+		}
+	}
+	for _, m := range c.HostConfig.Mounts {
+		if m.Type == mount.TypeVolume && m.Source != "" {
+			names, flags = append(names, m.Source), append(flags, "--mount "+m.Target)
+		}
+	}
+	return names, flags
+}
+
+// createNamedVolumes makes the container's named volumes that do not
+// exist, at create as Docker does (volume ls lists them before the
+// container starts); they are filled from the image at the first start.
+// Every name is checked before any volume is made.
+func (e *Engine) createNamedVolumes(ctx context.Context, c *Container) error {
+	names, flags := namedVolumes(c)
+	for i, name := range names {
+		if !validVolumeName(name) {
+			return fmt.Errorf("%w: %s: %q includes invalid characters for a local volume name, only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", ErrInvalid, flags[i], name)
+		}
+	}
+	for i, name := range names {
+		if _, err := e.VolumeCreate(ctx, name, nil, nil); err != nil {
+			return fmt.Errorf("%s: %w", flags[i], err)
+		}
+	}
+	return nil
+}
+
 // resolveVolumes makes sure every volume and bind source of the container
 // exists (a missing host directory is created, as Docker does), populates
 // new volumes from the image's content at their mount point, and tells the
@@ -338,7 +373,7 @@ func (e *Engine) resolveVolumes(ctx context.Context, c *Container, in *container
 			return err
 		}
 		in.Volumes[name] = v.Mountpoint
-		if !nocopy {
+		if !nocopy && !c.VolumesPopulated {
 			return populateVolume(ctx, in.Rootfs, dst, v.Mountpoint)
 		}
 		return nil
@@ -368,6 +403,9 @@ func (e *Engine) resolveVolumes(ctx context.Context, c *Container, in *container
 			return fmt.Errorf("anonymous volume for %s: %w", dst, err)
 		}
 		in.Volumes[dst] = v.Mountpoint
+		if c.VolumesPopulated {
+			continue
+		}
 		if err := populateVolume(ctx, in.Rootfs, dst, v.Mountpoint); err != nil {
 			return err
 		}
@@ -388,6 +426,8 @@ func (e *Engine) resolveVolumes(ctx context.Context, c *Container, in *container
 			}
 		}
 	}
+	// Recorded with the start's outcome (the record is written then).
+	c.VolumesPopulated = true
 	return nil
 }
 
