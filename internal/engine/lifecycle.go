@@ -292,6 +292,7 @@ func (e *Engine) unmountRootfs(id string) {
 	// --ipc shareable's /dev/shm and the claim of a --userns range live as
 	// long as the mount.
 	e.unmountShm(id)
+	e.unmountIDMapped(id)
 	e.releaseIDMap(id)
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/mount"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berthproject/berth/internal/archive"
 	"github.com/berthproject/berth/internal/containerspec"
@@ -367,6 +368,10 @@ func (e *Engine) createNamedVolumes(ctx context.Context, c *Container) error {
 // spec where each volume lives.
 func (e *Engine) resolveVolumes(ctx context.Context, c *Container, in *containerspec.Input) error {
 	in.Volumes = map[string]string{}
+	unmap := unmapIDs(e.claimedIDMap(c.ID))
+	populateVolume := func(ctx context.Context, rootfs, dst, volumeDir string) error {
+		return populateVolume(ctx, rootfs, dst, volumeDir, unmap)
+	}
 	use := func(name, dst string, nocopy bool) error {
 		v, err := e.VolumeCreate(ctx, name, nil, nil)
 		if err != nil {
@@ -431,9 +436,33 @@ func (e *Engine) resolveVolumes(ctx context.Context, c *Container, in *container
 	return nil
 }
 
+// unmapIDs is the mapping that stores the files of an id-mapped root
+// filesystem (which shows container id k as host id H+k, and the engine's
+// own files in the upper layer as host root) as the image has them, for a
+// copy into a volume: volumes are id-mapped too (see userns.go). nil for a
+// container without a mapping.
+func unmapIDs(m []specs.LinuxIDMapping) []specs.LinuxIDMapping {
+	if m == nil {
+		return nil
+	}
+	var out []specs.LinuxIDMapping
+	next, hostRoot := uint32(0), false
+	for _, r := range m {
+		out = append(out, specs.LinuxIDMapping{ContainerID: r.HostID, HostID: r.ContainerID, Size: r.Size})
+		next = max(next, r.ContainerID+r.Size)
+		hostRoot = hostRoot || r.HostID == 0
+	}
+	if !hostRoot {
+		out = append(out, specs.LinuxIDMapping{ContainerID: 0, HostID: next, Size: 1})
+	}
+	return out
+}
+
 // populateVolume copies what the image has at dst into an empty volume,
 // the first time the volume is used (Docker's copy-up of volume content).
-func populateVolume(ctx context.Context, rootfs, dst, volumeDir string) error {
+// unmap (see unmapIDs) stores the ids of an id-mapped rootfs as the image
+// has them.
+func populateVolume(ctx context.Context, rootfs, dst, volumeDir string, unmap []specs.LinuxIDMapping) error {
 	ents, err := os.ReadDir(volumeDir)
 	if err != nil || len(ents) > 0 {
 		return err
@@ -451,7 +480,7 @@ func populateVolume(ctx context.Context, rootfs, dst, volumeDir string) error {
 	defer src.Close()
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(archive.Diff(ctx, srcPath, pw, archive.DiffOptions{})) }()
-	_, err = archive.Apply(ctx, volumeDir, pr, archive.ApplyOptions{Whiteouts: archive.WhiteoutApply})
+	_, err = archive.Apply(ctx, volumeDir, pr, archive.ApplyOptions{Whiteouts: archive.WhiteoutApply, UIDMaps: unmap, GIDMaps: unmap})
 	pr.Close()
 	if err != nil {
 		return fmt.Errorf("copy the image's %s into the volume: %w", dst, err)
