@@ -440,18 +440,26 @@ func (e *Engine) idmapSource(id string, i int, src string, userns *os.File) (str
 	return dst, nil
 }
 
-// unmountIDMapped removes the id-mapped clones of mount sources.
-func (e *Engine) unmountIDMapped(id string) {
+// unmountIDMapped removes the id-mapped clones of mount sources; it
+// reports whether they are all gone. Only their mount points are removed,
+// never recursively: a clone still mounted is the volume itself.
+func (e *Engine) unmountIDMapped(id string) bool {
 	dir := e.idmappedDir(id)
 	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return true
+	}
 	if err != nil {
-		return
+		return false
 	}
 	for _, ent := range ents {
 		p := filepath.Join(dir, ent.Name())
 		for unix.Unmount(p, unix.MNT_DETACH) == nil {
 		}
-		os.Remove(p)
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			e.log.Warn("remove an id-mapped mount point", "path", p, "err", err)
+		}
 	}
-	os.Remove(dir)
+	err = os.Remove(dir)
+	return err == nil || errors.Is(err, os.ErrNotExist)
 }
