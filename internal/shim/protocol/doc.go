@@ -126,7 +126,10 @@
 // client whose output ended early, or that comes after the 10 s, gets an
 // error and leaves the exit to the exit command). A control connection
 // that took the exit and closes without exit-handled gives it back: the
-// exit command runs (and finds whatever part of the work was done).
+// exit command runs (and finds whatever part of the work was done). The
+// monitor also watches the claimant's process (the peer of its attach
+// connection): if it ends before taking the exit, the exit command runs at
+// once rather than after the 10 s.
 //
 // # Logs
 //
