@@ -784,3 +784,69 @@ func TestNetworkIPv6Internal(t *testing.T) {
 		t.Errorf("network inspect Internal = %q", out)
 	}
 }
+
+// TestNetworkLinks: Docker's legacy links. On the default bridge the
+// linked container's alias, hostname and name in /etc/hosts and Docker's
+// variables; a link to a missing or stopped container, or with host
+// networking, refused with Docker's messages; on a user-defined network
+// the alias resolves by DNS for the linking container.
+func TestNetworkLinks(t *testing.T) {
+	e := newNetEnv(t)
+	web := e.runD("--name", "web", "--expose", "80", "--expose", "5000-5001/udp", "-e", "SECRET=s3", box, "sleep", "1000")
+	ip := e.endpoint(web, "bridge").IPAddress.String()
+	out := e.ok("run", "--rm", "--name", "client", "--link", "web:db-alias", "-e", "DB_ALIAS_ENV_SECRET=mine", box,
+		"sh", "-c", "env; cat /etc/hosts")
+	for _, want := range []string{
+		"DB_ALIAS_PORT=tcp://" + ip + ":80",
+		"DB_ALIAS_PORT_80_TCP=tcp://" + ip + ":80", "DB_ALIAS_PORT_80_TCP_ADDR=" + ip, "DB_ALIAS_PORT_80_TCP_PORT=80", "DB_ALIAS_PORT_80_TCP_PROTO=tcp",
+		"DB_ALIAS_PORT_5000_UDP=udp://" + ip + ":5000", "DB_ALIAS_PORT_5001_UDP_PROTO=udp",
+		"DB_ALIAS_PORT_5000_UDP_START=udp://" + ip + ":5000", "DB_ALIAS_PORT_5000_UDP_END=udp://" + ip + ":5001",
+		"DB_ALIAS_NAME=/client/db-alias", "DB_ALIAS_ENV_IMG=box",
+		"DB_ALIAS_ENV_SECRET=mine", // the container's own variables win
+		ip + "\tdb-alias " + web[:12] + " web",
+	} {
+		if !slices.Contains(lines(out), want) {
+			t.Errorf("run --link web:db-alias: no line %q in env and /etc/hosts:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "DB_ALIAS_ENV_PATH") || strings.Contains(out, "DB_ALIAS_ENV_SECRET=s3") {
+		t.Errorf("run --link web:db-alias: PATH passed on or the container's variable overridden:\n%s", out)
+	}
+	out = e.ok("run", "--rm", "--link", web[:12], box, "sh", "-c", "grep -w web /etc/hosts; ping -c 1 -W 5 web >/dev/null && echo pinged")
+	if want := ip + "\t" + web[:12] + " " + web[:12] + " web\npinged\n"; out != want {
+		t.Errorf("run --link WEB_ID: %q", out)
+	}
+	e.ok("create", "--name", "linker", "--link", "web:w", box, "true")
+	if c, _ := e.inspectC("linker"); !slices.Equal(c.HostConfig.Links, []string{"/web:/linker/w"}) {
+		t.Errorf("inspect HostConfig.Links = %q, want [/web:/linker/w]", c.HostConfig.Links)
+	}
+
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--rm", "--link", "nosuch:x", box, "true"}, "could not get container for nosuch: No such container: nosuch"},
+		{[]string{"run", "--rm", "--link", "a:b:c", box, "true"}, "bad format for links: a:b:c"},
+		{[]string{"run", "--rm", "--net", "host", "--link", "web", box, "true"}, "conflicting options: host type networking can't be used with links"},
+	} {
+		if r := e.fails(tt.args...); r.code != 125 || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("%q: %v, want exit 125 and %q", tt.args, r, tt.want)
+		}
+	}
+	e.ok("create", "--name", "stopped", box, "true")
+	e.ok("create", "--name", "c3", "--link", "stopped:s", box, "true")
+	if r := e.fails("start", "c3"); !strings.Contains(r.stderr, "Cannot link to a non running container: /stopped AS /c3/s") {
+		t.Errorf("start with a link to a stopped container: %v", r)
+	}
+	if hostLinksOf := e.hostLinksOf(); len(hostLinksOf) != 1 {
+		t.Errorf("after the refused start, host links %v, want web's only", hostLinksOf)
+	}
+
+	e.ok("network", "create", "--subnet", "10.124.0.0/24", "lnet")
+	srv := e.runD("--name", "srv", "--network", "lnet", box, "sleep", "1000")
+	cli := e.runD("--name", "cli", "--network", "lnet", "--link", "srv:backend", "--link", "nosuch:later", box, "sleep", "1000")
+	out, code, _ := e.shAny(cli, "nslookup backend | sed -n '/^Name:/,$p' | grep -m1 Address | cut -d' ' -f2")
+	if want := e.endpoint(srv, "lnet").IPAddress.String(); code != 0 || strings.TrimSpace(out) != want {
+		t.Errorf("on a user-defined network, cli resolves its link alias backend to %q, want %s", out, want)
+	}
+}

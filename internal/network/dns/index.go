@@ -38,6 +38,9 @@ type member struct {
 	name      string
 	v4, v6    netip.Addr
 	dns       []netip.Addr
+	// links are the container's legacy links: alias (lower case) -> the
+	// name it stands for, for this container's queries only.
+	links map[string]string
 	// nets are the user-defined networks of the member's container, its
 	// first network first: where its queries are resolved.
 	nets []*netEntry
@@ -70,7 +73,7 @@ func buildIndex(st *store.State) *index {
 		if nn == nil {
 			continue
 		}
-		m := &member{net: nn, container: e.ContainerID, name: e.ContainerName, v4: e.IPv4, v6: e.IPv6, dns: e.DNS}
+		m := &member{net: nn, container: e.ContainerID, name: e.ContainerName, v4: e.IPv4, v6: e.IPv6, dns: e.DNS, links: e.Links}
 		for _, name := range endpointNames(e) {
 			k := strings.ToLower(name)
 			nn.names[k] = append(nn.names[k], m)

@@ -92,6 +92,10 @@ type Endpoint struct {
 	// Gateway marks the endpoint that carries the container's default route.
 	Gateway bool     `json:"gateway,omitempty"`
 	Aliases []string `json:"aliases,omitempty"`
+	// Links are the container's legacy links on a user-defined network
+	// (--link NAME:ALIAS): ALIAS, lower case, resolves to NAME for this
+	// container only, as in Docker.
+	Links map[string]string `json:"links,omitempty"`
 	// DNS are the resolvers the DNS server forwards this container's other
 	// names to (--dns); empty: the host's.
 	DNS   []netip.Addr `json:"dns,omitempty"`
