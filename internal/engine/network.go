@@ -217,11 +217,11 @@ func (e *Engine) prepareNetworking(ctx context.Context, c *Container, nc *mnetwo
 	// Recorded under the name the user gave (Docker's key), with the ID.
 	s.NetworkID = nw.ID
 	c.Networks = map[string]*mnetwork.EndpointSettings{mode: s}
+	reqs, err := network.PortRequests(h.PortBindings, c.Config.ExposedPorts, h.PublishAllPorts)
+	if err != nil {
+		return netError(err)
+	}
 	if checkPorts {
-		reqs, err := network.PortRequests(h.PortBindings, c.Config.ExposedPorts, h.PublishAllPorts)
-		if err != nil {
-			return netError(err)
-		}
 		if err := m.CheckPorts(ctx, c.ID, reqs); err != nil {
 			return netError(err)
 		}

@@ -771,6 +771,12 @@ func TestNetworkIPv6Internal(t *testing.T) {
 	if rules := nftTable(t, "ip6"); !strings.Contains(rules, "dnat to ["+epA.GlobalIPv6Address.String()+"]:80") {
 		t.Errorf("the IPv6 port rule is missing:\n%s", rules)
 	}
+	for _, cmd := range []string{"run", "create"} {
+		r := e.fails(cmd, "--network", "v6net", "-p", "[::1]:18402:80", box, "true")
+		if r.code != 125 || !strings.Contains(r.stderr, "publishing on IPv6 loopback is not supported") {
+			t.Errorf("%s -p [::1]:18402:80: %v, want exit 125 and the reason", cmd, r)
+		}
+	}
 
 	e.ok("network", "create", "--internal", "--subnet", "10.127.0.0/24", "closed")
 	c := e.runD("--name", "inside", "--network", "closed", "-p", "18401:80", box, "sleep", "1000")
