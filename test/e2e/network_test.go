@@ -856,3 +856,57 @@ func TestNetworkLinks(t *testing.T) {
 		t.Errorf("on a user-defined network, cli resolves its link alias backend to %q, want %s", out, want)
 	}
 }
+
+// TestNetworkDNSBurst: name resolution keeps working under load (Docker's
+// embedded DNS is known to time out): four containers each fire 100
+// lookups at once (nslookup asks A and AAAA: 800 queries in flight), of
+// each other's names, and every one is answered right.
+func TestNetworkDNSBurst(t *testing.T) {
+	e := newNetEnv(t)
+	e.ok("network", "create", "--subnet", "10.128.0.0/24", "burst")
+	const n, per = 4, 100
+	ips := map[string]string{}
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("burst%d", i)
+		id := e.runD("--name", name, "--network", "burst", box, "sleep", "1000")
+		ips[name] = e.endpoint(id, "burst").IPAddress.String()
+	}
+	// Each lookup prints its name and the address it got, or FAIL.
+	script := func(i int) string {
+		return fmt.Sprintf(`for k in $(seq %d); do
+  name=burst$(( (k + %d) %% %d ))
+  ( out=$(nslookup $name 2>&1) && echo "$name $(echo "$out" | sed -n '/^Name:/,$p' | grep -m1 Address | cut -d' ' -f2)" || echo "FAIL $name: $out" ) &
+done; wait`, per, i, n)
+	}
+	type result struct {
+		out  string
+		code int
+	}
+	results := make(chan result, n)
+	for i := 0; i < n; i++ {
+		go func(i int) {
+			out, code, _ := e.shAny(fmt.Sprintf("burst%d", i), script(i))
+			results <- result{out, code}
+		}(i)
+	}
+	answered, failed := 0, 0
+	for i := 0; i < n; i++ {
+		r := <-results
+		if r.code != 0 {
+			t.Errorf("burst script exit %d", r.code)
+		}
+		for _, l := range lines(r.out) {
+			name, addr, _ := strings.Cut(l, " ")
+			if want, ok := ips[name]; ok && addr == want {
+				answered++
+				continue
+			}
+			if failed++; failed <= 5 {
+				t.Errorf("lookup: %s", l)
+			}
+		}
+	}
+	if answered != n*per || failed > 0 {
+		t.Errorf("%d of %d lookups answered right, %d failed", answered, n*per, failed)
+	}
+}
