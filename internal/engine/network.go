@@ -302,7 +302,12 @@ func (e *Engine) connectNetworks(ctx context.Context, c *Container) (err error) 
 		o := attachOptions(c, name, c.Networks[name], path)
 		if i == 0 {
 			o.Ports = ports
-			o.Links = userNetworkLinks(c)
+			for alias, name := range userNetworkLinks(c) {
+				if o.Links == nil {
+					o.Links = map[string]string{}
+				}
+				o.Links[alias] = name
+			}
 		}
 		if err := e.attach(ctx, m, o); err != nil {
 			return err
@@ -337,8 +342,34 @@ func attachOptions(c *Container, name string, s *mnetwork.EndpointSettings, nsPa
 			o.MAC = net.HardwareAddr(s.MacAddress)
 		}
 		o.Aliases = slices.Clone(s.Aliases)
+		for _, l := range s.Links { // network connect --link
+			if name, alias, err := parseLink(l); err == nil {
+				if o.Links == nil {
+					o.Links = map[string]string{}
+				}
+				o.Links[alias] = name
+			}
+		}
 	}
 	return o
+}
+
+// checkEndpointLinks checks network connect --link: legacy links on a
+// network other than the default bridge are aliases (Docker refuses them
+// on the default bridge).
+func checkEndpointLinks(nw mnetwork.Inspect, links []string) error {
+	if len(links) == 0 {
+		return nil
+	}
+	if nw.Options["com.docker.network.bridge.default_bridge"] == "true" {
+		return fmt.Errorf("%w: --link: links are only supported for user-defined networks", ErrInvalid)
+	}
+	for _, l := range links {
+		if _, _, err := parseLink(l); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // disconnectNetworks detaches a container from every network and removes
@@ -612,7 +643,7 @@ func (e *Engine) networkSettings(ctx context.Context, c *Container) *container.N
 	for name, cfg := range c.Networks {
 		s := &mnetwork.EndpointSettings{}
 		if cfg != nil {
-			s.IPAMConfig, s.Aliases, s.MacAddress, s.NetworkID = cfg.IPAMConfig, cfg.Aliases, cfg.MacAddress, cfg.NetworkID
+			s.IPAMConfig, s.Aliases, s.MacAddress, s.NetworkID, s.Links = cfg.IPAMConfig, cfg.Aliases, cfg.MacAddress, cfg.NetworkID, cfg.Links
 		}
 		out.Networks[name] = s
 	}
@@ -630,7 +661,7 @@ func (e *Engine) networkSettings(ctx context.Context, c *Container) *container.N
 		for n, cfg := range c.Networks {
 			if cfg != nil && cfg.NetworkID == ep.NetworkID {
 				name = n
-				s.IPAMConfig = cfg.IPAMConfig
+				s.IPAMConfig, s.Links = cfg.IPAMConfig, cfg.Links
 			}
 		}
 		out.Networks[name] = s

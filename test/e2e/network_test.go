@@ -910,3 +910,25 @@ done; wait`, per, i, n)
 		t.Errorf("%d of %d lookups answered right, %d failed", answered, n*per, failed)
 	}
 }
+
+// TestNetworkConnectLink: network connect --link on a user-defined network
+// is an alias of the linked container for the connected container only,
+// shown in inspect's NetworkSettings; refused on the default bridge.
+func TestNetworkConnectLink(t *testing.T) {
+	e := newNetEnv(t)
+	e.ok("network", "create", "--subnet", "10.129.0.0/24", "clink")
+	srv := e.runD("--name", "lsrv", "--network", "clink", box, "sleep", "1000")
+	e.ok("network", "create", "--subnet", "10.130.0.0/24", "cfirst")
+	cli := e.runD("--name", "lcli", "--network", "cfirst", box, "sleep", "1000")
+	e.ok("network", "connect", "--link", "lsrv:db", "clink", "lcli")
+	out, code, _ := e.shAny(cli, "nslookup db | sed -n '/^Name:/,$p' | grep -m1 Address | cut -d' ' -f2")
+	if want := e.endpoint(srv, "clink").IPAddress.String(); code != 0 || strings.TrimSpace(out) != want {
+		t.Errorf("after connect --link lsrv:db, lcli resolves db to %q, want %s", out, want)
+	}
+	if ep := e.endpoint(cli, "clink"); !slices.Equal(ep.Links, []string{"lsrv:db"}) {
+		t.Errorf("inspect NetworkSettings.Networks.clink.Links = %q", ep.Links)
+	}
+	if r := e.fails("network", "connect", "--link", "lcli:x", "bridge", "lsrv"); r.code != 1 || !strings.Contains(r.stderr, "links are only supported for user-defined networks") {
+		t.Errorf("connect --link to the default bridge: %v", r)
+	}
+}

@@ -88,11 +88,23 @@ func buildIndex(st *store.State) *index {
 	}
 	for _, ms := range byContainer {
 		var cnets []*netEntry
+		// A container's links hold whichever network its query arrives on
+		// (they were given on one network: run --link, network connect
+		// --link), the first network's first.
+		var links map[string]string
 		for _, m := range ms {
 			cnets = append(cnets, m.net)
+			for alias, name := range m.links {
+				if links == nil {
+					links = map[string]string{}
+				}
+				if _, ok := links[alias]; !ok {
+					links[alias] = name
+				}
+			}
 		}
 		for _, m := range ms {
-			m.nets = cnets
+			m.nets, m.links = cnets, links
 		}
 	}
 	return ix
