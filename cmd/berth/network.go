@@ -358,13 +358,10 @@ func networkConnectCommand(g *globals) *cli.Command {
 		Use: "connect [flags] NETWORK CONTAINER", Short: "connect a container to a network",
 		Args: exactArgs(2),
 		RunE: func(cmd *cli.Command, args []string) error {
-			if len(links) > 0 {
-				return fmt.Errorf("--link: legacy links are not supported; containers on a user-defined network resolve each other by name")
-			}
 			if len(linkLocal) > 0 || len(driverOpts) > 0 {
 				return fmt.Errorf("--link-local-ip and --driver-opt are not supported")
 			}
-			s := &mnetwork.EndpointSettings{Aliases: aliases}
+			s := &mnetwork.EndpointSettings{Aliases: aliases, Links: links}
 			for _, a := range []struct{ flag, v string }{{"--ip", ip}, {"--ip6", ip6}} {
 				if a.v == "" {
 					continue
@@ -391,7 +388,7 @@ func networkConnectCommand(g *globals) *cli.Command {
 	fs.StringArrayVar(&aliases, "alias", nil, "network-scoped alias of the container")
 	fs.StringVar(&ip, "ip", "", "IPv4 address")
 	fs.StringVar(&ip6, "ip6", "", "IPv6 address")
-	fs.StringArrayVar(&links, "link", nil, "not supported")
+	fs.StringArrayVar(&links, "link", nil, "legacy link (NAME[:ALIAS]): an alias for this container only (user-defined networks)")
 	fs.StringArrayVar(&linkLocal, "link-local-ip", nil, "not supported")
 	fs.StringArrayVar(&driverOpts, "driver-opt", nil, "not supported")
 	return c

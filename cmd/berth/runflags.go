@@ -32,7 +32,7 @@ type runFlags struct {
 	env, envFile, labels, volumes, mounts, tmpfs, capAdd, capDrop, securityOpt, devices          []string
 	ulimits, publish, expose, dns, dnsSearch, dnsOption, addHost, networkAlias, groupAdd, sysctl []string
 	volumesFrom, deviceReadBps, deviceWriteBps, deviceReadIOps, deviceWriteIOps, logOpt          []string
-	deviceCgroupRules, attach                                                                    []string
+	deviceCgroupRules, attach, links                                                             []string
 	logDriver                                                                                    string
 	ip6                                                                                          string
 }
@@ -150,6 +150,7 @@ func (f *runFlags) register(fs *pflag.FlagSet, withDetach bool) {
 	fs.StringVar(&f.ip, "ip", "", "IPv4 address on the network")
 	fs.StringVar(&f.ip6, "ip6", "", "IPv6 address on the network")
 	fs.StringArrayVar(&f.networkAlias, "network-alias", nil, "network-scoped alias")
+	fs.StringArrayVar(&f.links, "link", nil, "legacy link to another container (NAME[:ALIAS])")
 	fs.StringArrayVar(&f.groupAdd, "group-add", nil, "additional group")
 	fs.StringArrayVar(&f.sysctl, "sysctl", nil, "namespaced kernel parameter (KEY=VALUE)")
 	fs.StringVar(&f.pull, "pull", "missing", "pull the image: missing, always or never")
@@ -198,7 +199,7 @@ func (f *runFlags) config(fs *pflag.FlagSet, args []string) (*container.Config, 
 	host := &container.HostConfig{
 		AutoRemove: f.rm, ReadonlyRootfs: f.readOnly, Privileged: f.privileged, PublishAllPorts: f.publishAll,
 		CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Binds: f.volumes, VolumesFrom: f.volumesFrom,
-		GroupAdd: f.groupAdd, ExtraHosts: f.addHost, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOption,
+		GroupAdd: f.groupAdd, ExtraHosts: f.addHost, Links: f.links, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOption,
 		OomScoreAdj: int(f.oomScoreAdj), Runtime: f.runtime,
 		PidMode: container.PidMode(f.pid), IpcMode: container.IpcMode(f.ipc), UTSMode: container.UTSMode(f.uts),
 		CgroupnsMode: container.CgroupnsMode(f.cgroupns), UsernsMode: container.UsernsMode(f.userns),

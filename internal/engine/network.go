@@ -157,6 +157,9 @@ func (e *Engine) prepareNetworking(ctx context.Context, c *Container, nc *mnetwo
 			return netError(err)
 		}
 	}
+	if err := e.prepareLinks(ctx, c); err != nil {
+		return err
+	}
 	var eps map[string]*mnetwork.EndpointSettings
 	if nc != nil {
 		eps = nc.EndpointsConfig
@@ -214,11 +217,11 @@ func (e *Engine) prepareNetworking(ctx context.Context, c *Container, nc *mnetwo
 	// Recorded under the name the user gave (Docker's key), with the ID.
 	s.NetworkID = nw.ID
 	c.Networks = map[string]*mnetwork.EndpointSettings{mode: s}
+	reqs, err := network.PortRequests(h.PortBindings, c.Config.ExposedPorts, h.PublishAllPorts)
+	if err != nil {
+		return netError(err)
+	}
 	if checkPorts {
-		reqs, err := network.PortRequests(h.PortBindings, c.Config.ExposedPorts, h.PublishAllPorts)
-		if err != nil {
-			return netError(err)
-		}
 		if err := m.CheckPorts(ctx, c.ID, reqs); err != nil {
 			return netError(err)
 		}
@@ -268,6 +271,9 @@ func (e *Engine) connectNetworks(ctx context.Context, c *Container) (err error) 
 		return err
 	}
 	e.reconcileNetworksOnce(ctx, m)
+	if _, err := e.bridgeLinks(ctx, c); err != nil { // before anything is made
+		return err
+	}
 	// Leftovers of a previous life the exit command did not clean (kill -9).
 	e.disconnectNetworks(ctx, c.ID)
 	names := networkOrder(c)
@@ -296,6 +302,12 @@ func (e *Engine) connectNetworks(ctx context.Context, c *Container) (err error) 
 		o := attachOptions(c, name, c.Networks[name], path)
 		if i == 0 {
 			o.Ports = ports
+			for alias, name := range userNetworkLinks(c) {
+				if o.Links == nil {
+					o.Links = map[string]string{}
+				}
+				o.Links[alias] = name
+			}
 		}
 		if err := e.attach(ctx, m, o); err != nil {
 			return err
@@ -330,8 +342,34 @@ func attachOptions(c *Container, name string, s *mnetwork.EndpointSettings, nsPa
 			o.MAC = net.HardwareAddr(s.MacAddress)
 		}
 		o.Aliases = slices.Clone(s.Aliases)
+		for _, l := range s.Links { // network connect --link
+			if name, alias, err := parseLink(l); err == nil {
+				if o.Links == nil {
+					o.Links = map[string]string{}
+				}
+				o.Links[alias] = name
+			}
+		}
 	}
 	return o
+}
+
+// checkEndpointLinks checks network connect --link: legacy links on a
+// network other than the default bridge are aliases (Docker refuses them
+// on the default bridge).
+func checkEndpointLinks(nw mnetwork.Inspect, links []string) error {
+	if len(links) == 0 {
+		return nil
+	}
+	if nw.Options["com.docker.network.bridge.default_bridge"] == "true" {
+		return fmt.Errorf("%w: --link: links are only supported for user-defined networks", ErrInvalid)
+	}
+	for _, l := range links {
+		if _, _, err := parseLink(l); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // disconnectNetworks detaches a container from every network and removes
@@ -522,6 +560,12 @@ func (e *Engine) etcFiles(ctx context.Context, c *Container, hostname string) (m
 		}
 		hosts.Extra = append(hosts.Extra, he)
 	}
+	// Checked at start; a linked container that stopped since (a connect
+	// re-renders the files) leaves its entries out.
+	links, _ := e.bridgeLinks(ctx, c)
+	for _, l := range links {
+		hosts.Extra = append(hosts.Extra, l.hostsLines()...)
+	}
 	if h.NetworkMode.IsHost() {
 		// The host's own files, as Docker gives them.
 		b, _ := os.ReadFile("/etc/hosts")
@@ -599,7 +643,7 @@ func (e *Engine) networkSettings(ctx context.Context, c *Container) *container.N
 	for name, cfg := range c.Networks {
 		s := &mnetwork.EndpointSettings{}
 		if cfg != nil {
-			s.IPAMConfig, s.Aliases, s.MacAddress, s.NetworkID = cfg.IPAMConfig, cfg.Aliases, cfg.MacAddress, cfg.NetworkID
+			s.IPAMConfig, s.Aliases, s.MacAddress, s.NetworkID, s.Links = cfg.IPAMConfig, cfg.Aliases, cfg.MacAddress, cfg.NetworkID, cfg.Links
 		}
 		out.Networks[name] = s
 	}
@@ -617,7 +661,7 @@ func (e *Engine) networkSettings(ctx context.Context, c *Container) *container.N
 		for n, cfg := range c.Networks {
 			if cfg != nil && cfg.NetworkID == ep.NetworkID {
 				name = n
-				s.IPAMConfig = cfg.IPAMConfig
+				s.IPAMConfig, s.Links = cfg.IPAMConfig, cfg.Links
 			}
 		}
 		out.Networks[name] = s
@@ -693,5 +737,275 @@ func (e *Engine) netSysctlsFromHost(c *Container, spec *specs.Spec) error {
 	for _, k := range keys {
 		delete(spec.Linux.Sysctl, k)
 	}
+	return nil
+}
+
+// Legacy links (--link NAME[:ALIAS]), as Docker has them:
+//
+//   - on the default bridge the linking container gets, in /etc/hosts,
+//     "IP ALIAS HOSTNAME NAME" of each linked container and, in its
+//     environment, ALIAS_PORT_80_TCP=tcp://IP:80 (with _ADDR, _PORT, _PROTO),
+//     ALIAS_PORT, ALIAS_NAME=/PARENT/ALIAS and ALIAS_ENV_K of the linked
+//     container's variables; the linked container must run on the default
+//     bridge when the linking one starts;
+//   - on a user-defined network a link is an alias of the linked container
+//     that the embedded DNS server answers to the linking container only;
+//   - with --network host or container:X a link is refused.
+//
+// HostConfig.Links records them in Docker's form, "/NAME:/PARENT/ALIAS".
+
+// parseLink splits --link NAME[:ALIAS] or a recorded "/NAME:/PARENT/ALIAS".
+func parseLink(s string) (name, alias string, err error) {
+	parts := strings.Split(s, ":")
+	switch {
+	case s == "":
+		return "", "", fmt.Errorf("%w: --link: empty string specified for links", ErrInvalid)
+	case len(parts) > 2:
+		return "", "", fmt.Errorf("%w: --link: bad format for links: %s", ErrInvalid, s)
+	case len(parts) == 1:
+		return strings.TrimPrefix(s, "/"), strings.TrimPrefix(s, "/"), nil
+	}
+	name, alias = strings.TrimPrefix(parts[0], "/"), parts[1]
+	if strings.HasPrefix(parts[0], "/") {
+		alias = alias[strings.LastIndex(alias, "/")+1:]
+	}
+	if name == "" || alias == "" {
+		return "", "", fmt.Errorf("%w: --link: bad format for links: %s", ErrInvalid, s)
+	}
+	return name, alias, nil
+}
+
+// prepareLinks checks a new container's --link flags and records them in
+// Docker's form. The linked containers must exist on the default bridge
+// (Docker's errors); on user-defined networks they are names resolved
+// later.
+func (e *Engine) prepareLinks(ctx context.Context, c *Container) error {
+	h := c.HostConfig
+	if len(h.Links) == 0 {
+		return nil
+	}
+	switch {
+	case h.NetworkMode.IsHost():
+		return fmt.Errorf("%w: --link: conflicting options: host type networking can't be used with links. This would result in undefined behavior", ErrInvalid)
+	case h.NetworkMode.IsContainer():
+		return fmt.Errorf("%w: --link: conflicting options: container type network can't be used with links. This would result in undefined behavior", ErrInvalid)
+	}
+	out := make([]string, 0, len(h.Links))
+	for _, l := range h.Links {
+		name, alias, err := parseLink(l)
+		if err != nil {
+			return err
+		}
+		if string(h.NetworkMode) == network.NameBridge {
+			child, err := e.linkedContainer(ctx, name)
+			if err != nil {
+				return err
+			}
+			if child.HostConfig.NetworkMode.IsHost() {
+				return fmt.Errorf("%w: --link: conflicting options: host type networking can't be used with links. This would result in undefined behavior", ErrInvalid)
+			}
+			name = child.Name
+		}
+		out = append(out, "/"+name+":/"+c.Name+"/"+alias)
+	}
+	h.Links = out
+	return nil
+}
+
+// linkedContainer finds the container a link names, through --network
+// container:X to the container whose network it is (Docker's errors).
+func (e *Engine) linkedContainer(ctx context.Context, name string) (*Container, error) {
+	for range 10 {
+		child, err := e.Lookup(ctx, name)
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("%w: could not get container for %s: No such container: %s", ErrInvalid, name, name)
+		} else if err != nil {
+			return nil, fmt.Errorf("could not get container for %s: %w", name, err)
+		}
+		ref, ok := strings.CutPrefix(string(child.HostConfig.NetworkMode), "container:")
+		if !ok {
+			return child, nil
+		}
+		name = ref
+	}
+	return nil, fmt.Errorf("%w: --link %s: too many --network container: hops", ErrInvalid, name)
+}
+
+// link is a legacy link of a container on the default bridge, resolved
+// when it starts.
+type link struct {
+	alias string
+	child *Container
+	ipv4  netip.Addr
+	ipv6  netip.Addr
+}
+
+// bridgeLinks resolves the links of a container on the default bridge: the
+// linked containers must run there (Docker's errors). Other modes have none.
+func (e *Engine) bridgeLinks(ctx context.Context, c *Container) ([]link, error) {
+	if len(c.HostConfig.Links) == 0 || string(c.HostConfig.NetworkMode) != network.NameBridge {
+		return nil, nil
+	}
+	m, err := e.network()
+	if err != nil {
+		return nil, err
+	}
+	var out []link
+	for _, l := range c.HostConfig.Links {
+		name, alias, err := parseLink(l)
+		if err != nil {
+			return nil, err
+		}
+		child, err := e.linkedContainer(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		switch child.State.Status {
+		case StatusRunning, StatusPaused, StatusRestarting:
+		default:
+			return nil, fmt.Errorf("%w: Cannot link to a non running container: /%s AS /%s/%s", ErrConflict, child.Name, c.Name, alias)
+		}
+		eps, err := m.Endpoints(ctx, child.ID)
+		if err != nil {
+			return nil, netError(err)
+		}
+		lk := link{alias: alias, child: child}
+		for _, ep := range eps {
+			if ep.NetworkName == network.NameBridge {
+				lk.ipv4, lk.ipv6 = ep.IPv4.Addr(), ep.IPv6.Addr()
+			}
+		}
+		if !lk.ipv4.IsValid() {
+			return nil, fmt.Errorf("%w: Cannot link to /%s, as it does not belong to the default network", ErrConflict, child.Name)
+		}
+		out = append(out, lk)
+	}
+	return out, nil
+}
+
+// userNetworkLinks are the links of a container on a user-defined network,
+// alias -> name, for the embedded DNS server.
+func userNetworkLinks(c *Container) map[string]string {
+	if len(c.HostConfig.Links) == 0 || string(c.HostConfig.NetworkMode) == network.NameBridge {
+		return nil
+	}
+	out := map[string]string{}
+	for _, l := range c.HostConfig.Links {
+		if name, alias, err := parseLink(l); err == nil {
+			out[alias] = name
+		}
+	}
+	return out
+}
+
+// hostsLines are the /etc/hosts entries of a link: "ALIAS HOSTNAME NAME"
+// (NAME only when it is not the alias) for each of the linked container's
+// addresses.
+func (l link) hostsLines() []resolv.HostEntry {
+	names := l.alias + " " + l.child.Config.Hostname
+	if l.alias != l.child.Name {
+		names += " " + l.child.Name
+	}
+	var out []resolv.HostEntry
+	for _, a := range []netip.Addr{l.ipv4, l.ipv6} {
+		if a.IsValid() {
+			out = append(out, resolv.HostEntry{Name: names, Addr: a})
+		}
+	}
+	return out
+}
+
+// env are the variables Docker gives the linking container (its moby
+// daemon/links package): ALIAS is the alias in upper case with "-" as "_".
+func (l link) env(parent string) []string {
+	alias := strings.ReplaceAll(strings.ToUpper(l.alias), "-", "_")
+	ip := l.ipv4.String()
+	type port struct {
+		num   int
+		proto string
+	}
+	var ports []port
+	for p := range l.child.Config.ExposedPorts {
+		ports = append(ports, port{int(p.Num()), string(p.Proto())})
+	}
+	// By number, tcp before udp on the same number.
+	sort.Slice(ports, func(i, j int) bool {
+		if ports[i].num != ports[j].num {
+			return ports[i].num < ports[j].num
+		}
+		return ports[i].proto == "tcp" && ports[j].proto != "tcp"
+	})
+	var env []string
+	if len(ports) > 0 {
+		env = append(env, fmt.Sprintf("%s_PORT=%s://%s:%d", alias, ports[0].proto, ip, ports[0].num))
+	}
+	// Runs of consecutive numbers get _START and _END variables. As in
+	// Docker, a run counts entries, not numbers: 80/tcp, 80/udp, 81/tcp is
+	// one (its end is the third entry).
+	for i := 0; i < len(ports); {
+		j, next := i, ports[i].num+1
+		for j+1 < len(ports) && ports[j+1].num <= next {
+			j, next = j+1, next+1
+		}
+		if j > i {
+			p, q := ports[i], ports[j]
+			key := fmt.Sprintf("%s_PORT_%d_%s", alias, p.num, strings.ToUpper(p.proto))
+			env = append(env,
+				fmt.Sprintf("%s_START=%s://%s:%d", key, p.proto, ip, p.num),
+				fmt.Sprintf("%s_ADDR=%s", key, ip),
+				fmt.Sprintf("%s_PROTO=%s", key, p.proto),
+				fmt.Sprintf("%s_PORT_START=%d", key, p.num),
+				fmt.Sprintf("%s_END=%s://%s:%d", key, q.proto, ip, q.num),
+				fmt.Sprintf("%s_PORT_END=%d", key, q.num))
+		}
+		i = j + 1
+	}
+	for _, p := range ports {
+		key := fmt.Sprintf("%s_PORT_%d_%s", alias, p.num, strings.ToUpper(p.proto))
+		env = append(env,
+			fmt.Sprintf("%s=%s://%s:%d", key, p.proto, ip, p.num),
+			fmt.Sprintf("%s_ADDR=%s", key, ip),
+			fmt.Sprintf("%s_PORT=%d", key, p.num),
+			fmt.Sprintf("%s_PROTO=%s", key, p.proto))
+	}
+	env = append(env, fmt.Sprintf("%s_NAME=/%s/%s", alias, parent, l.alias))
+	for _, kv := range l.child.Config.Env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "HOME" || k == "PATH" {
+			continue
+		}
+		env = append(env, fmt.Sprintf("%s_ENV_%s=%s", alias, k, v))
+	}
+	return env
+}
+
+// addLinkEnv puts the variables of the container's links into its
+// process's environment, after PATH, HOSTNAME and TERM and before the
+// others, which win (Docker's order).
+func (e *Engine) addLinkEnv(ctx context.Context, c *Container, spec *specs.Spec) error {
+	links, err := e.bridgeLinks(ctx, c)
+	if err != nil || len(links) == 0 || spec.Process == nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, kv := range spec.Process.Env {
+		k, _, _ := strings.Cut(kv, "=")
+		have[k] = true
+	}
+	var add []string
+	for _, l := range links {
+		for _, kv := range l.env(c.Name) {
+			k, _, _ := strings.Cut(kv, "=")
+			if !have[k] {
+				add = append(add, kv)
+			}
+		}
+	}
+	env := spec.Process.Env
+	at := 0
+	for at < len(env) && (strings.HasPrefix(env[at], "PATH=") || strings.HasPrefix(env[at], "HOSTNAME=") || strings.HasPrefix(env[at], "TERM=")) {
+		at++
+	}
+	spec.Process.Env = slices.Concat(env[:at:at], add, env[at:])
 	return nil
 }

@@ -126,7 +126,11 @@ func (e *Engine) NetworkConnect(ctx context.Context, netRef, ctrRef string, s *m
 	if err := checkEndpointSettings(nw, s); err != nil {
 		return err
 	}
-	rec := &mnetwork.EndpointSettings{IPAMConfig: s.IPAMConfig, Aliases: slices.Clone(s.Aliases), MacAddress: s.MacAddress, NetworkID: nw.ID}
+	if err := checkEndpointLinks(nw, s.Links); err != nil {
+		return err
+	}
+	rec := &mnetwork.EndpointSettings{IPAMConfig: s.IPAMConfig, Aliases: slices.Clone(s.Aliases), MacAddress: s.MacAddress, NetworkID: nw.ID,
+		Links: slices.Clone(s.Links)}
 	if running(c) {
 		m, err := e.network()
 		if err != nil {

@@ -242,6 +242,9 @@ func (e *Engine) renderSpec(ctx context.Context, c *Container, rootfs string) (*
 	if err != nil {
 		return nil, err
 	}
+	if err := e.addLinkEnv(ctx, c, spec); err != nil {
+		return nil, err
+	}
 	return spec, e.netSysctlsFromHost(c, spec)
 }
 

@@ -31,6 +31,11 @@ type AttachOptions struct {
 	IPv4, IPv6 netip.Addr       // --ip, --ip6; zero: the next free address
 	MAC        net.HardwareAddr // --mac-address; nil: 02:42 and the IPv4 address, like Docker
 	Aliases    []string         // --network-alias
+	// Links are --link NAME:ALIAS on a user-defined network, ALIAS -> NAME:
+	// the embedded DNS server answers ALIAS with NAME's addresses to this
+	// container only (ignored on the default bridge, where the engine
+	// writes links into /etc/hosts).
+	Links map[string]string
 	// DNS are the container's --dns servers: the embedded server forwards
 	// its other names to them rather than to the host's resolvers.
 	DNS   []netip.Addr
@@ -233,6 +238,14 @@ func (m *Manager) newEndpoint(st *store.State, k kernel, n *store.Network, o Att
 	e := &store.Endpoint{
 		ID: newID(), NetworkID: n.ID, ContainerID: o.ContainerID, ContainerName: o.ContainerName,
 		Created: time.Now().UTC(), NetNS: o.NetNS, Aliases: slices.Clone(o.Aliases), DNS: slices.Clone(o.DNS),
+	}
+	if !n.Default {
+		for alias, name := range o.Links {
+			if e.Links == nil {
+				e.Links = map[string]string{}
+			}
+			e.Links[strings.ToLower(alias)] = name
+		}
 	}
 	pool, err := ipam.NewPool(n.Subnet, n.IPRange, n.Gateway)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -118,7 +119,7 @@ type Manager struct {
 
 // New opens the records under cfg.Dir.
 func New(cfg Config) (*Manager, error) {
-	return newManager(cfg, func() (kernel, error) { return openHostKernel() })
+	return newManager(cfg, func() (kernel, error) { return openHostKernel(filepath.Join(cfg.Dir, "rules.applied")) })
 }
 
 func newManager(cfg Config, newKernel func() (kernel, error)) (*Manager, error) {

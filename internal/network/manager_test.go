@@ -389,6 +389,10 @@ func TestPortRequests(t *testing.T) {
 			t.Errorf("PortRequests(publishAll %v) = %v, want %v", tt.publishAll, got, tt.want)
 		}
 	}
+	if _, err := PortRequests(network.PortMap{network.MustParsePort("80/tcp"): {{HostIP: ip("::1"), HostPort: "8080"}}}, nil, false); !errors.Is(err, ErrInvalid) ||
+		!strings.Contains(err.Error(), "IPv6 loopback is not supported") {
+		t.Errorf("PortRequests([::1]:8080:80) = %v, want ErrInvalid naming IPv6 loopback", err)
+	}
 	for _, hp := range []string{"x", "0", "70000", "9000-8000"} {
 		if _, err := PortRequests(network.PortMap{network.MustParsePort("80/tcp"): {{HostPort: hp}}}, nil, false); !errors.Is(err, ErrInvalid) {
 			t.Errorf("PortRequests(host port %q) = %v, want ErrInvalid", hp, err)

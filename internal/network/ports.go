@@ -50,6 +50,12 @@ func PortRequests(bindings network.PortMap, exposed network.PortSet, publishAll 
 		if r.HostIP.IsValid() {
 			r.HostIP = r.HostIP.Unmap()
 		}
+		if r.HostIP.Is6() && r.HostIP.IsLoopback() {
+			// Docker serves [::1] with its userland proxy; berth has none,
+			// and the kernel drops DNATed packets from ::1 (IPv6 has no
+			// route_localnet): a rule would be a black hole.
+			return fmt.Errorf("%w: --publish [::1]:%s:%s: publishing on IPv6 loopback is not supported: the kernel does not route DNATed packets from ::1; publish on 127.0.0.1, or on every address and connect to 127.0.0.1 or a global IPv6 address of the host", ErrInvalid, b.HostPort, p)
+		}
 		if b.HostPort != "" {
 			lo, hi, isRange := strings.Cut(b.HostPort, "-")
 			l, err := strconv.ParseUint(lo, 10, 16)

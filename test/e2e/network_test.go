@@ -771,6 +771,12 @@ func TestNetworkIPv6Internal(t *testing.T) {
 	if rules := nftTable(t, "ip6"); !strings.Contains(rules, "dnat to ["+epA.GlobalIPv6Address.String()+"]:80") {
 		t.Errorf("the IPv6 port rule is missing:\n%s", rules)
 	}
+	for _, cmd := range []string{"run", "create"} {
+		r := e.fails(cmd, "--network", "v6net", "-p", "[::1]:18402:80", box, "true")
+		if r.code != 125 || !strings.Contains(r.stderr, "publishing on IPv6 loopback is not supported") {
+			t.Errorf("%s -p [::1]:18402:80: %v, want exit 125 and the reason", cmd, r)
+		}
+	}
 
 	e.ok("network", "create", "--internal", "--subnet", "10.127.0.0/24", "closed")
 	c := e.runD("--name", "inside", "--network", "closed", "-p", "18401:80", box, "sleep", "1000")
@@ -782,5 +788,147 @@ func TestNetworkIPv6Internal(t *testing.T) {
 	}
 	if out := e.ok("network", "inspect", "-f", "{{.Internal}}", "closed"); out != "true\n" {
 		t.Errorf("network inspect Internal = %q", out)
+	}
+}
+
+// TestNetworkLinks: Docker's legacy links. On the default bridge the
+// linked container's alias, hostname and name in /etc/hosts and Docker's
+// variables; a link to a missing or stopped container, or with host
+// networking, refused with Docker's messages; on a user-defined network
+// the alias resolves by DNS for the linking container.
+func TestNetworkLinks(t *testing.T) {
+	e := newNetEnv(t)
+	web := e.runD("--name", "web", "--expose", "80", "--expose", "5000-5001/udp", "-e", "SECRET=s3", box, "sleep", "1000")
+	ip := e.endpoint(web, "bridge").IPAddress.String()
+	out := e.ok("run", "--rm", "--name", "client", "--link", "web:db-alias", "-e", "DB_ALIAS_ENV_SECRET=mine", box,
+		"sh", "-c", "env; cat /etc/hosts")
+	for _, want := range []string{
+		"DB_ALIAS_PORT=tcp://" + ip + ":80",
+		"DB_ALIAS_PORT_80_TCP=tcp://" + ip + ":80", "DB_ALIAS_PORT_80_TCP_ADDR=" + ip, "DB_ALIAS_PORT_80_TCP_PORT=80", "DB_ALIAS_PORT_80_TCP_PROTO=tcp",
+		"DB_ALIAS_PORT_5000_UDP=udp://" + ip + ":5000", "DB_ALIAS_PORT_5001_UDP_PROTO=udp",
+		"DB_ALIAS_PORT_5000_UDP_START=udp://" + ip + ":5000", "DB_ALIAS_PORT_5000_UDP_END=udp://" + ip + ":5001",
+		"DB_ALIAS_NAME=/client/db-alias", "DB_ALIAS_ENV_IMG=box",
+		"DB_ALIAS_ENV_SECRET=mine", // the container's own variables win
+		ip + "\tdb-alias " + web[:12] + " web",
+	} {
+		if !slices.Contains(lines(out), want) {
+			t.Errorf("run --link web:db-alias: no line %q in env and /etc/hosts:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "DB_ALIAS_ENV_PATH") || strings.Contains(out, "DB_ALIAS_ENV_SECRET=s3") {
+		t.Errorf("run --link web:db-alias: PATH passed on or the container's variable overridden:\n%s", out)
+	}
+	out = e.ok("run", "--rm", "--link", web[:12], box, "sh", "-c", "grep -w web /etc/hosts; ping -c 1 -W 5 web >/dev/null && echo pinged")
+	if want := ip + "\t" + web[:12] + " " + web[:12] + " web\npinged\n"; out != want {
+		t.Errorf("run --link WEB_ID: %q", out)
+	}
+	e.ok("create", "--name", "linker", "--link", "web:w", box, "true")
+	if c, _ := e.inspectC("linker"); !slices.Equal(c.HostConfig.Links, []string{"/web:/linker/w"}) {
+		t.Errorf("inspect HostConfig.Links = %q, want [/web:/linker/w]", c.HostConfig.Links)
+	}
+
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--rm", "--link", "nosuch:x", box, "true"}, "could not get container for nosuch: No such container: nosuch"},
+		{[]string{"run", "--rm", "--link", "a:b:c", box, "true"}, "bad format for links: a:b:c"},
+		{[]string{"run", "--rm", "--net", "host", "--link", "web", box, "true"}, "conflicting options: host type networking can't be used with links"},
+	} {
+		if r := e.fails(tt.args...); r.code != 125 || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("%q: %v, want exit 125 and %q", tt.args, r, tt.want)
+		}
+	}
+	e.ok("create", "--name", "stopped", box, "true")
+	e.ok("create", "--name", "c3", "--link", "stopped:s", box, "true")
+	if r := e.fails("start", "c3"); !strings.Contains(r.stderr, "Cannot link to a non running container: /stopped AS /c3/s") {
+		t.Errorf("start with a link to a stopped container: %v", r)
+	}
+	if hostLinksOf := e.hostLinksOf(); len(hostLinksOf) != 1 {
+		t.Errorf("after the refused start, host links %v, want web's only", hostLinksOf)
+	}
+
+	e.ok("network", "create", "--subnet", "10.124.0.0/24", "lnet")
+	srv := e.runD("--name", "srv", "--network", "lnet", box, "sleep", "1000")
+	cli := e.runD("--name", "cli", "--network", "lnet", "--link", "srv:backend", "--link", "nosuch:later", box, "sleep", "1000")
+	out, code, _ := e.shAny(cli, "nslookup backend | sed -n '/^Name:/,$p' | grep -m1 Address | cut -d' ' -f2")
+	if want := e.endpoint(srv, "lnet").IPAddress.String(); code != 0 || strings.TrimSpace(out) != want {
+		t.Errorf("on a user-defined network, cli resolves its link alias backend to %q, want %s", out, want)
+	}
+}
+
+// TestNetworkDNSBurst: name resolution keeps working under load (Docker's
+// embedded DNS is known to time out): four containers each fire 100
+// lookups at once (nslookup asks A and AAAA: 800 queries in flight), of
+// each other's names, and every one is answered right.
+func TestNetworkDNSBurst(t *testing.T) {
+	e := newNetEnv(t)
+	e.ok("network", "create", "--subnet", "10.128.0.0/24", "burst")
+	const n, per = 4, 100
+	ips := map[string]string{}
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("burst%d", i)
+		id := e.runD("--name", name, "--network", "burst", box, "sleep", "1000")
+		ips[name] = e.endpoint(id, "burst").IPAddress.String()
+	}
+	// Each lookup prints its name and the address it got, or FAIL.
+	script := func(i int) string {
+		return fmt.Sprintf(`for k in $(seq %d); do
+  name=burst$(( (k + %d) %% %d ))
+  ( out=$(nslookup $name 2>&1) && echo "$name $(echo "$out" | sed -n '/^Name:/,$p' | grep -m1 Address | cut -d' ' -f2)" || echo "FAIL $name: $out" ) &
+done; wait`, per, i, n)
+	}
+	type result struct {
+		out  string
+		code int
+	}
+	results := make(chan result, n)
+	for i := 0; i < n; i++ {
+		go func(i int) {
+			out, code, _ := e.shAny(fmt.Sprintf("burst%d", i), script(i))
+			results <- result{out, code}
+		}(i)
+	}
+	answered, failed := 0, 0
+	for i := 0; i < n; i++ {
+		r := <-results
+		if r.code != 0 {
+			t.Errorf("burst script exit %d", r.code)
+		}
+		for _, l := range lines(r.out) {
+			name, addr, _ := strings.Cut(l, " ")
+			if want, ok := ips[name]; ok && addr == want {
+				answered++
+				continue
+			}
+			if failed++; failed <= 5 {
+				t.Errorf("lookup: %s", l)
+			}
+		}
+	}
+	if answered != n*per || failed > 0 {
+		t.Errorf("%d of %d lookups answered right, %d failed", answered, n*per, failed)
+	}
+}
+
+// TestNetworkConnectLink: network connect --link on a user-defined network
+// is an alias of the linked container for the connected container only,
+// shown in inspect's NetworkSettings; refused on the default bridge.
+func TestNetworkConnectLink(t *testing.T) {
+	e := newNetEnv(t)
+	e.ok("network", "create", "--subnet", "10.129.0.0/24", "clink")
+	srv := e.runD("--name", "lsrv", "--network", "clink", box, "sleep", "1000")
+	e.ok("network", "create", "--subnet", "10.130.0.0/24", "cfirst")
+	cli := e.runD("--name", "lcli", "--network", "cfirst", box, "sleep", "1000")
+	e.ok("network", "connect", "--link", "lsrv:db", "clink", "lcli")
+	out, code, _ := e.shAny(cli, "nslookup db | sed -n '/^Name:/,$p' | grep -m1 Address | cut -d' ' -f2")
+	if want := e.endpoint(srv, "clink").IPAddress.String(); code != 0 || strings.TrimSpace(out) != want {
+		t.Errorf("after connect --link lsrv:db, lcli resolves db to %q, want %s", out, want)
+	}
+	if ep := e.endpoint(cli, "clink"); !slices.Equal(ep.Links, []string{"lsrv:db"}) {
+		t.Errorf("inspect NetworkSettings.Networks.clink.Links = %q", ep.Links)
+	}
+	if r := e.fails("network", "connect", "--link", "lcli:x", "bridge", "lsrv"); r.code != 1 || !strings.Contains(r.stderr, "links are only supported for user-defined networks") {
+		t.Errorf("connect --link to the default bridge: %v", r)
 	}
 }

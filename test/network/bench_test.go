@@ -268,7 +268,8 @@ func gbits(xs []float64) string {
 // namespace, Attach with a published port, then either DetachAll (the
 // links deleted) or Release (the links left to the namespace's
 // destruction, as the engine does when the container is gone), and the
-// namespace removed. The two alternate.
+// namespace removed; and the plain `run --rm` (no published port, Release).
+// The three alternate.
 func BenchmarkAttachDetach(b *testing.B) {
 	h := newHost(b)
 	ctx := context.Background()
@@ -278,19 +279,23 @@ func BenchmarkAttachDetach(b *testing.B) {
 	durations := map[string][]time.Duration{}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		for _, mode := range []string{"detach", "release"} {
+		for _, mode := range []string{"detach", "release", "noport"} {
 			start := time.Now()
 			p := filepath.Join(h.dir, fmt.Sprintf("ns-%s%d", mode, i))
 			if err := netns.Create(p, nil); err != nil {
 				b.Fatal(err)
 			}
 			id := fmt.Sprintf("%s%058d", mode[:6], i)
+			var ports []network.PortRequest
+			if mode != "noport" {
+				ports = []network.PortRequest{{Proto: "tcp", HostPort: 8080, ContainerPort: 80}}
+			}
 			if _, err := h.m.Attach(ctx, network.AttachOptions{ContainerID: id, ContainerName: fmt.Sprintf("%s%d", mode, i), NetNS: p, Network: "bridge",
-				Ports: []network.PortRequest{{Proto: "tcp", HostPort: 8080, ContainerPort: 80}}}); err != nil {
+				Ports: ports}); err != nil {
 				b.Fatal(err)
 			}
 			detach := h.m.DetachAll
-			if mode == "release" {
+			if mode != "detach" {
 				detach = h.m.Release
 			}
 			if err := detach(ctx, id); err != nil {
@@ -303,9 +308,10 @@ func BenchmarkAttachDetach(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	for _, mode := range []string{"detach", "release"} {
+	for _, mode := range []string{"detach", "release", "noport"} {
 		d := durations[mode]
 		slices.Sort(d)
-		b.Logf("attach+%s with a published port: median %v, max %v over %d", mode, d[len(d)/2], d[len(d)-1], len(d))
+		b.Logf("attach+%s: median %v, max %v over %d", map[string]string{"detach": "detach with a published port",
+			"release": "release with a published port", "noport": "release without a port"}[mode], d[len(d)/2], d[len(d)-1], len(d))
 	}
 }

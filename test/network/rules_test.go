@@ -1,6 +1,7 @@
 package network
 
 import (
+	"context"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -65,5 +66,46 @@ func TestRulesetConformance(t *testing.T) {
 	h.cleanup()
 	if out, err := exec.Command("nft", "list", "table", "inet", "hostfw").CombinedOutput(); err != nil || string(out) != foreign {
 		t.Errorf("the host's table changed when berth's went: %v\n%s", err, out)
+	}
+}
+
+// TestRulesCommittedOnlyOnChange: attaching and releasing containers that
+// change nothing in the rendered tables commits nothing (the ruleset
+// generation stays), yet a ruleset someone else changed meanwhile is made
+// again, and a change of the tables is committed.
+func TestRulesCommittedOnlyOnChange(t *testing.T) {
+	h := newHost(t)
+	c, err := nft.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	gen := func() uint32 {
+		t.Helper()
+		g, err := c.Generation()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	h.attach(h.container("first"), network.AttachOptions{})
+	before := gen()
+	h.attach(h.container("second"), network.AttachOptions{})
+	if err := h.m.Release(context.Background(), h.container("third").id); err != nil {
+		t.Fatal(err)
+	}
+	if after := gen(); after != before {
+		t.Errorf("attach without ports: ruleset generation %d -> %d, want no commit", before, after)
+	}
+	if out, err := exec.Command("nft", "delete", "table", "ip", network.TableName).CombinedOutput(); err != nil {
+		t.Fatalf("nft delete table: %v: %s", err, out)
+	}
+	h.attach(h.container("fourth"), network.AttachOptions{})
+	if got := nftList(t, nft.IPv4); !strings.Contains(got, "masquerade") {
+		t.Errorf("after the table was deleted by someone else, attach left:\n%s", got)
+	}
+	h.attach(h.container("fifth"), network.AttachOptions{Ports: []network.PortRequest{{Proto: "tcp", HostPort: 18080, ContainerPort: 80}}})
+	if got := nftList(t, nft.IPv4); !strings.Contains(got, "tcp dport 18080 dnat to") {
+		t.Errorf("a published port is not in the table:\n%s", got)
 	}
 }

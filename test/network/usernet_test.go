@@ -184,6 +184,16 @@ func TestIPv6DualStack(t *testing.T) {
 	if got, err := fetchTCP(b.ns, "[fd00:250::1]:8086"); err != nil || !strings.HasPrefix(got, "v6web from ") {
 		t.Errorf("IPv6 hairpin = %q, %v", got, err)
 	}
+	// From the host itself by its global IPv6 address (output DNAT).
+	if got, err := fetchTCP("", "[fd00:250::1]:8086"); err != nil || !strings.HasPrefix(got, "v6web from ") {
+		t.Errorf("IPv6 published port from the host by its own address = %q, %v", got, err)
+	}
+	// Not by [::1]: the kernel routes no DNATed ::1 packet out of lo
+	// (IPv6 has no route_localnet), so berth leaves ::1 alone rather than
+	// DNAT it into a black hole, and refuses -p [::1]:... (PortRequests).
+	if got, err := fetchTCP("", "[::1]:8086"); err == nil {
+		t.Errorf("[::1]:8086 answered %q: ::1 is DNATed after all? (then document it)", got)
+	}
 	pm, _ := h.m.PortMap(context.Background(), a.id)
 	var bindings []string
 	for _, bs := range pm {

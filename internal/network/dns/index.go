@@ -38,6 +38,9 @@ type member struct {
 	name      string
 	v4, v6    netip.Addr
 	dns       []netip.Addr
+	// links are the container's legacy links: alias (lower case) -> the
+	// name it stands for, for this container's queries only.
+	links map[string]string
 	// nets are the user-defined networks of the member's container, its
 	// first network first: where its queries are resolved.
 	nets []*netEntry
@@ -70,7 +73,7 @@ func buildIndex(st *store.State) *index {
 		if nn == nil {
 			continue
 		}
-		m := &member{net: nn, container: e.ContainerID, name: e.ContainerName, v4: e.IPv4, v6: e.IPv6, dns: e.DNS}
+		m := &member{net: nn, container: e.ContainerID, name: e.ContainerName, v4: e.IPv4, v6: e.IPv6, dns: e.DNS, links: e.Links}
 		for _, name := range endpointNames(e) {
 			k := strings.ToLower(name)
 			nn.names[k] = append(nn.names[k], m)
@@ -85,11 +88,23 @@ func buildIndex(st *store.State) *index {
 	}
 	for _, ms := range byContainer {
 		var cnets []*netEntry
+		// A container's links hold whichever network its query arrives on
+		// (they were given on one network: run --link, network connect
+		// --link), the first network's first.
+		var links map[string]string
 		for _, m := range ms {
 			cnets = append(cnets, m.net)
+			for alias, name := range m.links {
+				if links == nil {
+					links = map[string]string{}
+				}
+				if _, ok := links[alias]; !ok {
+					links[alias] = name
+				}
+			}
 		}
 		for _, m := range ms {
-			m.nets = cnets
+			m.nets, m.links = cnets, links
 		}
 	}
 	return ix

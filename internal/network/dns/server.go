@@ -441,7 +441,7 @@ func (s *Server) handle(w mdns.ResponseWriter, r *mdns.Msg) {
 	q := r.Question[0]
 	name := strings.ToLower(strings.TrimSuffix(q.Name, "."))
 	if q.Qclass == mdns.ClassINET {
-		if m := s.answerLocal(r, q, name, nets); m != nil {
+		if m := s.answerLocal(r, q, name, nets, asker); m != nil {
 			w.WriteMsg(m)
 			return
 		}
@@ -478,8 +478,8 @@ func (s *Server) upstreams(m *member) []netip.Addr {
 }
 
 // answerLocal answers for containers' names and addresses, or returns nil
-// for a name that is not theirs.
-func (s *Server) answerLocal(r *mdns.Msg, q mdns.Question, name string, nets []*netEntry) *mdns.Msg {
+// for a name that is not theirs. The asker's link aliases come first.
+func (s *Server) answerLocal(r *mdns.Msg, q mdns.Question, name string, nets []*netEntry, asker *member) *mdns.Msg {
 	if q.Qtype == mdns.TypePTR {
 		a, ok := reverseAddr(name)
 		if !ok {
@@ -497,6 +497,11 @@ func (s *Server) answerLocal(r *mdns.Msg, q mdns.Question, name string, nets []*
 			}
 		}
 		return nil
+	}
+	if asker != nil {
+		if target, ok := asker.links[name]; ok {
+			name = strings.ToLower(target)
+		}
 	}
 	ms := lookup(nets, name)
 	if len(ms) == 0 {

@@ -163,6 +163,29 @@ func TestServer(t *testing.T) {
 	}
 }
 
+// TestServerLinks: a legacy link (--link web:backend on a user-defined
+// network) is an alias of the linked container for the linking container
+// only, as in Docker.
+func TestServerLinks(t *testing.T) {
+	startUpstream(t)
+	f := startServer(t)
+	f.update(t, func(st *store.State) {
+		st.Endpoints["e3"] = &store.Endpoint{ID: "e3", NetworkID: "n", ContainerID: "c3", ContainerName: "client", IPv4: ip("127.77.0.4"),
+			Links: map[string]string{"backend": "web"}}
+	})
+	tests := []struct{ from, name, want string }{
+		{"127.77.0.4", "backend", "127.77.0.2"},
+		{"127.77.0.4", "BACKEND.", "127.77.0.2"},
+		{"127.77.0.4", "web", "127.77.0.2"},
+		{"127.77.0.2", "backend", "192.0.2.7"}, // not web's link: forwarded
+	}
+	for _, tt := range tests {
+		if got := ask(t, tt.from, tt.name, mdns.TypeA); !slices.Equal(got, []string{tt.want}) {
+			t.Errorf("%s asks %s = %v, want [%s]", tt.from, tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestServeRefusesASecondServer(t *testing.T) {
 	f := startServer(t)
 	err := Serve(context.Background(), ServerConfig{Records: f.records, Run: f.run, Port: testPort + 10})

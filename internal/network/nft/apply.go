@@ -9,6 +9,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -185,6 +186,9 @@ func family(f Family) nftables.TableFamily {
 // opened in.
 type Conn struct {
 	c *nftables.Conn
+	// gen asks for the ruleset generation (a request the nftables
+	// package does not have).
+	gen *netlink.Conn
 }
 
 // Open opens a connection in the calling thread's network namespace (the
@@ -194,11 +198,19 @@ func Open() (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
 	}
-	return &Conn{c: c}, nil
+	gen, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		c.CloseLasting()
+		return nil, fmt.Errorf("open nftables netlink socket: %w", err)
+	}
+	return &Conn{c: c, gen: gen}, nil
 }
 
 // Close closes the connection.
-func (c *Conn) Close() error { return c.c.CloseLasting() }
+func (c *Conn) Close() error {
+	c.gen.Close()
+	return c.c.CloseLasting()
+}
 
 // Apply replaces each given table by its description, and deletes the
 // tables named in remove, all in one transaction: either every table is as

@@ -92,6 +92,10 @@ type Endpoint struct {
 	// Gateway marks the endpoint that carries the container's default route.
 	Gateway bool     `json:"gateway,omitempty"`
 	Aliases []string `json:"aliases,omitempty"`
+	// Links are the container's legacy links on a user-defined network
+	// (--link NAME:ALIAS): ALIAS, lower case, resolves to NAME for this
+	// container only, as in Docker.
+	Links map[string]string `json:"links,omitempty"`
 	// DNS are the resolvers the DNS server forwards this container's other
 	// names to (--dns); empty: the host's.
 	DNS   []netip.Addr `json:"dns,omitempty"`
@@ -276,10 +280,32 @@ func (s *Store) Update(fn func(*State) error) error {
 	if err != nil {
 		return err
 	}
+	before := durable(st)
 	if err := fn(st); err != nil {
 		return err
 	}
-	return s.write(st)
+	return s.write(st, !slices.Equal(before, durable(st)))
+}
+
+// durable is what of the state must survive a power loss: the networks
+// (the user made them), without their IPAM cursors. Endpoints, addresses
+// and ports are as short-lived as the containers' namespaces, and a
+// reboot's reconcile frees them anyway: a write that changes only those is
+// renamed into place without an fsync (one to several milliseconds on
+// every run and rm). On ext4 (auto_da_alloc, the default) a rename over
+// the old file flushes the new data first, so a power loss brings back the
+// old version at worst; on a file system without that guarantee it could
+// leave an empty file, which Read refuses rather than taking it for no
+// networks.
+func durable(st *State) []byte {
+	nets := make(map[string]Network, len(st.Networks))
+	for id, n := range st.Networks {
+		c := *n
+		c.Last4, c.Last6 = netip.Addr{}, netip.Addr{}
+		nets[id] = c
+	}
+	b, _ := json.Marshal(nets) // map keys sorted: the same state, the same bytes
+	return b
 }
 
 // View runs fn on the current state under the lock, writing nothing.
@@ -315,7 +341,7 @@ func (s *Store) lock() (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-func (s *Store) write(st *State) error {
+func (s *Store) write(st *State, sync bool) error {
 	st.Version = Version
 	b, err := json.MarshalIndent(st, "", "\t")
 	if err != nil {
@@ -327,7 +353,7 @@ func (s *Store) write(st *State) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(append(b, '\n'))
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
