@@ -280,32 +280,10 @@ func (s *Store) Update(fn func(*State) error) error {
 	if err != nil {
 		return err
 	}
-	before := durable(st)
 	if err := fn(st); err != nil {
 		return err
 	}
-	return s.write(st, !slices.Equal(before, durable(st)))
-}
-
-// durable is what of the state must survive a power loss: the networks
-// (the user made them), without their IPAM cursors. Endpoints, addresses
-// and ports are as short-lived as the containers' namespaces, and a
-// reboot's reconcile frees them anyway: a write that changes only those is
-// renamed into place without an fsync (one to several milliseconds on
-// every run and rm). On ext4 (auto_da_alloc, the default) a rename over
-// the old file flushes the new data first, so a power loss brings back the
-// old version at worst; on a file system without that guarantee it could
-// leave an empty file, which Read refuses rather than taking it for no
-// networks.
-func durable(st *State) []byte {
-	nets := make(map[string]Network, len(st.Networks))
-	for id, n := range st.Networks {
-		c := *n
-		c.Last4, c.Last6 = netip.Addr{}, netip.Addr{}
-		nets[id] = c
-	}
-	b, _ := json.Marshal(nets) // map keys sorted: the same state, the same bytes
-	return b
+	return s.write(st)
 }
 
 // View runs fn on the current state under the lock, writing nothing.
@@ -341,7 +319,7 @@ func (s *Store) lock() (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-func (s *Store) write(st *State, sync bool) error {
+func (s *Store) write(st *State) error {
 	st.Version = Version
 	b, err := json.MarshalIndent(st, "", "\t")
 	if err != nil {
@@ -353,7 +331,7 @@ func (s *Store) write(st *State, sync bool) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(append(b, '\n'))
-	if err == nil && sync {
+	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -92,34 +91,5 @@ func TestReadRefusesNewerSchema(t *testing.T) {
 	}
 	if err := s.Update(func(*State) error { return nil }); err == nil {
 		t.Errorf("Update over a newer schema succeeded (it would have downgraded the file)")
-	}
-}
-
-// TestDurable: only a change of the networks themselves (not of their
-// IPAM cursors, nor of endpoints) needs an fsync.
-func TestDurable(t *testing.T) {
-	base := func() *State {
-		st := New()
-		st.Networks["n"] = &Network{ID: "n", Name: "net", Driver: "bridge", Subnet: netip.MustParsePrefix("10.1.0.0/24")}
-		return st
-	}
-	tests := []struct {
-		name   string
-		change func(*State)
-		sync   bool
-	}{
-		{"endpoint added", func(st *State) { st.Endpoints["e"] = &Endpoint{ID: "e", NetworkID: "n"} }, false},
-		{"IPAM cursor moved", func(st *State) { st.Networks["n"].Last4 = netip.MustParseAddr("10.1.0.9") }, false},
-		{"network added", func(st *State) { st.Networks["m"] = &Network{ID: "m", Name: "other"} }, true},
-		{"network removed", func(st *State) { delete(st.Networks, "n") }, true},
-		{"label changed", func(st *State) { st.Networks["n"].Labels = map[string]string{"a": "b"} }, true},
-	}
-	for _, tt := range tests {
-		st := base()
-		before := durable(st)
-		tt.change(st)
-		if got := !slices.Equal(before, durable(st)); got != tt.sync {
-			t.Errorf("%s: needs fsync = %v, want %v", tt.name, got, tt.sync)
-		}
 	}
 }
