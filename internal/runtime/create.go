@@ -62,7 +62,7 @@ func (r *Runtime) prepare(id string, o *CreateOpts) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, raw, err := ocispec.LoadRaw(bundle)
+	spec, raw, err := loadSpec(bundle)
 	if err != nil {
 		return nil, err
 	}
