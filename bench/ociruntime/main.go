@@ -83,6 +83,7 @@ func main() {
 	res := map[key][]sample{}
 	metrics := []string{"run", "create", "start", "delete", "lifecycle"}
 	n := 0
+	loadBefore := loadavg()
 	for round := 0; round < *warmup+*runs; round++ {
 		for i := range rts {
 			rt := rts[(i+round)%len(rts)]
@@ -111,21 +112,37 @@ func main() {
 	}
 
 	fmt.Printf("OCI runtime benchmark: bundle args %s, %d rounds (+%d warm-up), order rotated each round\n", *args, *runs, *warmup)
-	fmt.Printf("kernel %s, %d CPUs, cgroups %s\n\n", kernel(), runtimeNumCPU(), cgroupMode())
+	fmt.Printf("kernel %s, %d CPUs, cgroups %s\n", kernel(), runtimeNumCPU(), cgroupMode())
+	fmt.Printf("load average (1, 5, 15 min) before: %s, after: %s\n\n", loadBefore, loadavg())
+	// Ratios are medians of per-round ratios, to the first runtime and,
+	// with three or more, also to the second (runc and crun by default).
+	refs := rts[:1]
+	if len(rts) >= 3 {
+		refs = rts[:2]
+	}
 	w := tabwriter.NewWriter(os.Stdout, 2, 1, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "metric\truntime\tmedian ms\tmin ms\tmax ms\tratio to "+rts[0].name+"\tpeak RSS KiB\t")
+	hdr := "metric\truntime\tmedian ms\tmin ms\tmax ms\t"
+	for _, ref := range refs {
+		hdr += "ratio to " + ref.name + "\t"
+	}
+	fmt.Fprintln(w, hdr+"peak RSS KiB\t")
 	for _, m := range metrics {
-		base := res[key{rts[0].name, m}]
 		for _, rt := range rts {
 			ss := res[key{rt.name, m}]
-			ratio := "-"
-			if rt != rts[0] {
+			ratio := ""
+			for _, ref := range refs {
+				if rt == ref {
+					ratio += "-\t"
+					continue
+				}
+				base := res[key{ref.name, m}]
 				var rs []float64
 				for i := range ss {
 					rs = append(rs, float64(ss[i].wall)/float64(base[i].wall))
 				}
-				ratio = fmt.Sprintf("%.2f", median(rs))
+				ratio += fmt.Sprintf("%.2f\t", median(rs))
 			}
+			ratio = strings.TrimSuffix(ratio, "\t")
 			rss := "-"
 			if m == "run" || m == "create" {
 				var mx int64
@@ -249,6 +266,17 @@ func cgroupMode() string {
 		return "v1 hybrid"
 	}
 	return "v1"
+}
+
+// loadavg is the first three fields of /proc/loadavg: the benchmark's
+// numbers mean little without the load they were taken under.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if err != nil || len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func kernel() string {

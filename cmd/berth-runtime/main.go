@@ -1,6 +1,14 @@
 // Command berth-runtime is berth's OCI runtime. Its command line follows
 // runc's, so that containerd's runc shim (io.containerd.runc.v2 with its
 // BinaryName option) and other runc callers can drive it unchanged.
+
+// Every command is a short-lived process started on a container's critical
+// path, and so is the container init (the same binary): no periodic
+// re-reading of the CPU quota for GOMAXPROCS, and no prctl naming each
+// memory mapping of the Go runtime.
+//
+//go:debug updatemaxprocs=0
+//go:debug decoratemappings=0
 package main
 
 import (

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -146,18 +147,41 @@ func applyWrites(ws []write, dir func(ctrl string) string) error {
 // writeFile writes one value to an existing cgroup file with one write(2),
 // which is how the kernel wants it.
 func writeFile(path, value string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	// Plain system calls: os.OpenFile would try (and fail) to register the
+	// file with the poller, five extra calls per file, and a container's
+	// set-up writes dozens of cgroup files.
+	fd, err := retryEINTR(func() (int, error) { return unix.Open(path, unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC, 0) })
 	if err != nil {
-		return fmt.Errorf("write %q to %s: %w", value, path, unwrapPathError(err))
+		return fmt.Errorf("write %q to %s: %w", value, path, err)
 	}
-	_, err = f.WriteString(value)
-	if cerr := f.Close(); err == nil {
+	b := []byte(value)
+	for len(b) > 0 && err == nil {
+		var n int
+		if n, err = retryEINTR(func() (int, error) { return unix.Write(fd, b) }); err == nil {
+			if n == 0 {
+				err = io.ErrShortWrite
+			}
+			b = b[n:]
+		}
+	}
+	if cerr := unix.Close(fd); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("write %q to %s: %w", value, path, unwrapPathError(err))
+		return fmt.Errorf("write %q to %s: %w", value, path, err)
 	}
 	return nil
+}
+
+// retryEINTR calls f again while it fails with EINTR (the Go runtime's
+// preemption signals interrupt slow cgroup writes), as package os does.
+func retryEINTR(f func() (int, error)) (int, error) {
+	for {
+		n, err := f()
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }
 
 // unwrapPathError drops *fs.PathError's repetition of the path (the
@@ -171,12 +195,28 @@ func unwrapPathError(err error) error {
 }
 
 // readFile returns a cgroup file's content without the trailing newline.
+// Errors are *fs.PathError, as from os.ReadFile (which it replaces for the
+// reason writeFile gives).
 func readFile(path string) (string, error) {
-	data, err := os.ReadFile(path)
+	fd, err := retryEINTR(func() (int, error) { return unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0) })
 	if err != nil {
-		return "", err
+		return "", &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	return strings.TrimSpace(string(data)), nil
+	defer unix.Close(fd)
+	buf := make([]byte, 0, 512)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := retryEINTR(func() (int, error) { return unix.Read(fd, buf[len(buf):cap(buf)]) })
+		if err != nil {
+			return "", &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return strings.TrimSpace(string(buf)), nil
+		}
+		buf = buf[:len(buf)+n]
+	}
 }
 
 // createDir makes every missing level of dir below base, calling created

@@ -171,9 +171,12 @@ func ownDir(mi mountInfo, cg string) (string, error) {
 // planCgroups. opts are the spec mount's options: their flags (usually
 // nosuid,nodev,noexec,relatime,ro) apply to every mount of the tree.
 func (p *preparer) mountCgroup(dest string, opts MountOptions) error {
-	infos, err := readMountinfo()
-	if err != nil {
-		return fmt.Errorf("cgroup mount on %s: %w", dest, err)
+	infos := p.hostMounts // planCgroups looks only outside the rootfs
+	if infos == nil {
+		var err error
+		if infos, err = readMountinfo(); err != nil {
+			return fmt.Errorf("cgroup mount on %s: %w", dest, err)
+		}
 	}
 	own, err := readCgroupMembership()
 	if err != nil {

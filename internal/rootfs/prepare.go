@@ -22,6 +22,11 @@ type preparer struct {
 	// rootPath is the kernel's name for root, to relate resolved descriptors
 	// back to container paths.
 	rootPath string
+	// hostMounts is /proc/self/mountinfo as read before the first mount of
+	// Prepare: what lies outside the rootfs (the host's cgroup
+	// hierarchies) does not change until pivot_root, and the kernel's
+	// rendering of the listing is not free.
+	hostMounts []mountInfo
 }
 
 // Prepare builds the container's filesystem view below c.Rootfs. It runs in the
@@ -52,7 +57,8 @@ func Prepare(c *Config) error {
 	if err := unix.Mount("", "/", "", prop, ""); err != nil {
 		return fmt.Errorf("set propagation of / to %s: %w", c.RootfsPropagation, err)
 	}
-	if err := privateRootfsMount(c.Rootfs); err != nil {
+	hostMounts, err := privateRootfsMount(c.Rootfs)
+	if err != nil {
 		return err
 	}
 	if err := unix.Mount(c.Rootfs, c.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
@@ -67,7 +73,7 @@ func Prepare(c *Config) error {
 	if err != nil {
 		return err
 	}
-	p := &preparer{c: c, root: root, rootPath: rootPath}
+	p := &preparer{c: c, root: root, rootPath: rootPath, hostMounts: hostMounts}
 	defer p.closeTrees()
 
 	for i, m := range c.Mounts {
@@ -82,30 +88,30 @@ func Prepare(c *Config) error {
 // shared: its own mount when it is a mount point (an overlay), else the mount
 // holding the directory. pivot_root(2) refuses a new root whose parent mount is
 // shared or that is shared itself, and the self-bind copies the propagation of
-// its source.
-func privateRootfsMount(rootfs string) error {
+// its source. It returns the mount table it read.
+func privateRootfsMount(rootfs string) ([]mountInfo, error) {
 	f, err := os.OpenFile(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open rootfs: %w", err)
+		return nil, fmt.Errorf("open rootfs: %w", err)
 	}
 	defer f.Close()
 	id, err := fsroot.MountID(f)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	infos, err := readMountinfo()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, mi := range infos {
 		if uint64(mi.ID) != id || !mi.shared() {
 			continue
 		}
 		if err := unix.Mount("", mi.Mountpoint, "", unix.MS_PRIVATE, ""); err != nil {
-			return fmt.Errorf("make %s (the mount of the rootfs) private: %w", mi.Mountpoint, err)
+			return nil, fmt.Errorf("make %s (the mount of the rootfs) private: %w", mi.Mountpoint, err)
 		}
 	}
-	return nil
+	return infos, nil
 }
 
 // tree is the detached clone of mounts[i]'s source the runtime opened on

@@ -62,7 +62,7 @@ func (r *Runtime) prepare(id string, o *CreateOpts) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, raw, err := ocispec.LoadRaw(bundle)
+	spec, raw, err := loadSpec(bundle)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +113,7 @@ func (r *Runtime) prepare(id string, o *CreateOpts) (*prepared, error) {
 	if p.cgPath, err = cgroups.Resolve(l.CgroupsPath, id, r.Systemd); err != nil {
 		return nil, err
 	}
-	if p.cg, err = cgroups.New(p.cgPath, r.Cgroups); err != nil {
+	if p.cg, err = cgroups.New(p.cgPath, r.cgroupOptions()); err != nil {
 		return nil, err
 	}
 	p.res = cgroupResources(l)

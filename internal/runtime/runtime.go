@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -21,6 +22,8 @@ type Runtime struct {
 	Systemd bool            // cgroupsPath is in systemd's slice:prefix:name form
 	Cgroups cgroups.Options // where the cgroup filesystems are
 	Log     *slog.Logger    // warnings (failed poststop hooks, ...)
+
+	layoutMu sync.Mutex // guards the filling of Cgroups.Layout
 }
 
 // New returns a runtime on root, creating the root directory if needed.
@@ -42,7 +45,21 @@ func New(root string, log *slog.Logger) (*Runtime, error) {
 }
 
 func (r *Runtime) cgroup(st *State) (cgroups.Manager, error) {
-	return cgroups.New(st.CgroupPath, r.Cgroups)
+	return cgroups.New(st.CgroupPath, r.cgroupOptions())
+}
+
+// cgroupOptions returns r.Cgroups with the host's cgroup layout filled in,
+// detected once per Runtime: a command makes several managers (run: create
+// and delete), and each detection reads and parses /proc/self/mountinfo.
+func (r *Runtime) cgroupOptions() cgroups.Options {
+	r.layoutMu.Lock()
+	defer r.layoutMu.Unlock()
+	if r.Cgroups.Layout == nil {
+		if l, err := cgroups.DetectLayout(r.Cgroups); err == nil {
+			r.Cgroups.Layout = l
+		}
+	}
+	return r.Cgroups
 }
 
 // SeccompCacheDir holds compiled seccomp filters, keyed by the hash of the

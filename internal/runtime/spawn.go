@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -84,7 +83,8 @@ func newInitConfig(kind, id, bundle string, spec *specs.Spec, p *specs.Process, 
 
 // child is a runtime process started into a container's namespaces.
 type child struct {
-	stage0 *exec.Cmd
+	stage0 int      // pid of the process we started
+	reaped bool     // stage0 has been waited for
 	pid    int      // host pid of the init / exec process
 	forked bool     // pid is a child of ours distinct from stage0
 	conn   *os.File // our end of the protocol socket
@@ -120,21 +120,31 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 	childEnd := os.NewFile(uintptr(pair[1]), "sync-child")
 	defer childEnd.Close()
 
-	files := append([]*os.File{}, o.preserve...)
-	syncFd := 3 + len(files)
-	files = append(files, childEnd)
-	for i, f := range o.extra {
-		files = append(files, f)
-		fds = append(fds, syncFd+1+i)
+	// The child's descriptors: stdio (/dev/null where none is given, as
+	// os/exec does), then the preserved files, the sync socket, the extras.
+	files := make([]uintptr, 0, 4+len(o.preserve)+len(o.extra))
+	for i, f := range o.stdio {
+		if f == nil {
+			flag := os.O_RDONLY
+			if i > 0 {
+				flag = os.O_WRONLY
+			}
+			if f, err = os.OpenFile(os.DevNull, flag|unix.O_CLOEXEC, 0); err != nil {
+				parent.Close()
+				return nil, nil, err
+			}
+			defer f.Close()
+		}
+		files = append(files, f.Fd())
 	}
-	cmd := &exec.Cmd{
-		Path:       "/proc/self/fd/" + strconv.Itoa(int(exe.Fd())),
-		Args:       []string{"berth-runtime", "init"},
-		Env:        []string{nsenter.EnvInit + "=" + strconv.Itoa(syncFd)},
-		Stdin:      o.stdio[0],
-		Stdout:     o.stdio[1],
-		Stderr:     o.stdio[2],
-		ExtraFiles: files,
+	for _, f := range o.preserve {
+		files = append(files, f.Fd())
+	}
+	syncFd := len(files)
+	files = append(files, childEnd.Fd())
+	for i, f := range o.extra {
+		files = append(files, f.Fd())
+		fds = append(fds, syncFd+1+i)
 	}
 	// The cgroup is made and configured while the child starts: neither
 	// needs the other, and the child waits for its bootstrap before it does
@@ -153,14 +163,21 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 	} else {
 		cgReady <- nil
 	}
-	if err := cmd.Start(); err != nil {
+	// syscall.StartProcess rather than os/exec: os.StartProcess probes
+	// once per process whether pidfds work, with a throwaway vfork child,
+	// and we wait with wait4 anyway.
+	pid0, _, err := syscall.StartProcess("/proc/self/fd/"+strconv.Itoa(int(exe.Fd())), []string{"berth-runtime", "init"}, &syscall.ProcAttr{
+		Env:   []string{nsenter.EnvInit + "=" + strconv.Itoa(syncFd)},
+		Files: files,
+	})
+	if err != nil {
 		parent.Close()
 		if cerr := <-cgReady; cerr != nil {
 			err = errors.Join(err, cerr)
 		}
 		return nil, nil, fmt.Errorf("start container init: %w", err)
 	}
-	c = &child{stage0: cmd, pid: cmd.Process.Pid, conn: parent}
+	c = &child{stage0: pid0, pid: pid0, conn: parent}
 	defer func() {
 		if err != nil {
 			c.kill()
@@ -173,7 +190,7 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 		return c, nil, err
 	}
 	if o.cg != nil {
-		if err := o.cg.Apply(cmd.Process.Pid); err != nil {
+		if err := o.cg.Apply(pid0); err != nil {
 			return c, nil, fmt.Errorf("join cgroup: %w", err)
 		}
 	}
@@ -181,17 +198,46 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 	if o.boot.Unshare&unix.CLONE_NEWUSER != 0 {
 		mapUser = func(pid int) error { return writeIDMaps(pid, o.linux) }
 	}
-	pid, err := nsenter.Drive(parent, cmd.Process.Pid, &o.boot, mapUser)
+	pid, err := nsenter.Drive(parent, pid0, &o.boot, mapUser)
 	if err != nil {
 		return c, nil, err
 	}
 	if o.boot.Fork {
 		c.pid, c.forked = pid, true
-		if err := cmd.Wait(); err != nil {
+		ws, err := c.waitStage0()
+		if err == nil && (!ws.Exited() || ws.ExitStatus() != 0) {
+			err = fmt.Errorf("%s", describeStatus(ws))
+		}
+		if err != nil {
 			return c, nil, fmt.Errorf("namespace setup: %w", err)
 		}
 	}
 	return c, fds, nil
+}
+
+// waitStage0 reaps the process we started.
+func (c *child) waitStage0() (unix.WaitStatus, error) {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(c.stage0, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return ws, fmt.Errorf("wait for pid %d: %w", c.stage0, err)
+		}
+		c.reaped = true
+		return ws, nil
+	}
+}
+
+// describeStatus words a wait status as os/exec does ("exit status 1",
+// "signal: killed").
+func describeStatus(ws unix.WaitStatus) string {
+	if ws.Signaled() {
+		return "signal: " + ws.Signal().String()
+	}
+	return "exit status " + strconv.Itoa(ws.ExitStatus())
 }
 
 // kill stops the child and reaps it.
@@ -201,9 +247,9 @@ func (c *child) kill() {
 		var ws unix.WaitStatus
 		_, _ = unix.Wait4(c.pid, &ws, 0, nil)
 	}
-	if c.stage0.ProcessState == nil {
-		_ = c.stage0.Process.Kill()
-		_ = c.stage0.Wait()
+	if !c.reaped {
+		_ = unix.Kill(c.stage0, unix.SIGKILL)
+		_, _ = c.waitStage0()
 	}
 }
 
@@ -223,18 +269,10 @@ func (c *child) wait() (int, error) {
 			break
 		}
 	} else {
-		err := c.stage0.Wait()
-		var ee *exec.ExitError
-		if err != nil && !errors.As(err, &ee) {
+		var err error
+		if ws, err = c.waitStage0(); err != nil {
 			return -1, err
 		}
-		// os/exec reports a syscall.WaitStatus, a type distinct from
-		// unix.WaitStatus (same bits).
-		sys, ok := c.stage0.ProcessState.Sys().(syscall.WaitStatus)
-		if !ok {
-			return -1, fmt.Errorf("wait for pid %d: unexpected status type %T", c.stage0.Process.Pid, c.stage0.ProcessState.Sys())
-		}
-		ws = unix.WaitStatus(sys)
 	}
 	if ws.Signaled() {
 		return 128 + int(ws.Signal()), nil
