@@ -27,12 +27,18 @@ type Writer struct {
 	total    int64
 	lock     *fileLock
 	f        *os.File
-	buf      *bufio.Writer
+	buf      blobWriter
 	h        hash.Hash
 	offset   int64
 	// resumedAt is the offset the writer resumed at.
 	resumedAt int64
 	done      bool
+}
+
+// blobWriter buffers the writes into the ingest file.
+type blobWriter interface {
+	Write(p []byte) (int, error)
+	Flush() error
 }
 
 // Writer opens the ingest ref for the blob expected ("" when unknown) of size
@@ -111,7 +117,12 @@ func (w *Writer) open() error {
 			return err
 		}
 	}
-	w.buf = bufio.NewWriterSize(f, 1<<20)
+	if w.offset == 0 {
+		// Nothing to read back (Prefix is empty): the blob can bypass the page cache.
+		w.buf = newDirectWriter(f, 1<<20)
+	} else {
+		w.buf = bufio.NewWriterSize(f, 1<<20)
+	}
 	return nil
 }
 
@@ -143,8 +154,11 @@ func (w *Writer) Prefix() io.Reader { return io.NewSectionReader(w.f, 0, w.resum
 
 // Reset drops everything written so far (a source that cannot resume).
 func (w *Writer) Reset() error {
-	if w.buf != nil {
-		w.buf.Reset(w.f)
+	switch b := w.buf.(type) {
+	case *bufio.Writer:
+		b.Reset(w.f)
+	case *directWriter:
+		b.reset()
 	}
 	if err := w.f.Truncate(0); err != nil {
 		return fmt.Errorf("truncate ingest %s: %w", w.ref, err)
