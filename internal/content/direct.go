@@ -40,21 +40,6 @@ func newDirectWriter(f *os.File, size int) *directWriter {
 
 func (d *directWriter) Write(p []byte) (int, error) {
 	written := 0
-	if d.direct && d.n == 0 && uintptr(unsafe.Pointer(unsafe.SliceData(p)))%directAlign == 0 {
-		// Whole aligned blocks (the puller's download blocks) go to the file
-		// as they are, without a copy.
-		if whole := len(p) &^ (directAlign - 1); whole > 0 {
-			err := pwriteAll(d.f, p[:whole], d.off)
-			if err == nil {
-				d.off += int64(whole)
-				p, written = p[whole:], whole
-			} else if !errors.Is(err, unix.EINVAL) {
-				return 0, err
-			} else if err := d.buffered(); err != nil {
-				return 0, err
-			}
-		}
-	}
 	for len(p) > 0 {
 		k := copy(d.buf[d.n:], p)
 		d.n += k

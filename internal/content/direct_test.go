@@ -66,34 +66,6 @@ func TestWriterBypassesPageCache(t *testing.T) {
 			}
 		})
 	}
-	t.Run("aligned blocks", func(t *testing.T) {
-		// Written from aligned memory in 1 MiB blocks, as the puller does:
-		// the blocks go to the file without a copy.
-		n := 3<<20 + 100
-		data := alignedBuffer(n, directAlign)
-		for i := range data {
-			data[i] = byte(i*31 + i>>12)
-		}
-		dgst := digest.FromBytes(data)
-		s := newStore(t)
-		w, err := s.Writer(ctx, "ref", dgst, int64(n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		for off := 0; off < n; off += 1 << 20 {
-			if _, err := w.Write(data[off:min(off+1<<20, n)]); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := w.Commit(ctx); err != nil {
-			t.Fatalf("Commit: %v", err)
-		}
-		p, _ := s.BlobPath(dgst)
-		if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, data) {
-			t.Fatalf("blob read back: %d bytes, %v; want the %d bytes written", len(got), err, n)
-		}
-	})
 	t.Run("resume", func(t *testing.T) {
 		data := bytes.Repeat([]byte("0123456789abcdef"), 300000) // 4.8 MB
 		dgst := digest.FromBytes(data)

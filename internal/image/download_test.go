@@ -48,7 +48,7 @@ func TestDownloadAhead(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			src := &slowReader{data: payload, err: tt.srcErr}
 			finished := false
-			d := startDownload(src, nil, func() error { finished = true; return tt.finishErr })
+			d := startDownload(src, func() error { finished = true; return tt.finishErr })
 			var got []byte
 			var err error
 			if tt.stopAfter < 0 {

@@ -490,6 +490,7 @@ func (s *Store) fetchLayer(ctx context.Context, repo *registry.Repo, l Layer, w 
 		offset = 0
 	}
 	net := &countingReader{r: body, n: offset, total: l.Blob.Size, id: id, status: progress.Downloading, pf: pf}
+	src := io.TeeReader(net, cw)
 	commit := func() error {
 		emit(pf, id, progress.Verifying, 0, 0)
 		if err := cw.Commit(ctx); err != nil {
@@ -502,7 +503,7 @@ func (s *Store) fetchLayer(ctx context.Context, repo *registry.Repo, l Layer, w 
 		return nil
 	}
 	if w == nil {
-		if _, err := io.Copy(io.Discard, io.TeeReader(net, cw)); err != nil {
+		if _, err := io.Copy(io.Discard, src); err != nil {
 			return 0, fmt.Errorf("download: %w", err)
 		}
 		return 0, commit()
@@ -514,7 +515,7 @@ func (s *Store) fetchLayer(ctx context.Context, repo *registry.Repo, l Layer, w 
 	var dl *download
 	start := func() *download {
 		if dl == nil {
-			dl = startDownload(net, cw, commit)
+			dl = startDownload(src, commit)
 		}
 		return dl
 	}
@@ -561,12 +562,10 @@ const (
 	downloadBlocks = 4
 )
 
-// download reads a layer blob from src (the registry's body) in its own
-// goroutine, at most downloadBlocks blocks ahead of its reader, and writes
-// each block to sink (the content store) as it is read: whole blocks, which
-// the store writes to disk without copying them. At the end of src the
-// reader sees io.EOF at once, and then the goroutine runs finish (commit the
-// blob).
+// download reads a layer blob from src (the registry's body teed into the
+// content store) in its own goroutine, at most downloadBlocks blocks ahead of
+// its reader. At the end of src the reader sees io.EOF at once, and then the
+// goroutine runs finish (commit the blob).
 type download struct {
 	full    chan []byte   // blocks read, in order; closed at the end of src
 	free    chan []byte   // blocks to fill again
@@ -580,7 +579,7 @@ type download struct {
 	stopped bool
 }
 
-func startDownload(src io.Reader, sink io.Writer, finish func() error) *download {
+func startDownload(src io.Reader, finish func() error) *download {
 	d := &download{
 		full:  make(chan []byte, downloadBlocks),
 		free:  make(chan []byte, downloadBlocks),
@@ -590,11 +589,11 @@ func startDownload(src io.Reader, sink io.Writer, finish func() error) *download
 	for range downloadBlocks {
 		d.free <- make([]byte, downloadBlock)
 	}
-	go d.run(src, sink, finish)
+	go d.run(src, finish)
 	return d
 }
 
-func (d *download) run(src io.Reader, sink io.Writer, finish func() error) {
+func (d *download) run(src io.Reader, finish func() error) {
 	defer close(d.ended)
 	var spare []byte // read into once the reader is gone
 	for {
@@ -614,11 +613,6 @@ func (d *download) run(src io.Reader, sink io.Writer, finish func() error) {
 			var k int
 			k, err = src.Read(buf[n:])
 			n += k
-		}
-		if n > 0 && sink != nil {
-			if _, werr := sink.Write(buf[:n]); werr != nil {
-				err = werr
-			}
 		}
 		if n > 0 && handOn {
 			select {
