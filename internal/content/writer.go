@@ -27,18 +27,12 @@ type Writer struct {
 	total    int64
 	lock     *fileLock
 	f        *os.File
-	buf      blobWriter
+	buf      *bufio.Writer
 	h        hash.Hash
 	offset   int64
 	// resumedAt is the offset the writer resumed at.
 	resumedAt int64
 	done      bool
-}
-
-// blobWriter buffers the writes into the ingest file.
-type blobWriter interface {
-	Write(p []byte) (int, error)
-	Flush() error
 }
 
 // Writer opens the ingest ref for the blob expected ("" when unknown) of size
@@ -117,12 +111,7 @@ func (w *Writer) open() error {
 			return err
 		}
 	}
-	if w.offset == 0 {
-		// Nothing to read back (Prefix is empty): the blob can bypass the page cache.
-		w.buf = newDirectWriter(f, 1<<20)
-	} else {
-		w.buf = bufio.NewWriterSize(f, 1<<20)
-	}
+	w.buf = bufio.NewWriterSize(f, 1<<20)
 	return nil
 }
 
@@ -154,11 +143,8 @@ func (w *Writer) Prefix() io.Reader { return io.NewSectionReader(w.f, 0, w.resum
 
 // Reset drops everything written so far (a source that cannot resume).
 func (w *Writer) Reset() error {
-	switch b := w.buf.(type) {
-	case *bufio.Writer:
-		b.Reset(w.f)
-	case *directWriter:
-		b.reset()
+	if w.buf != nil {
+		w.buf.Reset(w.f)
 	}
 	if err := w.f.Truncate(0); err != nil {
 		return fmt.Errorf("truncate ingest %s: %w", w.ref, err)
