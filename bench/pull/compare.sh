@@ -28,7 +28,8 @@
 # created is removed at exit.
 #
 # Environment: RUNS (3), MODE (fresh or rmi), ENGINES ("skopeo berth docker podman"), BERTH_BIN
-# (bin/berth of this checkout), BERTH_DRIVER (berth's --storage-driver, default
+# (bin/berth of this checkout), BERTH_BASE (another berth binary, e.g. main's
+# build, run as engine "berth-base" in the same rounds: before/after), BERTH_DRIVER (berth's --storage-driver, default
 # its own choice), CACHE (~/.cache/berth-bench), DOCKER_CLI (/usr/bin/docker).
 set -euo pipefail
 
@@ -39,6 +40,8 @@ MODE=${MODE:-fresh}
 [[ $MODE == fresh || $MODE == rmi ]] || { echo "MODE must be fresh or rmi" >&2; exit 1; }
 ENGINES=${ENGINES:-skopeo berth docker podman}
 BERTH=${BERTH_BIN:-$REPO/bin/berth}
+BERTH_BASE=${BERTH_BASE:-}
+if [[ -n $BERTH_BASE && " $ENGINES " != *" berth-base "* ]]; then ENGINES="$ENGINES berth-base"; fi
 CACHE=${CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/berth-bench}
 DOCKER_CLI=${DOCKER_CLI:-$(command -v /usr/bin/docker || command -v docker || true)}
 export CACHE
@@ -50,6 +53,7 @@ die() { log "error: $*"; exit 1; }
 has() { [[ " $ENGINES " == *" $1 "* ]]; }
 need=(skopeo docker-registry curl python3 jq)
 has berth && [[ ! -x $BERTH ]] && die "$BERTH not found: run make (or set BERTH_BIN)"
+has berth-base && [[ ! -x $BERTH_BASE ]] && die "BERTH_BASE=$BERTH_BASE is not an executable"
 has docker && need+=(dockerd "$DOCKER_CLI")
 has podman && need+=(podman)
 for t in "${need[@]}"; do
@@ -147,11 +151,16 @@ podman_root() { if [[ $MODE == fresh ]]; then echo "$T/podman/root$1"; else echo
 pod() { podman --root "$(podman_root "$PODMAN_ROUND")" --runroot "$T/podman/run$PODMAN_ROUND" --storage-driver overlay \
 	--events-backend none --cgroup-manager cgroupfs "$@"; }
 
-berth_root() { echo "$T/berth/r$1"; }
+berth_root() { echo "$T/${2:-berth}/r$1"; }
 bth() {
 	local r=$1
 	shift
 	"$BERTH" --root "$(berth_root "$r")" --state "$T/berth/s$r" ${BERTH_DRIVER:+--storage-driver "$BERTH_DRIVER"} "$@"
+}
+bthb() {
+	local r=$1
+	shift
+	"$BERTH_BASE" --root "$(berth_root "$r" berth-base)" --state "$T/berth-base/s$r" ${BERTH_DRIVER:+--storage-driver "$BERTH_DRIVER"} "$@"
 }
 
 # prepare puts an engine in the "image absent" state before round $2.
@@ -166,6 +175,7 @@ prepare() {
 	case $1 in
 	skopeo) rm -rf "$T/dl1" ;;
 	berth) rm -rf "$(berth_root $(($2 - 1)))" "$T/berth/s$(($2 - 1))" ;;
+	berth-base) rm -rf "$(berth_root $(($2 - 1)) berth-base)" "$T/berth-base/s$(($2 - 1))" ;;
 	docker) dock rmi -f "$REF" >/dev/null 2>&1 || true ;;
 	podman) pod rmi -f "$REF" >/dev/null 2>&1 || true ;;
 	esac
@@ -176,6 +186,7 @@ pull_cmd() {
 	case $1 in
 	skopeo) if [[ $MODE == fresh ]]; then d=$T/dl$2; else d=$T/dl1; fi; skopeo copy --quiet --src-tls-verify=false "docker://$REF" "oci:$d:x" ;;
 	berth) bth "$2" pull -q "$REF" ;;
+	berth-base) bthb "$2" pull -q "$REF" ;;
 	docker) dock pull -q "$REF" ;;
 	podman) pod pull -q --tls-verify=false "$REF" ;;
 	esac
@@ -188,6 +199,7 @@ disk() {
 	case $1 in
 	skopeo) echo "$T/dl1" | du_mib ;;
 	berth) echo "$(berth_root 1)/snapshots" | du_mib ;;
+	berth-base) echo "$(berth_root 1 berth-base)/snapshots" | du_mib ;;
 	docker) dock image inspect -f '{{.GraphDriver.Data.LowerDir}}:{{.GraphDriver.Data.UpperDir}}' "$REF" | tr ':' '\n' | grep '^/' | sort -u | du_mib ;;
 	podman) pod image inspect --format '{{.GraphDriver.Data.LowerDir}}:{{.GraphDriver.Data.UpperDir}}' "$REF" | tr ':' '\n' | grep '^/' | sort -u | du_mib ;;
 	esac
@@ -199,6 +211,7 @@ store() {
 	case $1 in
 	skopeo) echo "$T/dl1" | du_mib ;;
 	berth) berth_root 1 | du_mib ;;
+	berth-base) berth_root 1 berth-base | du_mib ;;
 	docker) docker_root 1 | du_mib ;;
 	podman) podman_root 1 | du_mib ;;
 	esac
@@ -207,6 +220,7 @@ store() {
 image_id() {
 	case $1 in
 	berth) bth 1 image inspect -f '{{.Id}}' "$REF" ;;
+	berth-base) bthb 1 image inspect -f '{{.Id}}' "$REF" ;;
 	docker) dock image inspect -f '{{.Id}}' "$REF" ;;
 	podman) echo "sha256:$(pod image inspect --format '{{.Id}}' "$REF")" ;;
 	*) echo "$CONFIG" ;;
@@ -253,16 +267,25 @@ has docker && echo "docker $(dock version -f '{{.Server.Version}}') (overlay2)"
 has podman && echo "$(podman --version) (overlay)"
 echo "skopeo $(skopeo --version | awk '{print $3}') (download + verify only, to an OCI directory)"
 echo
-printf '%-8s' engine
+printf '%-11s' engine
 for ((r = 1; r <= RUNS; r++)); do printf '%9s' "run$r"; done
 printf '%10s %8s %13s %10s\n' median /docker "layers MiB" "store MiB"
 for tool in "${tools[@]}"; do
-	printf '%-8s' "$tool"
+	printf '%-11s' "$tool"
 	for ((r = 1; r <= RUNS; r++)); do printf '%7sms' "$(awk -v t="$tool" -v r="$r" '$1 == t && $2 == r {print $3}' "$T/times")"; done
 	ratio=-
 	if has docker; then ratio=$(awk -v a="${MED[$tool]}" -v b="${MED[docker]}" 'BEGIN {printf "%.2f", a / b}'); fi
 	printf '%8sms %8s %13s %10s\n' "${MED[$tool]}" "$ratio" "${DISK[$tool]}" "${STORE[$tool]}"
 done
+# ratio_rounds prints the median over rounds of $1's time / $2's time.
+ratio_rounds() {
+	awk -v a="$1" -v b="$2" '$1 == a {x[$2] = $3} $1 == b {y[$2] = $3} END {for (r in x) if (r in y) print x[r] / y[r]}' "$T/times" | median | awk '{printf "%.2f", $1}'
+}
 echo
+if has docker; then echo "berth/docker, median of per-round ratios: $(ratio_rounds berth docker)"; fi
+if has berth-base; then
+	echo "berth/berth-base, median of per-round ratios: $(ratio_rounds berth berth-base) (berth-base: $BERTH_BASE)"
+fi
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "layers: the unpacked layer directories (berth: <root>/snapshots; docker, podman: GraphDriver.Data of image inspect)"
 echo "store: the whole storage directory (berth keeps the compressed blobs too); skopeo: the compressed download"

@@ -13,6 +13,7 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/berthproject/berth/internal/fsroot"
 	"github.com/opencontainers/go-digest"
@@ -110,7 +111,7 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (App
 		opts:     opts,
 		symlinks: map[string]bool{},
 		open:     map[string]openDir{".": {fd: int(root.Fd()), pathOnly: true, direct: true, sgid: st.Mode&unix.S_ISGID != 0}},
-		buf:      make([]byte, 1<<20),
+		buf:      alignedBuffer(1<<20, directAlign),
 		umask:    processUmask(),
 		euid:     os.Geteuid(),
 		egid:     os.Getegid(),
@@ -191,7 +192,8 @@ type applier struct {
 	open    map[string]openDir
 	retired []int
 
-	buf        []byte
+	buf        []byte // aligned for O_DIRECT
+	noDirect   bool   // the target refused O_DIRECT: buffered writes only
 	umask      uint32
 	euid, egid int // the owner of what this process creates
 }
@@ -501,8 +503,13 @@ func (a *applier) regular(pfd int, base string, hdr *tar.Header, data io.Reader,
 
 // writeData copies the entry's content into fd with large writes. For a
 // sparse entry the all-zero blocks are skipped, so its holes stay holes.
+// Content of directMin bytes or more is written with O_DIRECT (see
+// writeDirect).
 func (a *applier) writeData(fd int, hdr *tar.Header, data io.Reader) error {
 	sparse := isSparse(hdr)
+	if !sparse && hdr.Size >= directMin && !a.noDirect {
+		return a.writeDirect(fd, hdr, data)
+	}
 	var off int64
 	for off < hdr.Size {
 		n := int64(len(a.buf))
@@ -528,6 +535,97 @@ func (a *applier) writeData(fd int, hdr *tar.Header, data io.Reader) error {
 		}
 	}
 	return nil
+}
+
+const (
+	// directMin is the size from which file content bypasses the page cache.
+	// Filling page-cache pages is what a buffered write costs: on the VMs
+	// berth is measured on, about 3.5 ms of system time per MB (a fault on
+	// every new page), against 0.3 ms with O_DIRECT. O_DIRECT writes wait for
+	// the disk, so small files, most of a layer's files but a small part of
+	// its bytes, stay buffered.
+	directMin = 256 << 10
+	// directAlign satisfies O_DIRECT's alignment of buffer, offset and
+	// length on any logical block size up to a page.
+	directAlign = 4096
+)
+
+// writeDirect writes the entry's content with O_DIRECT from a.buf: whole
+// aligned chunks, the last one padded with zeros to directAlign and the file
+// cut back to its size. A filesystem that refuses O_DIRECT (EINVAL) gets
+// buffered writes, for this entry and the rest of the layer.
+func (a *applier) writeDirect(fd int, hdr *tar.Header, data io.Reader) error {
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return fmt.Errorf("get file flags: %w", err)
+	}
+	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags|unix.O_DIRECT)
+	direct := err == nil
+	if !direct {
+		a.noDirect = true
+	}
+	var off int64
+	for off < hdr.Size {
+		n := int64(len(a.buf))
+		if rest := hdr.Size - off; rest < n {
+			n = rest
+		}
+		if _, err := io.ReadFull(data, a.buf[:n]); err != nil {
+			return fmt.Errorf("read content at offset %d of %d: %w", off, hdr.Size, err)
+		}
+		if direct {
+			padded := (n + directAlign - 1) &^ (directAlign - 1)
+			clear(a.buf[n:padded])
+			err := pwriteAll(fd, a.buf[:padded], off)
+			if err == nil {
+				off += n
+				continue
+			}
+			if !errors.Is(err, unix.EINVAL) {
+				return err
+			}
+			direct = false
+			a.noDirect = true
+			if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags); err != nil {
+				return fmt.Errorf("set file flags: %w", err)
+			}
+		}
+		if err := pwriteAll(fd, a.buf[:n], off); err != nil {
+			return err
+		}
+		off += n
+	}
+	if direct && hdr.Size%directAlign != 0 {
+		if err := unix.Ftruncate(fd, hdr.Size); err != nil {
+			return fmt.Errorf("set size: %w", err)
+		}
+	}
+	return nil
+}
+
+func pwriteAll(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pwrite(fd, b, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write at %d: %w", off, err)
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
+
+// alignedBuffer returns n bytes starting at a multiple of align. Go's heap
+// does not move objects, so the alignment holds.
+func alignedBuffer(n, align int) []byte {
+	b := make([]byte, n+align)
+	skip := 0
+	if r := int(uintptr(unsafe.Pointer(&b[0])) % uintptr(align)); r != 0 {
+		skip = align - r
+	}
+	return b[skip : skip+n : skip+n]
 }
 
 func writeAll(fd int, b []byte) error {

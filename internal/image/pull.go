@@ -553,10 +553,12 @@ func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 // A layer's download may run this far ahead of its unpacking (compressed
 // bytes): enough that the blob is complete, verified and synced to disk
 // while the last part of the layer is still being unpacked, rather than
-// after it.
+// after it. Every block is fresh memory, a page fault per page on first use
+// (~20 us each on the VMs berth is measured on): 16 blocks per layer were
+// 16 000 of a 4-layer pull's 20 000 faults.
 const (
 	downloadBlock  = 1 << 20
-	downloadBlocks = 16
+	downloadBlocks = 4
 )
 
 // download reads a layer blob from src (the registry's body teed into the
