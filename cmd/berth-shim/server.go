@@ -221,6 +221,12 @@ func (s *shim) control(conn *os.File) {
 			} else {
 				s.hand.done()
 			}
+		case req.WaitDeleted:
+			if !taker {
+				msg = "wait-deleted: the exit was not taken on this connection"
+			} else if err := s.hand.deletion().wait(); err != nil {
+				msg = err.Error()
+			}
 		}
 		out = protocol.AppendReply(out[:0], msg)
 		if _, err := conn.Write(out); err != nil {

@@ -422,12 +422,25 @@ func (s *shim) monitor() {
 		exit.Restarting = s.cfg.restart.ShouldRestart(exit.ExitCode, restarts, s.stopped())
 		s.writeExit(exit)
 		if !exit.Restarting {
-			// Deleted before the clients' output ends: a client that
-			// records the exit finds the runtime done with it.
-			s.deleteContainer()
-			offered := s.hand.offer()
+			del := newDeletion()
+			if !s.hand.offer(del) {
+				// Deleted before the clients' output ends: a client
+				// that looks at the container finds the runtime done
+				// with it.
+				s.deleteContainer()
+				s.out.closeClients()
+				break
+			}
+			// The claimant records the exit while the runtime deletes
+			// the container; it waits for the delete (wait-deleted)
+			// before it removes what the runtime used, and for this
+			// process's exit (after the delete) before it exits.
+			go func() { del.finish(s.runtimeSimple("delete", "--force", s.cfg.id)) }()
 			s.out.closeClients()
-			handedOver = offered && s.hand.wait()
+			handedOver = s.hand.wait()
+			if err := del.wait(); err != nil {
+				s.warn(err.Error())
+			}
 			break
 		}
 		s.deleteContainer()
