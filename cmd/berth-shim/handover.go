@@ -16,31 +16,8 @@ type handover struct {
 	mu       sync.Mutex
 	claimant *client // the first client whose hello said "exit", while connected
 	state    handState
-	del      *deletion     // the runtime's delete, under way from the offer on
 	changed  chan struct{} // a state change, for wait
-}
-
-// deletion is the container's final `runtime delete`. With a claimant it
-// runs while the claimant records the exit: the claimant waits for it
-// (wait-deleted) only before it removes what the runtime used, so the
-// runtime's process start (some 20 ms) overlaps the client's work.
-type deletion struct {
-	done chan struct{} // closed when the runtime is done
-	err  error         // the delete's failure; read after done
-}
-
-func newDeletion() *deletion { return &deletion{done: make(chan struct{})} }
-
-// finish records the outcome of the delete and releases its waiters.
-func (d *deletion) finish(err error) {
-	d.err = err
-	close(d.done)
-}
-
-// wait waits for the delete and returns its failure.
-func (d *deletion) wait() error {
-	<-d.done
-	return d.err
+	del      *deletion     // the runtime's delete of the final exit (see deletion)
 }
 
 type handState int
@@ -80,15 +57,14 @@ func (h *handover) release(c *client) {
 }
 
 // offer offers the final exit, recorded in exit.json and being deleted
-// from the runtime by del, to a claimant still connected; it reports
-// whether there is one.
-func (h *handover) offer(del *deletion) bool {
+// from the runtime (see deleting), to a claimant still connected; it
+// reports whether there is one.
+func (h *handover) offer() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.claimant == nil {
 		return false
 	}
-	h.del = del
 	h.set(handOffered)
 	return true
 }
@@ -104,13 +80,6 @@ func (h *handover) take() error {
 	}
 	h.set(handTaken)
 	return nil
-}
-
-// deletion is the delete of the offered exit; nil before an offer.
-func (h *handover) deletion() *deletion {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.del
 }
 
 // done is the exit-handled request of the taker.

@@ -1,9 +1,6 @@
 package main
 
-import (
-	"errors"
-	"testing"
-)
+import "testing"
 
 func TestHandover(t *testing.T) {
 	c := &client{}
@@ -14,7 +11,7 @@ func TestHandover(t *testing.T) {
 	}{
 		{"taken and done", func(h *handover) {
 			h.claim(c)
-			h.offer(newDeletion())
+			h.offer()
 			if err := h.take(); err != nil {
 				t.Errorf("take after offer: %v", err)
 			}
@@ -22,13 +19,13 @@ func TestHandover(t *testing.T) {
 		}, true},
 		{"taken and abandoned", func(h *handover) {
 			h.claim(c)
-			h.offer(newDeletion())
+			h.offer()
 			_ = h.take()
 			h.abandon()
 		}, false},
 		{"done without take", func(h *handover) {
 			h.claim(c)
-			h.offer(newDeletion())
+			h.offer()
 			h.done()
 			_ = h.take()
 			h.abandon()
@@ -46,43 +43,19 @@ func TestHandover(t *testing.T) {
 	if err := h.take(); err == nil {
 		t.Errorf("take before the exit succeeded")
 	}
-	if h.offer(newDeletion()) {
+	if h.offer() {
 		t.Errorf("offer without a claimant = true")
 	}
 	h.claim(c)
 	h.release(c)
-	if h.offer(newDeletion()) {
+	if h.offer() {
 		t.Errorf("offer after the claimant went away = true")
 	}
 	h = newHandover()
 	h.claim(c)
 	h.claim(&client{}) // a second claimant is not taken at its word
 	h.release(&client{})
-	if !h.offer(newDeletion()) {
+	if !h.offer() {
 		t.Errorf("offer with the first claimant connected = false")
-	}
-}
-
-func TestHandoverDeletion(t *testing.T) {
-	h := newHandover()
-	if d := h.deletion(); d != nil {
-		t.Errorf("deletion() before an offer = %v, want nil", d)
-	}
-	h.claim(&client{})
-	del := newDeletion()
-	if !h.offer(del) {
-		t.Fatalf("offer with a claimant = false")
-	}
-	if h.deletion() != del {
-		t.Errorf("deletion() after the offer is not the offered one")
-	}
-	select {
-	case <-del.done:
-		t.Errorf("the deletion is done before finish")
-	default:
-	}
-	go del.finish(errors.New("OCI runtime delete failed: busy"))
-	if err := h.deletion().wait(); err == nil || err.Error() != "OCI runtime delete failed: busy" {
-		t.Errorf("deletion wait() = %v, want the delete's failure", err)
 	}
 }

@@ -423,7 +423,8 @@ func (s *shim) monitor() {
 		s.writeExit(exit)
 		if !exit.Restarting {
 			del := newDeletion()
-			if !s.hand.offer(del) {
+			s.hand.deleting(del)
+			if !s.hand.offer() {
 				// Deleted before the clients' output ends: a client
 				// that looks at the container finds the runtime done
 				// with it.
