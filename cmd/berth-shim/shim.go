@@ -14,6 +14,7 @@ import (
 
 	"github.com/berthproject/berth/internal/shim/jsonlog"
 	"github.com/berthproject/berth/internal/shim/protocol"
+	"github.com/berthproject/berth/internal/unixsock"
 )
 
 // shim is the monitor of one container.
@@ -125,11 +126,16 @@ func (s *shim) setup() error {
 	s.outs[0] = newStream(s.out, protocol.Stdout)
 	s.outs[1] = newStream(s.out, protocol.Stderr)
 	s.term.tty = s.cfg.tty
-	al, err := listen(s.path("attach.sock"))
+	var al *os.File
+	if s.cfg.attachFd > 0 {
+		al, err = inheritedListener(s.cfg.attachFd, s.path("attach.sock"))
+	} else {
+		al, err = unixsock.Listen(s.path("attach.sock"))
+	}
 	if err != nil {
 		return err
 	}
-	cl, err := listen(s.path("control.sock"))
+	cl, err := unixsock.Listen(s.path("control.sock"))
 	if err != nil {
 		return err
 	}
@@ -177,7 +183,7 @@ func (s *shim) launch() (err error) {
 	var errRead int // where the runtime's stderr can be read on failure
 	args := []string{"run", "--detach", "--bundle", s.cfg.bundle, "--pid-file", s.path("init.pid")}
 	if s.cfg.tty {
-		if console, err = listen(s.path("console.sock")); err != nil {
+		if console, err = unixsock.Listen(s.path("console.sock")); err != nil {
 			return err
 		}
 		defer func() {

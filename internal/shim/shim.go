@@ -124,8 +124,22 @@ func Start(o Options) (pid int, err error) {
 		return 0, fmt.Errorf("start berth-shim for %s: %w", o.ID, err)
 	}
 	defer r.Close()
-	cmd := exec.Command(o.Binary, o.Args()...)
-	cmd.ExtraFiles = []*os.File{w} // fd 3
+	args := o.Args()
+	files := []*os.File{w} // fd 3, closed here once the monitor has it
+	if o.BeforeStart != nil {
+		// The attach socket is made here and passed down (fd 4): the
+		// client connects and says hello at once, while the monitor
+		// starts, instead of polling for a socket of the monitor's.
+		l, err := unixsock.Listen(filepath.Join(o.Dir, "attach.sock"))
+		if err != nil {
+			w.Close()
+			return 0, fmt.Errorf("start berth-shim for %s: %w", o.ID, err)
+		}
+		files = append(files, l)
+		args = append(args, "--attach-fd", "4")
+	}
+	cmd := exec.Command(o.Binary, args...)
+	cmd.ExtraFiles = files
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	env := o.Env
 	if env == nil {
@@ -135,7 +149,9 @@ func Start(o Options) (pid int, err error) {
 	// monitor (the monitor removes it from its children's environment).
 	cmd.Env = append(env[:len(env):len(env)], "GOMAXPROCS=1")
 	err = cmd.Start()
-	w.Close()
+	for _, f := range files {
+		f.Close()
+	}
 	if err != nil {
 		return 0, fmt.Errorf("start berth-shim for %s: %w", o.ID, err)
 	}
@@ -144,9 +160,6 @@ func Start(o Options) (pid int, err error) {
 
 	var hookErr error
 	if o.BeforeStart != nil {
-		if err := waitSocket(filepath.Join(o.Dir, "attach.sock"), exited); err != nil {
-			return 0, fmt.Errorf("start berth-shim for %s: %w", o.ID, err)
-		}
 		if err := o.BeforeStart(o.Dir); err != nil {
 			hookErr = fmt.Errorf("attach to %s before start: %w", o.ID, err)
 		}
@@ -167,22 +180,6 @@ func Start(o Options) (pid int, err error) {
 		return 0, &StartError{ID: o.ID, Msg: ready.Error}
 	}
 	return ready.Pid, hookErr
-}
-
-// waitSocket waits until the unix socket path exists, or the monitor has
-// exited (whose status it puts back for the caller).
-func waitSocket(path string, exited chan error) error {
-	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 10*time.Millisecond) {
-		if _, err := os.Stat(path); err == nil {
-			return nil
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			return fmt.Errorf("berth-shim exited before %s existed: %v", path, err)
-		case <-time.After(delay):
-		}
-	}
 }
 
 // shimLog returns the monitor's warnings, if any, for an error message.

@@ -11,9 +11,14 @@
 //	           [--tty] [--stdin] [--stdin-once] [--wait-attach]
 //	           [--restart no|always|unless-stopped|on-failure[:N]]
 //	           [--oom-file PATH] [--exit-command PATH --exit-arg ARG ...]
+//	           [--attach-fd N]
 //	fd 3: the ready pipe (write end)
+//	fd N: attach.sock, bound and listening (the engine made it)
 //
 // The engine starts the monitor in a new session with stdio on /dev/null.
+// With --wait-attach it makes attach.sock itself and passes it down
+// (--attach-fd 4), so that its client connects and says hello while the
+// monitor is still starting, instead of polling for the monitor's socket.
 //
 // # The monitor's directory (--dir)
 //
