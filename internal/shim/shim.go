@@ -138,17 +138,14 @@ func Start(o Options) (pid int, err error) {
 		files = append(files, l)
 		args = append(args, "--attach-fd", "4")
 	}
-	cmd := exec.Command(o.Binary, args...)
-	cmd.ExtraFiles = files
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	env := o.Env
 	if env == nil {
 		env = os.Environ()
 	}
 	// One P from the first instruction: fewer threads and caches in every
 	// monitor (the monitor removes it from its children's environment).
-	cmd.Env = append(env[:len(env):len(env)], "GOMAXPROCS=1")
-	err = cmd.Start()
+	env = append(env[:len(env):len(env)], "GOMAXPROCS=1")
+	pid, err = spawn(o.Binary, args, env, files)
 	for _, f := range files {
 		f.Close()
 	}
@@ -156,7 +153,7 @@ func Start(o Options) (pid int, err error) {
 		return 0, fmt.Errorf("start berth-shim for %s: %w", o.ID, err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }() // reap it, whenever it ends
+	go func() { exited <- reap(pid) }() // whenever it ends
 
 	var hookErr error
 	if o.BeforeStart != nil {
@@ -180,6 +177,57 @@ func Start(o Options) (pid int, err error) {
 		return 0, &StartError{ID: o.ID, Msg: ready.Error}
 	}
 	return ready.Pid, hookErr
+}
+
+// spawn starts the monitor in a session of its own, stdio on /dev/null
+// and files from fd 3 on. It calls syscall.ForkExec, not os.StartProcess,
+// which probes once per process whether clone can return a pidfd, at the
+// cost of one more process creation.
+func spawn(binary string, args, env []string, files []*os.File) (int, error) {
+	path := binary
+	if !strings.Contains(path, "/") {
+		var err error
+		if path, err = exec.LookPath(binary); err != nil {
+			return 0, err
+		}
+	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return 0, err
+	}
+	defer null.Close()
+	fds := []uintptr{null.Fd(), null.Fd(), null.Fd()}
+	for _, f := range files {
+		fds = append(fds, f.Fd())
+	}
+	return syscall.ForkExec(path, append([]string{binary}, args...), &syscall.ProcAttr{
+		Env: env, Files: fds, Sys: &syscall.SysProcAttr{Setsid: true},
+	})
+}
+
+// reap waits for the monitor's exit and describes it as os/exec does:
+// nil for exit status 0.
+func reap(pid int) error {
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return &os.SyscallError{Syscall: "wait4", Err: err}
+		}
+		break
+	}
+	switch {
+	case ws.Exited() && ws.ExitStatus() == 0:
+		return nil
+	case ws.Exited():
+		return fmt.Errorf("exit status %d", ws.ExitStatus())
+	case ws.Signaled():
+		return fmt.Errorf("signal: %v", ws.Signal())
+	}
+	return fmt.Errorf("wait status %#x", uint32(ws))
 }
 
 // shimLog returns the monitor's warnings, if any, for an error message.
