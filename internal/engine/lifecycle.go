@@ -506,21 +506,9 @@ func (e *Engine) readRootfs(ctx context.Context, c *Container) (dir string, rele
 	return dir, func() { e.unmountRootfs(c.ID); lk.Close() }, nil
 }
 
-// monitorDeletesKey marks the context of a FinishRun: its value, a
-// func() error, waits for the runtime delete the container's monitor runs
-// meanwhile; it fails when that delete failed or is not known to be done.
-type monitorDeletesKey struct{}
-
 // deleteRuntimeLeftover removes the runtime's record of a container that
 // should have none (after a crash); it costs nothing when there is none.
-// In a FinishRun it first waits for the monitor's delete (running its own
-// would race it).
 func (e *Engine) deleteRuntimeLeftover(ctx context.Context, id string) {
-	if wait, ok := ctx.Value(monitorDeletesKey{}).(func() error); ok {
-		if err := wait(); err != nil {
-			e.log.Debug("the monitor's runtime delete", "container", id[:12], "err", err)
-		}
-	}
 	if _, err := os.Stat(filepath.Join(e.runtimeRoot(), id)); err == nil {
 		_ = e.runtime(ctx, "delete", "--force", id)
 	}
