@@ -145,7 +145,7 @@ func Start(o Options) (pid int, err error) {
 	// One P from the first instruction: fewer threads and caches in every
 	// monitor (the monitor removes it from its children's environment).
 	env = append(env[:len(env):len(env)], "GOMAXPROCS=1")
-	pid, err = spawn(o.Binary, args, env, files)
+	shimPid, err := spawn(o.Binary, args, env, files)
 	for _, f := range files {
 		f.Close()
 	}
@@ -153,7 +153,7 @@ func Start(o Options) (pid int, err error) {
 		return 0, fmt.Errorf("start berth-shim for %s: %w", o.ID, err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- reap(pid) }() // whenever it ends
+	go func() { exited <- reap(shimPid) }() // whenever it ends
 
 	var hookErr error
 	if o.BeforeStart != nil {
@@ -437,7 +437,7 @@ func (h *ExitHandover) WaitDeleted() error {
 }
 
 // monitorExitTimeout bounds Done's wait for the monitor, which has nothing
-// left to do but remove its sockets.
+// left to do but finish the runtime's delete and remove its sockets.
 const monitorExitTimeout = 5 * time.Second
 
 // Done tells the monitor the exit is recorded, closes the handover and
