@@ -24,7 +24,9 @@ log "go vet"
 go vet ./...
 
 log "unit and root tests of every package (test/integration against bin/berth-runtime)"
-go test -count=1 ./...
+# -timeout: the e2e and network packages run for minutes on a loaded 2-CPU
+# machine, past go test's default of 10 minutes per package.
+go test -count=1 -timeout 40m ./...
 
 if [ "${SKIP_REFERENCE:-}" != 1 ]; then
 	log "the same conformance suite against runc (reference)"

@@ -10,7 +10,7 @@ func TestHandoverDeletion(t *testing.T) {
 	if d := h.deletion(); d != nil {
 		t.Errorf("deletion() before deleting = %v, want nil", d)
 	}
-	h.claim(&client{})
+	h.claim(&client{}, nil)
 	del := newDeletion()
 	h.deleting(del)
 	if !h.offer() {

@@ -2,8 +2,11 @@ package main
 
 import (
 	"errors"
+	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // handover is the container's final exit offered to the attach client
@@ -14,7 +17,8 @@ import (
 // hand-over").
 type handover struct {
 	mu       sync.Mutex
-	claimant *client // the first client whose hello said "exit", while connected
+	claimant *client  // the first client whose hello said "exit", while connected
+	pidfd    *os.File // the claimant's process (nil: unknown), watched once the exit is offered
 	state    handState
 	changed  chan struct{} // a state change, for wait
 	del      *deletion     // the runtime's delete of the final exit (see deletion)
@@ -38,13 +42,36 @@ const takeTimeout = 10 * time.Second
 
 func newHandover() *handover { return &handover{changed: make(chan struct{}, 1)} }
 
-// claim makes c the claimant, unless there is one.
-func (h *handover) claim(c *client) {
+// claim makes c the claimant, unless there is one. pidfd is the
+// client's process (or nil), which the handover owns from here on.
+func (h *handover) claim(c *client, pidfd *os.File) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.claimant == nil && h.state == handNone {
 		h.claimant = c
+		if h.pidfd != nil {
+			h.pidfd.Close()
+		}
+		h.pidfd = pidfd
+		return
 	}
-	h.mu.Unlock()
+	if pidfd != nil {
+		pidfd.Close()
+	}
+}
+
+// peerPidfd opens a pidfd of the process at the other end of a unix
+// socket (SO_PEERCRED), nil when that fails.
+func peerPidfd(fd int) *os.File {
+	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil || cred.Pid <= 0 {
+		return nil
+	}
+	pfd, err := unix.PidfdOpen(int(cred.Pid), 0)
+	if err != nil {
+		return nil
+	}
+	return os.NewFile(uintptr(pfd), "claimant")
 }
 
 // release is called when c's connection ended.
@@ -66,7 +93,33 @@ func (h *handover) offer() bool {
 		return false
 	}
 	h.set(handOffered)
+	if h.pidfd != nil {
+		go h.watch(h.pidfd)
+	}
 	return true
+}
+
+// watch abandons an offered exit as soon as the claimant's process ends
+// (a foreground run killed after the end of the output and before it took
+// the exit): the exit command records it at once, not after takeTimeout.
+// The connection cannot tell: the monitor closes it after the output.
+func (h *handover) watch(pidfd *os.File) {
+	fds := []unix.PollFd{{Fd: int32(pidfd.Fd()), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, int(takeTimeout/time.Millisecond))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n == 0 {
+			return // the offer's timeout decides
+		}
+		break
+	}
+	h.mu.Lock()
+	if h.state == handOffered {
+		h.set(handAbandoned)
+	}
+	h.mu.Unlock()
 }
 
 var errNoExit = errors.New("take-exit: no exit to take (the container has not exited, or its exit was taken or is being recorded)")

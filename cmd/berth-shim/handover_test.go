@@ -1,6 +1,12 @@
 package main
 
-import "testing"
+import (
+	"os"
+	"os/exec"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
 
 func TestHandover(t *testing.T) {
 	c := &client{}
@@ -10,7 +16,7 @@ func TestHandover(t *testing.T) {
 		want  bool              // wait: the client recorded the exit
 	}{
 		{"taken and done", func(h *handover) {
-			h.claim(c)
+			h.claim(c, nil)
 			h.offer()
 			if err := h.take(); err != nil {
 				t.Errorf("take after offer: %v", err)
@@ -18,13 +24,13 @@ func TestHandover(t *testing.T) {
 			h.done()
 		}, true},
 		{"taken and abandoned", func(h *handover) {
-			h.claim(c)
+			h.claim(c, nil)
 			h.offer()
 			_ = h.take()
 			h.abandon()
 		}, false},
 		{"done without take", func(h *handover) {
-			h.claim(c)
+			h.claim(c, nil)
 			h.offer()
 			h.done()
 			_ = h.take()
@@ -46,16 +52,48 @@ func TestHandover(t *testing.T) {
 	if h.offer() {
 		t.Errorf("offer without a claimant = true")
 	}
-	h.claim(c)
+	h.claim(c, nil)
 	h.release(c)
 	if h.offer() {
 		t.Errorf("offer after the claimant went away = true")
 	}
 	h = newHandover()
-	h.claim(c)
-	h.claim(&client{}) // a second claimant is not taken at its word
+	h.claim(c, nil)
+	h.claim(&client{}, nil) // a second claimant is not taken at its word
 	h.release(&client{})
 	if !h.offer() {
 		t.Errorf("offer with the first claimant connected = false")
+	}
+}
+
+// A claimant whose process ends while the exit waits to be taken abandons
+// it at once: the exit command records it without waiting for takeTimeout.
+func TestHandoverClaimantDiesAfterOffer(t *testing.T) {
+	cmd := exec.Command("/bin/sh", "-c", "read x")
+	w, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pfd, err := unix.PidfdOpen(cmd.Process.Pid, 0)
+	if err != nil {
+		t.Skipf("pidfd_open: %v", err)
+	}
+	c := &client{}
+	h := newHandover()
+	h.claim(c, os.NewFile(uintptr(pfd), "claimant"))
+	if !h.offer() {
+		t.Fatalf("offer with a claimant = false")
+	}
+	w.Close() // the claimant ends
+	cmd.Wait()
+	// wait ends on the claimant's end, or after takeTimeout with handRefused.
+	if h.wait() {
+		t.Errorf("wait after the claimant died = true, want false")
+	}
+	if h.state != handAbandoned {
+		t.Errorf("state after the claimant died = %v, want handAbandoned (not the timeout's handRefused)", h.state)
 	}
 }

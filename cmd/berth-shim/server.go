@@ -121,7 +121,7 @@ func (s *shim) attach(conn *os.File, fd int) {
 	}
 	c := &client{conn: conn, fd: fd, hello: hello, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	if hello.Exit {
-		s.hand.claim(c)
+		s.hand.claim(c, peerPidfd(fd))
 		defer s.hand.release(c)
 	}
 	s.out.add(c)

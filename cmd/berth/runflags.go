@@ -477,7 +477,7 @@ func checkVolumeSpec(v string) error {
 	if len(parts) == 3 {
 		for _, o := range strings.Split(parts[2], ",") {
 			switch o {
-			case "ro", "rw", "z", "Z", "shared", "rshared", "slave", "rslave", "private", "rprivate", "nocopy":
+			case "ro", "rw", "z", "Z", "shared", "rshared", "slave", "rslave", "private", "rprivate", "nocopy", "idmap":
 			default:
 				return fmt.Errorf("--volume: invalid volume specification %q: unknown option %q", v, o)
 			}

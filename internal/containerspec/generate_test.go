@@ -124,6 +124,10 @@ var goldenCases = []struct {
 			"/var/lib/db": "/var/lib/berth/volumes/3f9c/_data",
 		}
 	}},
+	{"bind-idmap", func(in *Input) { // podman's idmap: left in the options for the engine
+		in.Host.Binds = []string{"/srv/shared:/shared:idmap,ro", "cache:/var/cache:idmap"}
+		in.Volumes = map[string]string{"cache": "/var/lib/berth/volumes/cache/_data"}
+	}},
 	{"memory", func(in *Input) {
 		r := &in.Host.Resources
 		r.Memory, r.MemorySwap, r.MemoryReservation = 256<<20, 1<<30, 128<<20

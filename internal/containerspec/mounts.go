@@ -126,7 +126,7 @@ func (in *Input) parseBind(raw string) (userMount, error) {
 		return userMount{}, err
 	}
 	isBind := path.IsAbs(src)
-	readonly, rwSeen, prop, nocopy := false, false, "", false
+	readonly, rwSeen, prop, nocopy, idmap := false, false, "", false, false
 	if mode != "" {
 		for _, o := range strings.Split(mode, ",") {
 			switch {
@@ -144,6 +144,8 @@ func (in *Input) parseBind(raw string) (userMount, error) {
 			case o == "consistent" || o == "cached" || o == "delegated" || o == "default": // macOS hints
 			case o == "nocopy":
 				nocopy = true
+			case o == "idmap": // podman's: mapped with the container's user namespace (the engine does it)
+				idmap = true
 			default:
 				return userMount{}, invalid(flag, "invalid mode %q in %q", o, raw)
 			}
@@ -158,7 +160,7 @@ func (in *Input) parseBind(raw string) (userMount, error) {
 		}
 		return userMount{flag: flag, m: specs.Mount{
 			Destination: dst, Type: "bind", Source: path.Clean(src),
-			Options: bindOptions(true, readonly, false, prop),
+			Options: withIDMap(bindOptions(true, readonly, false, prop), idmap),
 		}}, nil
 	}
 	if prop != "" {
@@ -177,8 +179,18 @@ func (in *Input) parseBind(raw string) (userMount, error) {
 	}
 	return userMount{flag: flag, m: specs.Mount{
 		Destination: dst, Type: "bind", Source: hostDir,
-		Options: bindOptions(true, readonly, false, ""),
+		Options: withIDMap(bindOptions(true, readonly, false, ""), idmap),
 	}}, nil
+}
+
+// withIDMap adds the OCI "idmap" mount option when asked for. The runtime
+// does not id-map mounts itself: the engine replaces such a mount's source
+// by an id-mapped clone before the spec is written (see package engine).
+func withIDMap(opts []string, idmap bool) []string {
+	if idmap {
+		return append(opts, "idmap")
+	}
+	return opts
 }
 
 // parseMount converts one --mount entry.

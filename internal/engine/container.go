@@ -58,6 +58,9 @@ type Container struct {
 	// --mount type=volume without a source, the image's VOLUMEs) to the
 	// volume made for it at create; rm -v removes them.
 	AnonVolumes map[string]string `json:"anonVolumes,omitempty"`
+	// VolumesPopulated: the first start copied the image's content into
+	// the container's empty volumes; as Docker, later starts do not.
+	VolumesPopulated bool `json:"volumesPopulated,omitempty"`
 	// Networks are the networks the container joins when it starts (bridge
 	// network modes), by name, with the user's endpoint settings and the
 	// network's ID (see network.go).

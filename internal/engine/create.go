@@ -119,6 +119,9 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ *Container, err
 	if c.AnonVolumes, err = e.createAnonVolumes(ctx, c); err != nil {
 		return nil, err
 	}
+	if err := e.createNamedVolumes(ctx, c); err != nil {
+		return nil, err
+	}
 	if err := writeContainer(e, c); err != nil {
 		return nil, err
 	}

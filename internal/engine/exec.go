@@ -41,6 +41,20 @@ func (e *Engine) Exec(ctx context.Context, ref string, o ExecOptions) (int, erro
 	if err != nil {
 		return -1, err
 	}
+	if c.State.Status != StatusRunning && c.State.Status != StatusPaused {
+		// As Docker serialises them: an exec waits for a start under
+		// way (it holds the container's lock until its outcome is
+		// recorded), then runs, or finds the container not running if
+		// the start failed.
+		lk, err := e.lockContainerWait(ctx, c.ID)
+		if err != nil {
+			return -1, err
+		}
+		lk.Close()
+		if c, err = e.Lookup(ctx, c.ID); err != nil {
+			return -1, err
+		}
+	}
 	switch c.State.Status {
 	case StatusRunning:
 	case StatusPaused:

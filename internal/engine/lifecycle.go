@@ -292,6 +292,7 @@ func (e *Engine) unmountRootfs(id string) {
 	// --ipc shareable's /dev/shm and the claim of a --userns range live as
 	// long as the mount.
 	e.unmountShm(id)
+	e.unmountIDMapped(id)
 	e.releaseIDMap(id)
 }
 
@@ -471,8 +472,8 @@ func (e *Engine) removeLeftovers(ctx context.Context, id string) {
 		e.log.Warn("remove the layer of a removed container", "container", id[:12], "err", err)
 		return
 	}
-	if mounted(e.rootfsDir(id)) {
-		return // never remove what is below a mount
+	if mounted(e.rootfsDir(id)) || !e.unmountIDMapped(id) {
+		return // never remove what is below a mount (a volume's clone would lose the volume's files)
 	}
 	if err := os.RemoveAll(e.runDir(id)); err != nil {
 		e.log.Warn("remove the runtime directory of a removed container", "container", id[:12], "err", err)

@@ -130,6 +130,9 @@ func (e *Engine) start(ctx context.Context, id string, o StartOptions) (failed *
 	if err != nil {
 		return nil, err
 	}
+	if err := e.idmapMounts(c, spec); err != nil { // --userns: volumes and :idmap binds
+		return nil, err
+	}
 	step("spec rendered")
 	b, err := json.Marshal(spec)
 	if err != nil {

@@ -28,6 +28,17 @@ package engine
 // to the root filesystem must still be searchable by the container's
 // root, so the state directories get the search bit for others, as
 // Docker does with its root directory.
+//
+// Volumes (named, anonymous, and so those of --volumes-from) are id-mapped
+// the same way as the layers, so that what is stored as root shows as the
+// container's root and what the container writes is stored as root:
+// volumes stay shareable between containers of any mapping. Bind mounts
+// of host paths are left as Docker leaves them (host ids, unmapped ones
+// showing as nobody), unless -v asks for podman's "idmap" option. The
+// runtime does not id-map mounts: idmapMounts mounts an id-mapped clone of
+// each such source under runDir/idmapped for as long as the root
+// filesystem is mounted (restarts included), and points the spec at it;
+// the runtime's clone of that mount keeps the mapping.
 
 import (
 	"encoding/json"
@@ -36,6 +47,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -356,4 +368,98 @@ func idmapUserns(m []specs.LinuxIDMapping) (*os.File, error) {
 		return nil, fmt.Errorf("open the user namespace for id-mapped mounts: %w", err)
 	}
 	return f, nil
+}
+
+// idmappedDir holds the id-mapped clones of mount sources (see the top of
+// this file).
+func (e *Engine) idmappedDir(id string) string { return filepath.Join(e.runDir(id), "idmapped") }
+
+// idmapMounts points the container's volume mounts, and the bind mounts
+// with the "idmap" option, at id-mapped clones of their sources when the
+// container has an id mapping; the "idmap" option is removed (without a
+// mapping it asks for nothing).
+func (e *Engine) idmapMounts(c *Container, spec *specs.Spec) error {
+	e.unmountIDMapped(c.ID) // what an interrupted start left
+	m := e.claimedIDMap(c.ID)
+	var userns *os.File
+	defer func() {
+		if userns != nil {
+			userns.Close()
+		}
+	}()
+	volumes := e.volumesDir() + string(filepath.Separator)
+	for i := range spec.Mounts {
+		mnt := &spec.Mounts[i]
+		asked := false
+		if k := slices.Index(mnt.Options, "idmap"); k >= 0 {
+			mnt.Options = slices.Delete(slices.Clone(mnt.Options), k, k+1)
+			asked = true
+		}
+		if m == nil || mnt.Type != "bind" || !asked && !strings.HasPrefix(mnt.Source, volumes) {
+			continue
+		}
+		if userns == nil {
+			var err error
+			if userns, err = idmapUserns(m); err != nil {
+				return err
+			}
+		}
+		src, err := e.idmapSource(c.ID, i, mnt.Source, userns)
+		if err != nil {
+			return fmt.Errorf("id-mapped mount of %s on %s: %w", mnt.Source, mnt.Destination, err)
+		}
+		mnt.Source = src
+	}
+	return nil
+}
+
+// idmapSource mounts an id-mapped clone of src (a directory or a file) in
+// the container's idmappedDir and returns where.
+func (e *Engine) idmapSource(id string, i int, src string, userns *os.File) (string, error) {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return "", err
+	}
+	dir := e.idmappedDir(id)
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return "", err
+	}
+	dst := filepath.Join(dir, strconv.Itoa(i))
+	if fi.IsDir() {
+		err = os.Mkdir(dst, 0o700)
+	} else {
+		err = os.WriteFile(dst, nil, 0o600)
+	}
+	if err != nil {
+		return "", err
+	}
+	if err := attachIDMapped(src, dst, userns); err != nil {
+		os.Remove(dst)
+		return "", err
+	}
+	return dst, nil
+}
+
+// unmountIDMapped removes the id-mapped clones of mount sources; it
+// reports whether they are all gone. Only their mount points are removed,
+// never recursively: a clone still mounted is the volume itself.
+func (e *Engine) unmountIDMapped(id string) bool {
+	dir := e.idmappedDir(id)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	for _, ent := range ents {
+		p := filepath.Join(dir, ent.Name())
+		for unix.Unmount(p, unix.MNT_DETACH) == nil {
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			e.log.Warn("remove an id-mapped mount point", "path", p, "err", err)
+		}
+	}
+	err = os.Remove(dir)
+	return err == nil || errors.Is(err, os.ErrNotExist)
 }

@@ -54,3 +54,24 @@ func TestIDMapOverlayOptions(t *testing.T) {
 		t.Error("upper and work in different directories: no error")
 	}
 }
+
+func TestUnmapIDs(t *testing.T) {
+	tests := []struct {
+		in, want []specs.LinuxIDMapping
+	}{
+		{nil, nil},
+		{
+			[]specs.LinuxIDMapping{{ContainerID: 0, HostID: 524288, Size: 65536}},
+			[]specs.LinuxIDMapping{{ContainerID: 524288, HostID: 0, Size: 65536}, {ContainerID: 0, HostID: 65536, Size: 1}},
+		},
+		{ // host root mapped already: no extra id for it
+			[]specs.LinuxIDMapping{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: 1, HostID: 300001, Size: 100}},
+			[]specs.LinuxIDMapping{{ContainerID: 0, HostID: 0, Size: 1}, {ContainerID: 300001, HostID: 1, Size: 100}},
+		},
+	}
+	for _, tt := range tests {
+		if got := unmapIDs(tt.in); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("unmapIDs(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/mount"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berthproject/berth/internal/archive"
 	"github.com/berthproject/berth/internal/containerspec"
@@ -326,19 +327,58 @@ func containerVolumes(c *Container) []string {
 	return out
 }
 
+// namedVolumes lists the named volumes of the container's -v NAME:DST and
+// --mount type=volume,source=NAME, with the flag each came from.
+func namedVolumes(c *Container) (names, flags []string) {
+	for _, b := range c.HostConfig.Binds {
+		if src, _, ok := strings.Cut(b, ":"); ok && !filepath.IsAbs(src) {
+			names, flags = append(names, src), append(flags, "--volume "+b)
+		}
+	}
+	for _, m := range c.HostConfig.Mounts {
+		if m.Type == mount.TypeVolume && m.Source != "" {
+			names, flags = append(names, m.Source), append(flags, "--mount "+m.Target)
+		}
+	}
+	return names, flags
+}
+
+// createNamedVolumes makes the container's named volumes that do not
+// exist, at create as Docker does (volume ls lists them before the
+// container starts); they are filled from the image at the first start.
+// Every name is checked before any volume is made.
+func (e *Engine) createNamedVolumes(ctx context.Context, c *Container) error {
+	names, flags := namedVolumes(c)
+	for i, name := range names {
+		if !validVolumeName(name) {
+			return fmt.Errorf("%w: %s: %q includes invalid characters for a local volume name, only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", ErrInvalid, flags[i], name)
+		}
+	}
+	for i, name := range names {
+		if _, err := e.VolumeCreate(ctx, name, nil, nil); err != nil {
+			return fmt.Errorf("%s: %w", flags[i], err)
+		}
+	}
+	return nil
+}
+
 // resolveVolumes makes sure every volume and bind source of the container
 // exists (a missing host directory is created, as Docker does), populates
 // new volumes from the image's content at their mount point, and tells the
 // spec where each volume lives.
 func (e *Engine) resolveVolumes(ctx context.Context, c *Container, in *containerspec.Input) error {
 	in.Volumes = map[string]string{}
+	unmap := unmapIDs(e.claimedIDMap(c.ID))
+	populateVolume := func(ctx context.Context, rootfs, dst, volumeDir string) error {
+		return populateVolume(ctx, rootfs, dst, volumeDir, unmap)
+	}
 	use := func(name, dst string, nocopy bool) error {
 		v, err := e.VolumeCreate(ctx, name, nil, nil)
 		if err != nil {
 			return err
 		}
 		in.Volumes[name] = v.Mountpoint
-		if !nocopy {
+		if !nocopy && !c.VolumesPopulated {
 			return populateVolume(ctx, in.Rootfs, dst, v.Mountpoint)
 		}
 		return nil
@@ -368,6 +408,9 @@ func (e *Engine) resolveVolumes(ctx context.Context, c *Container, in *container
 			return fmt.Errorf("anonymous volume for %s: %w", dst, err)
 		}
 		in.Volumes[dst] = v.Mountpoint
+		if c.VolumesPopulated {
+			continue
+		}
 		if err := populateVolume(ctx, in.Rootfs, dst, v.Mountpoint); err != nil {
 			return err
 		}
@@ -388,12 +431,38 @@ func (e *Engine) resolveVolumes(ctx context.Context, c *Container, in *container
 			}
 		}
 	}
+	// Recorded with the start's outcome (the record is written then).
+	c.VolumesPopulated = true
 	return nil
+}
+
+// unmapIDs is the mapping that stores the files of an id-mapped root
+// filesystem (which shows container id k as host id H+k, and the engine's
+// own files in the upper layer as host root) as the image has them, for a
+// copy into a volume: volumes are id-mapped too (see userns.go). nil for a
+// container without a mapping.
+func unmapIDs(m []specs.LinuxIDMapping) []specs.LinuxIDMapping {
+	if m == nil {
+		return nil
+	}
+	var out []specs.LinuxIDMapping
+	next, hostRoot := uint32(0), false
+	for _, r := range m {
+		out = append(out, specs.LinuxIDMapping{ContainerID: r.HostID, HostID: r.ContainerID, Size: r.Size})
+		next = max(next, r.ContainerID+r.Size)
+		hostRoot = hostRoot || r.HostID == 0
+	}
+	if !hostRoot {
+		out = append(out, specs.LinuxIDMapping{ContainerID: 0, HostID: next, Size: 1})
+	}
+	return out
 }
 
 // populateVolume copies what the image has at dst into an empty volume,
 // the first time the volume is used (Docker's copy-up of volume content).
-func populateVolume(ctx context.Context, rootfs, dst, volumeDir string) error {
+// unmap (see unmapIDs) stores the ids of an id-mapped rootfs as the image
+// has them.
+func populateVolume(ctx context.Context, rootfs, dst, volumeDir string, unmap []specs.LinuxIDMapping) error {
 	ents, err := os.ReadDir(volumeDir)
 	if err != nil || len(ents) > 0 {
 		return err
@@ -411,7 +480,7 @@ func populateVolume(ctx context.Context, rootfs, dst, volumeDir string) error {
 	defer src.Close()
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(archive.Diff(ctx, srcPath, pw, archive.DiffOptions{})) }()
-	_, err = archive.Apply(ctx, volumeDir, pr, archive.ApplyOptions{Whiteouts: archive.WhiteoutApply})
+	_, err = archive.Apply(ctx, volumeDir, pr, archive.ApplyOptions{Whiteouts: archive.WhiteoutApply, UIDMaps: unmap, GIDMaps: unmap})
 	pr.Close()
 	if err != nil {
 		return fmt.Errorf("copy the image's %s into the volume: %w", dst, err)

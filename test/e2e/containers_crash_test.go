@@ -244,3 +244,50 @@ func TestConcurrentRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCrashKillCLIBeforeTakingExit: a foreground run killed after its
+// container ended but before it took the exit over from the monitor (it
+// is stopped meanwhile, then killed): the monitor records the exit as soon
+// as the CLI is gone, as Docker's daemon does, and an --rm container is
+// removed. The monitor's fallback for a claimant that never takes the exit
+// is 10 s; the bound below is half of that, not a speed check.
+func TestCrashKillCLIBeforeTakingExit(t *testing.T) {
+	e := newCtrEnv(t)
+	for _, rm := range []bool{false, true} {
+		name := fmt.Sprintf("fg-rm-%v", rm)
+		args := []string{"run", "--name", name}
+		if rm {
+			args = append(args, "--rm")
+		}
+		fg := e.start(append(args, box, "sh", "-c", "echo started; exec sleep 1000")...)
+		waitFor(t, "the foreground run to print", func() bool { return fg.stdout.String() == "started\n" })
+		id := e.remember(name)
+		pid := e.cstate(id).Pid
+		if err := syscall.Kill(fg.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		syscall.Kill(pid, syscall.SIGKILL)
+		waitFor(t, "the container's process to end", func() bool { return !alive(pid) })
+		// The monitor has offered the exit to the stopped CLI by now or
+		// does so in a moment; either way the CLI never takes it.
+		time.Sleep(200 * time.Millisecond)
+		syscall.Kill(fg.cmd.Process.Pid, syscall.SIGKILL)
+		fg.wait(t)
+		killed := time.Now()
+		recorded := func() bool {
+			if rm {
+				return e.run(nil, "inspect", "--type", "container", id).code != 0
+			}
+			return !e.cstate(id).Running
+		}
+		waitFor(t, name+"'s exit to be recorded", recorded)
+		if d := time.Since(killed); d > 5*time.Second {
+			t.Errorf("%s: the exit was recorded %v after the CLI was killed, want at once", name, d)
+		}
+		if !rm {
+			if st := e.cstate(id); st.ExitCode != 137 || st.Status != container.StateExited {
+				t.Errorf("%s: state %+v, want exited 137", name, st)
+			}
+		}
+	}
+}

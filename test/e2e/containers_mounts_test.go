@@ -332,3 +332,42 @@ func TestVolumesFrom(t *testing.T) {
 		t.Errorf("--volumes-from nosuch: %v", r)
 	}
 }
+
+// TestNamedVolumeAtCreate: create makes the container's named volumes, as
+// Docker does: volume ls lists them and inspect shows the mount before any
+// start; the image's content is copied in at the first start only, so a
+// container that empties its volume finds it empty when started again.
+func TestNamedVolumeAtCreate(t *testing.T) {
+	e := newCtrEnv(t)
+	id := e.remember(strings.TrimSpace(e.ok("create", "--name", "vc", "-v", "cvol:/data",
+		"--mount", "type=volume,source=cmnt,target=/m", box, "sh", "-c", "ls /data; rm -f /data/seed.txt")))
+	if got := lines(e.ok("volume", "ls", "-q")); !slices.Equal(got, []string{"cmnt", "cvol"}) {
+		t.Errorf("volume ls -q after create = %q, want [cmnt cvol]", got)
+	}
+	var names []string
+	in, _ := e.inspectC(id)
+	for _, m := range in.Mounts {
+		names = append(names, m.Name+":"+m.Destination)
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"cmnt:/m", "cvol:/data"}) {
+		t.Errorf("inspect Mounts after create = %q", names)
+	}
+	if r := e.run(nil, "volume", "rm", "cvol"); r.code == 0 {
+		t.Errorf("volume rm of a created container's volume succeeded")
+	}
+	if out := e.ok("start", "-a", "vc"); out != "seed.txt\n" {
+		t.Errorf("first start lists %q, want the image's seed.txt copied in", out)
+	}
+	if out := e.ok("start", "-a", "vc"); out != "" {
+		t.Errorf("second start lists %q, want the emptied volume left empty", out)
+	}
+	// A name that cannot be a volume: nothing created.
+	r := e.run(nil, "create", "--name", "bad", "-v", "ok1:/a", "--mount", "type=volume,source=b@d,target=/b", box)
+	if r.code != 125 || !strings.Contains(r.stderr, "b@d") {
+		t.Errorf("create with a bad volume name: %v", r)
+	}
+	if got := lines(e.ok("volume", "ls", "-q")); !slices.Equal(got, []string{"cmnt", "cvol"}) {
+		t.Errorf("volume ls -q after a failed create = %q", got)
+	}
+}

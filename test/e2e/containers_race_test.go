@@ -281,3 +281,49 @@ func TestRaceKilledCreateVolumes(t *testing.T) {
 		}
 	}
 }
+
+// TestRaceExecStarting: exec into a container whose start is under way
+// waits for the start, as Docker serialises them: it runs once the
+// container runs, and fails with "is not running" when the start failed.
+func TestRaceExecStarting(t *testing.T) {
+	e := newCtrEnv(t)
+	for _, tc := range []struct {
+		name   string
+		cmd    []string
+		starts bool
+	}{
+		{"xs-ok", []string{"sleep", "1000"}, true},
+		{"xs-fail", []string{"/no/such/cmd"}, false},
+	} {
+		id := e.remember(strings.TrimSpace(e.ok(append([]string{"create", "--name", tc.name, box}, tc.cmd...)...)))
+		marker := filepath.Join(e.state, "containers", id, "starting")
+		caught := 0
+		for i := 0; i < 5; i++ {
+			if tc.starts {
+				e.run(nil, "stop", "-t", "0", tc.name)
+			}
+			st := e.start("start", tc.name)
+			for !st.exited() {
+				if _, err := os.Stat(marker); err == nil {
+					break
+				}
+			}
+			if _, err := os.Stat(marker); err == nil {
+				caught++
+			}
+			r := e.run(nil, "exec", tc.name, "echo", "in")
+			code := st.wait(t)
+			switch {
+			case tc.starts && (r.code != 0 || r.stdout != "in\n"):
+				t.Errorf("%s round %d: exec during start: %v, want it to wait and run", tc.name, i, r)
+			case !tc.starts && (r.code == 0 || !strings.Contains(r.stderr, "is not running")):
+				t.Errorf("%s round %d: exec during a failing start: %v, want \"is not running\"", tc.name, i, r)
+			case tc.starts != (code == 0):
+				t.Errorf("%s round %d: start exit %d", tc.name, i, code)
+			}
+		}
+		if caught == 0 {
+			t.Logf("%s: no exec ran while the start was under way", tc.name)
+		}
+	}
+}

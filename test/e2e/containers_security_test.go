@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -340,5 +341,58 @@ func TestUserns(t *testing.T) {
 	m2 := strings.Fields(e.sh(id2, "cat /proc/self/uid_map"))
 	if len(m2) == 3 && len(m) == 3 && m2[1] == m[1] {
 		t.Errorf("two --userns auto containers share the host range %s", m[1])
+	}
+}
+
+// TestUsernsVolumes: with --userns, named volumes (and so --volumes-from)
+// are id-mapped like the root filesystem: the image's root-owned content
+// copied in shows as root inside, what the container writes is stored as
+// root on disk, and containers of other mappings share the volume. A host
+// bind shows host ids unmapped (nobody), as in Docker, unless it has
+// podman's idmap option; a source that cannot be id-mapped fails the start
+// with a message naming it.
+func TestUsernsVolumes(t *testing.T) {
+	e := newCtrEnv(t)
+	const show = "stat -c '%u:%g %n' /data/seed.txt; touch /data/w; stat -c '%u:%g %n' /data/w"
+	if out := e.ok("run", "--rm", "--userns", "auto", "-v", "uv:/data", box, "sh", "-c", show); out != "0:0 /data/seed.txt\n0:0 /data/w\n" {
+		t.Errorf("--userns auto with a named volume: %q, want everything root's", out)
+	}
+	mp := e.volume("uv").Mountpoint
+	for _, f := range []string{"seed.txt", "w"} {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(filepath.Join(mp, f), &st); err != nil || st.Uid != 0 || st.Gid != 0 {
+			t.Errorf("the volume's %s on disk: uid %d gid %d (%v), want 0:0", f, st.Uid, st.Gid, err)
+		}
+	}
+	// Another mapping, and --volumes-from; then a container without one.
+	src := e.runD("--userns", "map=0:300000:65536", "-v", "uv:/data", box, "sleep", "1000")
+	if out := e.ok("run", "--rm", "--userns", "auto", "--volumes-from", src, box, "stat", "-c", "%u:%g", "/data/w"); out != "0:0\n" {
+		t.Errorf("--volumes-from into a --userns auto container: /data/w is %q, want 0:0", out)
+	}
+	if out := e.sh(src, "stat -c %u:%g /data/w"); out != "0:0\n" {
+		t.Errorf("--userns map=0:300000:65536 with the volume: /data/w is %q, want 0:0", out)
+	}
+	if out := e.ok("run", "--rm", "-v", "uv:/data", box, "stat", "-c", "%u:%g", "/data/w"); out != "0:0\n" {
+		t.Errorf("without --userns: /data/w is %q, want 0:0", out)
+	}
+
+	host := t.TempDir()
+	os.WriteFile(filepath.Join(host, "f"), nil, 0o644)
+	if out := e.ok("run", "--rm", "--userns", "auto", "-v", host+":/h", box, "stat", "-c", "%u", "/h/f"); out != "65534\n" {
+		t.Errorf("--userns auto with a plain bind: /h/f is %q, want 65534 (unmapped, as Docker)", out)
+	}
+	if out := e.ok("run", "--rm", "--userns", "auto", "-v", host+":/h:idmap", box, "sh", "-c", "stat -c %u /h/f; touch /h/new"); out != "0\n" {
+		t.Errorf("--userns auto with -v ...:idmap: /h/f is %q, want 0", out)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(filepath.Join(host, "new"), &st); err != nil || st.Uid != 0 {
+		t.Errorf("a file made through an idmap bind: uid %d (%v), want 0", st.Uid, err)
+	}
+	if out := e.ok("run", "--rm", "-v", host+":/h:idmap", box, "stat", "-c", "%u", "/h/f"); out != "0\n" {
+		t.Errorf("-v ...:idmap without --userns: /h/f is %q, want 0", out)
+	}
+	r := e.run(nil, "run", "--rm", "--userns", "auto", "-v", "/sys/kernel:/k:idmap", box, "true")
+	if r.code != 125 || !strings.Contains(r.stderr, "/sys/kernel") || !strings.Contains(r.stderr, "id-map") {
+		t.Errorf("an idmap bind of sysfs: %v, want exit 125 naming /sys/kernel", r)
 	}
 }

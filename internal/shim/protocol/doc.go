@@ -145,7 +145,10 @@
 // error and leaves the exit to the exit command). A control connection
 // that took the exit and closes without exit-handled gives it back: the
 // exit command runs (after the delete, and finds whatever part of the
-// work was done).
+// work was done). The monitor also watches the claimant's process (the
+// peer of its attach connection): if it ends before taking the exit, the
+// exit command runs as soon as the delete is done rather than after the
+// 10 s.
 //
 // # Logs
 //
