@@ -21,6 +21,7 @@ type handover struct {
 	pidfd    *os.File // the claimant's process (nil: unknown), watched once the exit is offered
 	state    handState
 	changed  chan struct{} // a state change, for wait
+	del      *deletion     // the runtime's delete of the final exit (see deletion)
 }
 
 type handState int
@@ -82,8 +83,9 @@ func (h *handover) release(c *client) {
 	h.mu.Unlock()
 }
 
-// offer offers the final exit, recorded in exit.json and deleted from the
-// runtime, to a claimant still connected; it reports whether there is one.
+// offer offers the final exit, recorded in exit.json and being deleted
+// from the runtime (see deleting), to a claimant still connected; it
+// reports whether there is one.
 func (h *handover) offer() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()

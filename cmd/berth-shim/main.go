@@ -51,6 +51,7 @@ type config struct {
 	logMaxFiles int
 
 	tty, stdin, stdinOnce, waitAttach bool
+	attachFd                          int // the listening attach.sock, made by the engine; 0: make it
 
 	restart     protocol.RestartPolicy
 	oomFile     string
@@ -114,6 +115,10 @@ func parseArgs(args []string) (*config, error) {
 			c.logMaxSize, err = strconv.ParseInt(value, 10, 64)
 		case "log-max-files":
 			c.logMaxFiles, err = strconv.Atoi(value)
+		case "attach-fd":
+			if c.attachFd, err = strconv.Atoi(value); err == nil && c.attachFd < 3 {
+				return nil, &usageError{"--attach-fd: " + value + " is not an inherited descriptor (3 or more)"}
+			}
 		case "restart":
 			c.restart, err = protocol.ParseRestartPolicy(value)
 			if err != nil {

@@ -53,6 +53,51 @@ func TestParseArgs(t *testing.T) {
 	}
 }
 
+func TestParseArgsAttachFd(t *testing.T) {
+	req := "--id c1 --bundle /b --runtime /bin/true --dir /d"
+	tests := []struct {
+		args string
+		want string // the descriptor, or the error
+	}{
+		{req, "0"},
+		{req + " --attach-fd 4", "4"},
+		{req + " --attach-fd=4", "4"},
+		{req + " --attach-fd 2", "--attach-fd: 2 is not an inherited descriptor (3 or more)"},
+		{req + " --attach-fd four", `--attach-fd: invalid number "four"`},
+	}
+	for _, tt := range tests {
+		c, err := parseArgs(strings.Fields(tt.args))
+		got := ""
+		if err != nil {
+			got = err.Error()
+		} else {
+			got = fmt.Sprint(c.attachFd)
+		}
+		if got != tt.want {
+			t.Errorf("parseArgs(%s): attach fd %s, want %s", tt.args, got, tt.want)
+		}
+	}
+}
+
+func TestInheritedListenerNeedsAListeningSocket(t *testing.T) {
+	f, err := os.Open("/dev/null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := inheritedListener(int(f.Fd()), "x"); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("inheritedListener(/dev/null) = %v, want not a socket", err)
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := inheritedListener(fd, "x"); err == nil || !strings.Contains(err.Error(), "not a listening socket") {
+		t.Errorf("inheritedListener(unbound socket) = %v, want not a listening socket", err)
+	}
+}
+
 func TestParseArgsMakesPathsAbsolute(t *testing.T) {
 	cwd, err := os.Getwd()
 	if err != nil {

@@ -3,49 +3,28 @@ package main
 import (
 	"errors"
 	"os"
+	"strconv"
 	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/internal/shim/protocol"
-	"github.com/berthproject/berth/internal/unixsock"
 )
 
-// listen creates a unix stream socket at path (replacing a stale one),
-// mode 0600, non-blocking so that accepting waits in the netpoller. The
-// socket is bound under a temporary name and renamed into place once it
-// listens: a client that sees path can connect at once.
-func listen(path string) (*os.File, error) {
-	_ = os.Remove(path)
-	tmp := path + ".new"
-	_ = os.Remove(tmp)
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		return nil, &os.SyscallError{Syscall: "socket", Err: err}
+// inheritedListener takes over the listening attach socket the engine
+// made and passed as fd (--attach-fd), so that a client could connect
+// before this process ran.
+func inheritedListener(fd int, path string) (*os.File, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return nil, errors.New("--attach-fd " + strconv.Itoa(fd) + ": not a socket")
 	}
-	// The socket is created 0600 (the umask is the process's, but nothing
-	// else creates files while the monitor listens), never connectable by
-	// others even for an instant.
-	sa, release, err := unixsock.Addr(tmp)
-	if err == nil {
-		old := unix.Umask(0o177)
-		err = unix.Bind(fd, sa)
-		unix.Umask(old)
-		release()
+	if on, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || on != 1 {
+		return nil, errors.New("--attach-fd " + strconv.Itoa(fd) + ": not a listening socket")
 	}
-	if err != nil {
-		unix.Close(fd)
-		return nil, &os.PathError{Op: "bind", Path: tmp, Err: err}
-	}
-	if err := unix.Listen(fd, 64); err != nil {
-		unix.Close(fd)
-		_ = os.Remove(tmp)
-		return nil, &os.PathError{Op: "listen", Path: tmp, Err: err}
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		unix.Close(fd)
-		_ = os.Remove(tmp)
-		return nil, err
+	unix.CloseOnExec(fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return nil, &os.SyscallError{Syscall: "fcntl", Err: err}
 	}
 	return os.NewFile(uintptr(fd), path), nil
 }
@@ -220,6 +199,12 @@ func (s *shim) control(conn *os.File) {
 				msg = "exit-handled: the exit was not taken on this connection"
 			} else {
 				s.hand.done()
+			}
+		case req.WaitDeleted:
+			if !taker {
+				msg = "wait-deleted: the exit was not taken on this connection"
+			} else if err := s.hand.deletion().wait(); err != nil {
+				msg = err.Error()
 			}
 		}
 		out = protocol.AppendReply(out[:0], msg)

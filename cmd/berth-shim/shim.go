@@ -14,6 +14,7 @@ import (
 
 	"github.com/berthproject/berth/internal/shim/jsonlog"
 	"github.com/berthproject/berth/internal/shim/protocol"
+	"github.com/berthproject/berth/internal/unixsock"
 )
 
 // shim is the monitor of one container.
@@ -125,11 +126,16 @@ func (s *shim) setup() error {
 	s.outs[0] = newStream(s.out, protocol.Stdout)
 	s.outs[1] = newStream(s.out, protocol.Stderr)
 	s.term.tty = s.cfg.tty
-	al, err := listen(s.path("attach.sock"))
+	var al *os.File
+	if s.cfg.attachFd > 0 {
+		al, err = inheritedListener(s.cfg.attachFd, s.path("attach.sock"))
+	} else {
+		al, err = unixsock.Listen(s.path("attach.sock"))
+	}
 	if err != nil {
 		return err
 	}
-	cl, err := listen(s.path("control.sock"))
+	cl, err := unixsock.Listen(s.path("control.sock"))
 	if err != nil {
 		return err
 	}
@@ -177,7 +183,7 @@ func (s *shim) launch() (err error) {
 	var errRead int // where the runtime's stderr can be read on failure
 	args := []string{"run", "--detach", "--bundle", s.cfg.bundle, "--pid-file", s.path("init.pid")}
 	if s.cfg.tty {
-		if console, err = listen(s.path("console.sock")); err != nil {
+		if console, err = unixsock.Listen(s.path("console.sock")); err != nil {
 			return err
 		}
 		defer func() {
@@ -422,12 +428,26 @@ func (s *shim) monitor() {
 		exit.Restarting = s.cfg.restart.ShouldRestart(exit.ExitCode, restarts, s.stopped())
 		s.writeExit(exit)
 		if !exit.Restarting {
-			// Deleted before the clients' output ends: a client that
-			// records the exit finds the runtime done with it.
-			s.deleteContainer()
-			offered := s.hand.offer()
+			del := newDeletion()
+			s.hand.deleting(del)
+			if !s.hand.offer() {
+				// Deleted before the clients' output ends: a client
+				// that looks at the container finds the runtime done
+				// with it.
+				s.deleteContainer()
+				s.out.closeClients()
+				break
+			}
+			// The claimant records the exit while the runtime deletes
+			// the container; it waits for the delete (wait-deleted)
+			// before it removes what the runtime used, and for this
+			// process's exit (after the delete) before it exits.
+			go func() { del.finish(s.runtimeSimple("delete", "--force", s.cfg.id)) }()
 			s.out.closeClients()
-			handedOver = offered && s.hand.wait()
+			handedOver = s.hand.wait()
+			if err := del.wait(); err != nil {
+				s.warn(err.Error())
+			}
 			break
 		}
 		s.deleteContainer()

@@ -275,6 +275,22 @@ func (e *Engine) Cleanup(ctx context.Context, id string) error {
 	return e.CleanupStart(ctx, id, "")
 }
 
+// monitorDeleteKey marks the context of a FinishRun: its value, a
+// func() error, waits for the runtime delete the container's monitor runs
+// while this process records the exit; it fails when that delete failed or
+// is not known to be done (removeStopped then deletes what is left).
+type monitorDeleteKey struct{}
+
+// waitMonitorDelete waits for the monitor's runtime delete in a FinishRun;
+// elsewhere it does nothing.
+func waitMonitorDelete(ctx context.Context, e *Engine, id string) {
+	if wait, ok := ctx.Value(monitorDeleteKey{}).(func() error); ok {
+		if err := wait(); err != nil {
+			e.log.Debug("the monitor's runtime delete", "container", id[:12], "err", err)
+		}
+	}
+}
+
 // CleanupStart is Cleanup for the runs of the start startID, the monitor's
 // exit command: it acts only while the record's run is that start's (it
 // checks under the container's lock). An exit command finishing after a
@@ -357,6 +373,9 @@ func (e *Engine) CleanupStart(ctx context.Context, id, startID string) error {
 	}
 	if c.HostConfig.AutoRemove {
 		e.leaveTombstone(id, ex)
+		// Before the names lock: the monitor's runtime delete may still
+		// run (FinishRun), and the removal must not race it.
+		waitMonitorDelete(ctx, e, id)
 		if err := e.removeStopped(ctx, c); err != nil {
 			return err
 		}

@@ -400,7 +400,11 @@ func (e *Engine) FinishRun(ctx context.Context, id string) (code int, ok bool) {
 	}
 	defer h.Close()
 	// Not to be cut short by an interrupt: the exit would be half recorded.
-	if err := e.Cleanup(context.WithoutCancel(ctx), id); err != nil {
+	// The monitor deletes the container from the runtime meanwhile: an
+	// --rm removal waits for that (waitMonitorDelete), a plain record
+	// needs nothing of the runtime, and Done waits for the monitor's exit.
+	ctx = context.WithValue(context.WithoutCancel(ctx), monitorDeleteKey{}, h.WaitDeleted)
+	if err := e.Cleanup(ctx, id); err != nil {
 		e.log.Warn("record the container's exit; its monitor does", "container", id[:12], "err", err)
 		return 0, false
 	}

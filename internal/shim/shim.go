@@ -124,29 +124,39 @@ func Start(o Options) (pid int, err error) {
 		return 0, fmt.Errorf("start berth-shim for %s: %w", o.ID, err)
 	}
 	defer r.Close()
-	cmd := exec.Command(o.Binary, o.Args()...)
-	cmd.ExtraFiles = []*os.File{w} // fd 3
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	args := o.Args()
+	files := []*os.File{w} // fd 3, closed here once the monitor has it
+	if o.BeforeStart != nil {
+		// The attach socket is made here and passed down (fd 4): the
+		// client connects and says hello at once, while the monitor
+		// starts, instead of polling for a socket of the monitor's.
+		l, err := unixsock.Listen(filepath.Join(o.Dir, "attach.sock"))
+		if err != nil {
+			w.Close()
+			return 0, fmt.Errorf("start berth-shim for %s: %w", o.ID, err)
+		}
+		files = append(files, l)
+		args = append(args, "--attach-fd", "4")
+	}
 	env := o.Env
 	if env == nil {
 		env = os.Environ()
 	}
 	// One P from the first instruction: fewer threads and caches in every
 	// monitor (the monitor removes it from its children's environment).
-	cmd.Env = append(env[:len(env):len(env)], "GOMAXPROCS=1")
-	err = cmd.Start()
-	w.Close()
+	env = append(env[:len(env):len(env)], "GOMAXPROCS=1")
+	shimPid, err := spawn(o.Binary, args, env, files)
+	for _, f := range files {
+		f.Close()
+	}
 	if err != nil {
 		return 0, fmt.Errorf("start berth-shim for %s: %w", o.ID, err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }() // reap it, whenever it ends
+	go func() { exited <- reap(shimPid) }() // whenever it ends
 
 	var hookErr error
 	if o.BeforeStart != nil {
-		if err := waitSocket(filepath.Join(o.Dir, "attach.sock"), exited); err != nil {
-			return 0, fmt.Errorf("start berth-shim for %s: %w", o.ID, err)
-		}
 		if err := o.BeforeStart(o.Dir); err != nil {
 			hookErr = fmt.Errorf("attach to %s before start: %w", o.ID, err)
 		}
@@ -169,20 +179,55 @@ func Start(o Options) (pid int, err error) {
 	return ready.Pid, hookErr
 }
 
-// waitSocket waits until the unix socket path exists, or the monitor has
-// exited (whose status it puts back for the caller).
-func waitSocket(path string, exited chan error) error {
-	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 10*time.Millisecond) {
-		if _, err := os.Stat(path); err == nil {
-			return nil
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			return fmt.Errorf("berth-shim exited before %s existed: %v", path, err)
-		case <-time.After(delay):
+// spawn starts the monitor in a session of its own, stdio on /dev/null
+// and files from fd 3 on. It calls syscall.ForkExec, not os.StartProcess,
+// which probes once per process whether clone can return a pidfd, at the
+// cost of one more process creation.
+func spawn(binary string, args, env []string, files []*os.File) (int, error) {
+	path := binary
+	if !strings.Contains(path, "/") {
+		var err error
+		if path, err = exec.LookPath(binary); err != nil {
+			return 0, err
 		}
 	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return 0, err
+	}
+	defer null.Close()
+	fds := []uintptr{null.Fd(), null.Fd(), null.Fd()}
+	for _, f := range files {
+		fds = append(fds, f.Fd())
+	}
+	return syscall.ForkExec(path, append([]string{binary}, args...), &syscall.ProcAttr{
+		Env: env, Files: fds, Sys: &syscall.SysProcAttr{Setsid: true},
+	})
+}
+
+// reap waits for the monitor's exit and describes it as os/exec does:
+// nil for exit status 0.
+func reap(pid int) error {
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return &os.SyscallError{Syscall: "wait4", Err: err}
+		}
+		break
+	}
+	switch {
+	case ws.Exited() && ws.ExitStatus() == 0:
+		return nil
+	case ws.Exited():
+		return fmt.Errorf("exit status %d", ws.ExitStatus())
+	case ws.Signaled():
+		return fmt.Errorf("signal: %v", ws.Signal())
+	}
+	return fmt.Errorf("wait status %#x", uint32(ws))
 }
 
 // shimLog returns the monitor's warnings, if any, for an error message.
@@ -383,8 +428,16 @@ func (h *ExitHandover) request(req protocol.Request) error {
 	return nil
 }
 
+// WaitDeleted waits until the runtime has deleted the container (the
+// monitor deletes it while the caller records the exit). An error says the
+// delete failed, or the monitor does not tell (an older one, which deleted
+// it before it handed the exit over): the caller checks for itself.
+func (h *ExitHandover) WaitDeleted() error {
+	return h.request(protocol.Request{WaitDeleted: true})
+}
+
 // monitorExitTimeout bounds Done's wait for the monitor, which has nothing
-// left to do but remove its sockets.
+// left to do but finish the runtime's delete and remove its sockets.
 const monitorExitTimeout = 5 * time.Second
 
 // Done tells the monitor the exit is recorded, closes the handover and

@@ -171,3 +171,34 @@ func TestDemuxErrors(t *testing.T) {
 		t.Errorf("Demux of an empty stream = %v, want nil", err)
 	}
 }
+
+func TestStartPassesTheAttachSocket(t *testing.T) {
+	dir := t.TempDir()
+	// A stand-in monitor that never listens itself: it checks that it was
+	// given the attach socket (fd 4), waits until the client attached
+	// through it, and reports a pid.
+	fake := filepath.Join(dir, "fake-shim")
+	script := `#!/bin/sh
+fail() { printf '{"error":"%s"}\n' "$1" >&3; exit 1; }
+case " $* " in *" --attach-fd 4 "*) ;; *) fail "no --attach-fd 4 in $*" ;; esac
+[ -S /proc/self/fd/4 ] || fail "fd 4 is not a socket"
+i=0
+while [ ! -e "` + dir + `/attached" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+printf '{"pid":1}\n' >&3
+`
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var att *Attachment
+	pid, err := Start(Options{Binary: fake, ID: "c1", Bundle: dir, Runtime: "/bin/false", Dir: dir,
+		BeforeStart: func(dir string) (err error) {
+			if att, err = Attach(dir, AttachOptions{Stdout: true}); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(dir, "attached"), nil, 0o644)
+		}})
+	if err != nil || pid != 1 {
+		t.Fatalf("Start = %d, %v; want 1 and the client attached before the monitor listened", pid, err)
+	}
+	att.Close()
+}

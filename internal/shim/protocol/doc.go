@@ -11,9 +11,14 @@
 //	           [--tty] [--stdin] [--stdin-once] [--wait-attach]
 //	           [--restart no|always|unless-stopped|on-failure[:N]]
 //	           [--oom-file PATH] [--exit-command PATH --exit-arg ARG ...]
+//	           [--attach-fd N]
 //	fd 3: the ready pipe (write end)
+//	fd N: attach.sock, bound and listening (the engine made it)
 //
 // The engine starts the monitor in a new session with stdio on /dev/null.
+// With --wait-attach it makes attach.sock itself and passes it down
+// (--attach-fd 4), so that its client connects and says hello while the
+// monitor is still starting, instead of polling for the monitor's socket.
 //
 // # The monitor's directory (--dir)
 //
@@ -78,6 +83,7 @@
 //	{"close-stdin":true}                  -> {"ok":true}
 //	{"take-exit":true}                    -> {"ok":true} or {"error":"..."}
 //	{"exit-handled":true}                 -> {"ok":true} (after take-exit only)
+//	{"wait-deleted":true}                 -> {"ok":true} or {"error":"..."} (after take-exit only)
 //	anything else                         -> {"error":"..."}
 //
 // # Exit
@@ -89,7 +95,8 @@
 // plus "restarting":true when the restart policy will start it again, and
 // "error":"..." when a restart failed. Then it runs `runtime delete
 // --force`, ends the attach clients' output, and runs the exit command
-// (stdio on /dev/null, waited for) unless the exit is handed over (below).
+// (stdio on /dev/null, waited for) unless the exit is handed over (below;
+// the delete then runs while the client records the exit).
 // When the container is not restarted, it then removes its sockets and
 // exits 0. Otherwise it waits the restart delay, starts the container again,
 // writes run.json:
@@ -111,25 +118,37 @@
 //	client                                   berth-shim
 //	  |-- hello {...,"exit":true} ------------>| the claimant (the first such
 //	  |                                        | client, while it is connected)
-//	  |                                        | final exit: exit.json, runtime
-//	  |<------------------------ end of output | delete, then (claimant still
+//	  |                                        | final exit: exit.json; starts
+//	  |<------------------------ end of output | runtime delete; (claimant still
 //	  |                                        | connected) waits up to 10 s
 //	  |-- control: {"take-exit":true} -------->|
 //	  |<----------------------- {"ok":true} ---| taken: waits for this connection
 //	  | records the exit (the exit command's   |
-//	  | work, in its own process)              |
+//	  | work, in its own process) while the    |
+//	  | runtime deletes the container          |
+//	  |-- {"wait-deleted":true} -------------->| (optional: before removing what
+//	  |<------------ {"ok":true} or {"error"} -| the runtime used) once deleted
 //	  |-- {"exit-handled":true} -------------->|
-//	  |<----------------------- {"ok":true} ---| no exit command; sockets
-//	  |                                        | removed, exit 0
+//	  |<----------------------- {"ok":true} ---| no exit command; after the
+//	  |                                        | delete: sockets removed, exit 0
+//
+// The runtime's delete (a process start) thus overlaps the claimant's
+// work; the claimant waits for it with wait-deleted before it removes the
+// container's files or cgroup, and for the monitor's exit (which follows
+// the delete) before it reports the container gone. wait-deleted answers
+// the delete's failure as an error. Without a claimant the monitor deletes
+// before it ends the clients' output, so that what they do next finds the
+// runtime done.
 //
 // take-exit is refused unless the final exit waits to be taken (so a
 // client whose output ended early, or that comes after the 10 s, gets an
 // error and leaves the exit to the exit command). A control connection
 // that took the exit and closes without exit-handled gives it back: the
-// exit command runs (and finds whatever part of the work was done). The
-// monitor also watches the claimant's process (the peer of its attach
-// connection): if it ends before taking the exit, the exit command runs at
-// once rather than after the 10 s.
+// exit command runs (after the delete, and finds whatever part of the
+// work was done). The monitor also watches the claimant's process (the
+// peer of its attach connection): if it ends before taking the exit, the
+// exit command runs as soon as the delete is done rather than after the
+// 10 s.
 //
 // # Logs
 //

@@ -76,12 +76,15 @@ type Request struct {
 	// exit over; ExitHandled: it has recorded it (see "Exit hand-over").
 	TakeExit    bool
 	ExitHandled bool
+	// WaitDeleted: the client that took the exit waits until the runtime
+	// has deleted the container (see "Exit hand-over").
+	WaitDeleted bool
 }
 
 // count is how many requests r holds.
 func (r Request) count() int {
 	n := 0
-	for _, on := range []bool{r.Resize != nil, r.CloseStdin, r.TakeExit, r.ExitHandled} {
+	for _, on := range []bool{r.Resize != nil, r.CloseStdin, r.TakeExit, r.ExitHandled, r.WaitDeleted} {
 		if on {
 			n++
 		}
@@ -104,6 +107,8 @@ func (r Request) Append(dst []byte) []byte {
 		return append(dst, `{"take-exit":true}`+"\n"...)
 	case r.ExitHandled:
 		return append(dst, `{"exit-handled":true}`+"\n"...)
+	case r.WaitDeleted:
+		return append(dst, `{"wait-deleted":true}`+"\n"...)
 	}
 	return append(dst, "{}\n"...)
 }
@@ -136,7 +141,7 @@ func ParseRequest(line []byte) (Request, error) {
 				return err
 			}
 			r.Resize = &ws
-		case "close-stdin", "take-exit", "exit-handled":
+		case "close-stdin", "take-exit", "exit-handled", "wait-deleted":
 			b, err := Bool(v)
 			if err != nil {
 				return &FieldError{Field: string(name), Err: err}
@@ -146,8 +151,10 @@ func ParseRequest(line []byte) (Request, error) {
 				r.CloseStdin = b
 			case "take-exit":
 				r.TakeExit = b
-			default:
+			case "exit-handled":
 				r.ExitHandled = b
+			default:
+				r.WaitDeleted = b
 			}
 		default:
 			return &FieldError{Field: string(name), Err: errUnknownRequest}
@@ -168,7 +175,7 @@ func ParseRequest(line []byte) (Request, error) {
 
 var (
 	errUnknownRequest = &SyntaxError{Msg: "unknown request"}
-	errEmptyRequest   = &SyntaxError{Msg: `empty request: want "resize", "close-stdin", "take-exit" or "exit-handled"`}
+	errEmptyRequest   = &SyntaxError{Msg: `empty request: want "resize", "close-stdin", "take-exit", "exit-handled" or "wait-deleted"`}
 	errTwoRequests    = &SyntaxError{Msg: "one request per line"}
 )
 
