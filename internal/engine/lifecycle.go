@@ -442,20 +442,40 @@ func (e *Engine) removeStopped(ctx context.Context, c *Container) error {
 		return fmt.Errorf("%w: cannot remove container %q: container is %s: stop the container before removing or force remove", ErrConflict, cur.Name, cur.State.Status)
 	}
 	ctx = context.WithoutCancel(ctx)
-	e.deleteRuntimeLeftover(ctx, cur.ID)
-	if err := destroyCgroup(cgroupsPath(cur)); err != nil {
-		e.log.Warn("remove the cgroup of a removed container", "container", cur.ID[:12], "err", err)
+	// In a FinishRun the container's monitor deletes it from the runtime
+	// meanwhile (see FinishRun). The record and the layer, which the
+	// runtime does not use, go while it does; the runtime's state, the
+	// cgroup and the run directory (the runtime logs there) only once
+	// it is done. What the monitor's delete did need not be done again.
+	waitRuntime := monitorDelete(ctx)
+	if waitRuntime == nil {
+		e.removeRuntimeState(ctx, cur)
 	}
 	e.unmountRootfs(cur.ID)
 	e.disconnectNetworks(ctx, cur.ID)
 	if mounted(e.rootfsDir(cur.ID)) {
+		if waitRuntime != nil {
+			_ = waitRuntime()
+		}
 		return fmt.Errorf("remove container %s: its root filesystem %s is still mounted", cur.Name, e.rootfsDir(cur.ID))
 	}
 	// The record goes first: from then on the container does not exist,
 	// and what is left of it is removed below or, if this command dies,
 	// by the next create (removeUnfinishedCreates).
 	if err := os.Remove(filepath.Join(e.containerDir(cur.ID), "container.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if waitRuntime != nil {
+			_ = waitRuntime()
+		}
 		return err
+	}
+	if waitRuntime != nil {
+		if err := e.Driver.Remove(ctx, cur.ID); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+			e.log.Warn("remove the layer of a removed container", "container", cur.ID[:12], "err", err)
+		}
+		if err := waitRuntime(); err != nil {
+			e.log.Debug("the monitor's runtime delete", "container", cur.ID[:12], "err", err)
+			e.removeRuntimeState(ctx, cur)
+		}
 	}
 	e.removeLeftovers(ctx, cur.ID)
 	e.containerEvent(cur, events.ActionDestroy, nil)
@@ -505,6 +525,15 @@ func (e *Engine) readRootfs(ctx context.Context, c *Container) (dir string, rele
 		return "", nil, err
 	}
 	return dir, func() { e.unmountRootfs(c.ID); lk.Close() }, nil
+}
+
+// removeRuntimeState deletes what the runtime may still hold of a stopped
+// container: its state and its cgroup.
+func (e *Engine) removeRuntimeState(ctx context.Context, c *Container) {
+	e.deleteRuntimeLeftover(ctx, c.ID)
+	if err := destroyCgroup(cgroupsPath(c)); err != nil {
+		e.log.Warn("remove the cgroup of a removed container", "container", c.ID[:12], "err", err)
+	}
 }
 
 // deleteRuntimeLeftover removes the runtime's record of a container that

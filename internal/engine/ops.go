@@ -281,14 +281,11 @@ func (e *Engine) Cleanup(ctx context.Context, id string) error {
 // is not known to be done (removeStopped then deletes what is left).
 type monitorDeleteKey struct{}
 
-// waitMonitorDelete waits for the monitor's runtime delete in a FinishRun;
-// elsewhere it does nothing.
-func waitMonitorDelete(ctx context.Context, e *Engine, id string) {
-	if wait, ok := ctx.Value(monitorDeleteKey{}).(func() error); ok {
-		if err := wait(); err != nil {
-			e.log.Debug("the monitor's runtime delete", "container", id[:12], "err", err)
-		}
-	}
+// monitorDelete returns, in a FinishRun, the wait for the monitor's
+// runtime delete (nil elsewhere).
+func monitorDelete(ctx context.Context) func() error {
+	wait, _ := ctx.Value(monitorDeleteKey{}).(func() error)
+	return wait
 }
 
 // CleanupStart is Cleanup for the runs of the start startID, the monitor's
@@ -373,9 +370,9 @@ func (e *Engine) CleanupStart(ctx context.Context, id, startID string) error {
 	}
 	if c.HostConfig.AutoRemove {
 		e.leaveTombstone(id, ex)
-		// Before the names lock: the monitor's runtime delete may still
-		// run (FinishRun), and the removal must not race it.
-		waitMonitorDelete(ctx, e, id)
+		// In a FinishRun the monitor's runtime delete may still run:
+		// removeStopped waits for it before it touches what the runtime
+		// uses.
 		if err := e.removeStopped(ctx, c); err != nil {
 			return err
 		}
