@@ -17,6 +17,8 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/fastjson"
 )
 
 // Sentinel kinds of errors; the CLI and the API server map them to exit
@@ -129,7 +131,7 @@ func validName(n string) bool {
 
 func writeContainer(e *Engine, c *Container) error {
 	c.Version = containerSchema
-	b, err := json.Marshal(c)
+	b, err := fastjson.Marshal(c)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/berthproject/berth/internal/cgroups"
 	"github.com/berthproject/berth/internal/containerspec"
+	"github.com/berthproject/berth/internal/fastjson"
 	"github.com/berthproject/berth/internal/fsroot"
 	"github.com/berthproject/berth/internal/shim"
 	"github.com/berthproject/berth/internal/units"
@@ -134,7 +134,7 @@ func (e *Engine) start(ctx context.Context, id string, o StartOptions) (failed *
 		return nil, err
 	}
 	step("spec rendered")
-	b, err := json.Marshal(spec)
+	b, err := fastjson.Marshal(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -401,7 +401,7 @@ func (e *Engine) FinishRun(ctx context.Context, id string) (code int, ok bool) {
 	defer h.Close()
 	// Not to be cut short by an interrupt: the exit would be half recorded.
 	// The monitor deletes the container from the runtime meanwhile: an
-	// --rm removal waits for that (waitMonitorDelete), a plain record
+	// --rm removal waits for that (removeStopped), a plain record
 	// needs nothing of the runtime, and Done waits for the monitor's exit.
 	ctx = context.WithValue(context.WithoutCancel(ctx), monitorDeleteKey{}, h.WaitDeleted)
 	if err := e.Cleanup(ctx, id); err != nil {
