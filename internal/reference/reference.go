@@ -59,7 +59,8 @@ var (
 	digestPat     = `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][[:xdigit:]]{32,}`
 	remoteName    = pathComponent + `(?:/` + pathComponent + `)*`
 	namePat       = `(?:` + domain + `/)?` + remoteName
-	// The expressions are compiled on first use: every berth command pays
+	// The expressions define the grammar; match.go matches it by hand. They
+	// are compiled on first use (errors, tests): every berth command pays
 	// its package initialisation, and compiling these takes milliseconds.
 	referenceRegex = lazy(`^(` + namePat + `)(?::(` + tagPat + `))?(?:@(` + digestPat + `))?$`)
 	domainRegex    = lazy(`^` + domain + `$`)
@@ -125,8 +126,14 @@ func Parse(s string) (Reference, error) {
 // ParseFull parses a fully qualified reference (domain/path[:tag][@digest])
 // without any normalization beyond index.docker.io -> docker.io.
 func ParseFull(s string) (Reference, error) {
-	m := referenceRegex().FindStringSubmatch(s)
-	if m == nil {
+	name, tag, dgst, ok := matchReference(s)
+	if !ok {
+		// The grammar's definition decides (and explains).
+		if m := referenceRegex().FindStringSubmatch(s); m != nil {
+			name, tag, dgst, ok = m[1], m[2], m[3], true
+		}
+	}
+	if !ok {
 		if s == "" {
 			return Reference{}, fmt.Errorf("%w: reference is empty", ErrInvalid)
 		}
@@ -135,13 +142,12 @@ func ParseFull(s string) (Reference, error) {
 		}
 		return Reference{}, fmt.Errorf("%w: %q: %s", ErrInvalid, s, explain(s))
 	}
-	name, tag, dgst := m[1], m[2], m[3]
 	if len(name) > maxNameLength {
 		return Reference{}, fmt.Errorf("%w: repository name must not be more than %d characters", ErrInvalid, maxNameLength)
 	}
 	var r Reference
 	i := strings.IndexRune(name, '/')
-	if i < 0 || !domainRegex().MatchString(name[:i]) {
+	if i < 0 || !validDomain(name[:i]) {
 		return Reference{}, fmt.Errorf("%w: invalid registry domain %q in %q", ErrInvalid, name[:max(i, 0)], s)
 	}
 	r.Domain, r.Path = name[:i], name[i+1:]
@@ -272,7 +278,7 @@ func (r Reference) WithDefaultTag() Reference {
 
 // WithTag returns the repository with tag (and no digest).
 func (r Reference) WithTag(tag string) (Reference, error) {
-	if !tagRegex().MatchString(tag) {
+	if !validTag(tag) {
 		return Reference{}, fmt.Errorf("%w: invalid tag %q", ErrInvalid, tag)
 	}
 	return Reference{Domain: r.Domain, Path: r.Path, Tag: tag}, nil
