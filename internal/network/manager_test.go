@@ -557,3 +557,14 @@ func TestRelease(t *testing.T) {
 		t.Errorf("Release of a container without endpoints = %v", err)
 	}
 }
+
+func TestValidName(t *testing.T) {
+	for s, want := range map[string]bool{
+		"a": true, "net_1.x-y": true, "9": true, "Z.": true,
+		"": false, "_a": false, ".a": false, "-a": false, "a b": false, "a/b": false, "é": false, "a:b": false,
+	} {
+		if got := validName(s); got != want {
+			t.Errorf("validName(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -34,7 +33,17 @@ type CreateOptions struct {
 	Options  map[string]string
 }
 
-var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+// validName is Docker's rule for network names: [a-zA-Z0-9][a-zA-Z0-9_.-]*.
+func validName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return s != ""
+}
 
 // Candidate subnets for networks created without --subnet, in order (like
 // Docker's default pools, without docker0's 172.17.0.0/16).
@@ -51,7 +60,7 @@ func candidateSubnets() []netip.Prefix {
 
 // Create creates a user-defined bridge network and its bridge.
 func (m *Manager) Create(ctx context.Context, o CreateOptions) (network.Inspect, error) {
-	if !validName.MatchString(o.Name) {
+	if !validName(o.Name) {
 		return network.Inspect{}, fmt.Errorf("%w: network name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", ErrInvalid, o.Name)
 	}
 	if o.Name == NameBridge || o.Name == NameHost || o.Name == NameNone {
