@@ -635,7 +635,7 @@ func execCommand(g *globals) *cli.Command {
 	f.BoolVarP(&o.Interactive, "interactive", "i", false, "keep stdin open")
 	f.BoolVarP(&o.Tty, "tty", "t", false, "allocate a pseudo-terminal")
 	f.BoolVarP(&o.Detach, "detach", "d", false, "run the command in the background")
-	f.StringArrayVarP(&env, "env", "e", nil, "set an environment variable")
+	stringArrayVarP(f, &env, "env", "e", "set an environment variable")
 	f.StringVarP(&o.WorkingDir, "workdir", "w", "", "working directory inside the container")
 	f.StringVarP(&o.User, "user", "u", "", "user[:group]")
 	f.BoolVar(&o.Privileged, "privileged", false, "give extended privileges to the command")
@@ -763,7 +763,7 @@ func commitCommand(g *globals) *cli.Command {
 	}
 	c.Flags().StringVarP(&o.Author, "author", "a", "", "author")
 	c.Flags().StringVarP(&o.Comment, "message", "m", "", "commit message")
-	c.Flags().StringArrayVarP(&o.Changes, "change", "c", nil, "apply a Dockerfile instruction")
+	stringArrayVarP(c.Flags(), &o.Changes, "change", "c", "apply a Dockerfile instruction")
 	c.Flags().BoolVarP(&o.Pause, "pause", "p", true, "pause the container during the commit")
 	return c
 }

@@ -128,7 +128,7 @@ func psCommand(g *globals, name string) *cli.Command {
 	f.IntVarP(&last, "last", "n", -1, "show the n last created containers")
 	f.BoolVarP(&size, "size", "s", false, "accepted for docker compatibility")
 	f.StringVar(&format, "format", "", "Go template, table or json")
-	f.StringArrayVarP(&filters, "filter", "f", nil, "filter (id, name, label, status, exited, ancestor)")
+	stringArrayVarP(f, &filters, "filter", "f", "filter (id, name, label, status, exited, ancestor)")
 	return c
 }
 
@@ -563,7 +563,7 @@ func volumeCommand(g *globals) *cli.Command {
 			})
 		},
 	}
-	create.Flags().StringArrayVarP(&labels, "label", "l", nil, "set a label")
+	stringArrayVarP(create.Flags(), &labels, "label", "l", "set a label")
 	var quiet bool
 	var format string
 	var volumeFilters []string
@@ -592,7 +592,7 @@ func volumeCommand(g *globals) *cli.Command {
 		},
 	}
 	ls.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only names")
-	ls.Flags().StringArrayVarP(&volumeFilters, "filter", "f", nil, "dangling=true|false, driver=, label=KEY[=VALUE], name=")
+	stringArrayVarP(ls.Flags(), &volumeFilters, "filter", "f", "dangling=true|false, driver=, label=KEY[=VALUE], name=")
 	ls.Flags().StringVar(&format, "format", "", "Go template, table or json")
 	var inspectFormat string
 	inspect := &cli.Command{

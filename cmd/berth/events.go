@@ -73,7 +73,7 @@ func eventsCommand(g *globals) *cli.Command {
 		},
 	}
 	f := c.Flags()
-	f.StringArrayVarP(&filters, "filter", "f", nil, "filter (container, event, image, label, type, volume, network)")
+	stringArrayVarP(f, &filters, "filter", "f", "filter (container, event, image, label, type, volume, network)")
 	f.StringVar(&since, "since", "", "show events since this time (RFC 3339, Unix time or duration ago)")
 	f.StringVar(&until, "until", "", "stop at this time")
 	f.StringVar(&format, "format", "", "Go template, or json")

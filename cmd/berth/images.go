@@ -130,7 +130,7 @@ func imagesCommand(g *globals, name string) *cli.Command {
 	f := c.Flags()
 	f.BoolVarP(&o.all, "all", "a", false, "show all images (default hides intermediate images)")
 	f.BoolVar(&o.digests, "digests", false, "show digests")
-	f.StringArrayVarP(&o.filters, "filter", "f", nil, "filter: dangling=true|false, reference=PATTERN, label=KEY[=VALUE], before=IMAGE, since=IMAGE")
+	stringArrayVarP(f, &o.filters, "filter", "f", "filter: dangling=true|false, reference=PATTERN, label=KEY[=VALUE], before=IMAGE, since=IMAGE")
 	f.StringVar(&o.format, "format", "", "'table', 'table TEMPLATE', 'json' or a Go template")
 	f.BoolVar(&o.noTrunc, "no-trunc", false, "do not truncate output")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "only show image IDs")
@@ -253,7 +253,7 @@ func importCommand(g *globals) *cli.Command {
 		},
 	}
 	f := c.Flags()
-	f.StringArrayVarP(&o.changes, "change", "c", nil, "Dockerfile instruction to apply (CMD, ENV, LABEL, ...)")
+	stringArrayVarP(f, &o.changes, "change", "c", "Dockerfile instruction to apply (CMD, ENV, LABEL, ...)")
 	f.StringVarP(&o.message, "message", "m", "", "commit message of the imported image")
 	f.StringVar(&o.platform, "platform", "", "os/arch[/variant] of the image")
 	return c

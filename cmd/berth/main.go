@@ -80,7 +80,7 @@ func newApp(g *globals) *cli.App {
 	f.StringVar(&g.runtime, "runtime", os.Getenv("BERTH_RUNTIME"), "OCI runtime binary (default: berth-runtime next to berth, else in $PATH)")
 	f.StringVar(&g.driver, "storage-driver", "", "snapshot driver for a new store: overlay or native")
 	f.StringVar(&g.bridgeSubnet, "bridge-subnet", os.Getenv("BERTH_BRIDGE_SUBNET"), "subnet of the default bridge network (default 172.30.0.0/16)")
-	f.StringArrayVar(&g.insecure, "insecure-registry", nil, "registry to reach over plain HTTP (localhost and 127.0.0.1 always are)")
+	stringArrayVarP(f, &g.insecure, "insecure-registry", "", "registry to reach over plain HTTP (localhost and 127.0.0.1 always are)")
 	f.StringVarP(&g.logLevel, "log-level", "l", "warn", "debug, info, warn or error")
 	f.BoolVarP(&g.debug, "debug", "D", false, "same as --log-level debug")
 	return &cli.App{

@@ -99,18 +99,18 @@ func networkCreateCommand(g *globals) *cli.Command {
 	}
 	fs := c.Flags()
 	fs.StringVarP(&driver, "driver", "d", "bridge", "driver of the network (bridge)")
-	fs.StringArrayVar(&subnets, "subnet", nil, "subnet in CIDR form (one per address family)")
-	fs.StringArrayVar(&gateways, "gateway", nil, "gateway of a subnet")
-	fs.StringArrayVar(&ranges, "ip-range", nil, "allocate container addresses from a sub-range")
+	stringArrayVarP(fs, &subnets, "subnet", "", "subnet in CIDR form (one per address family)")
+	stringArrayVarP(fs, &gateways, "gateway", "", "gateway of a subnet")
+	stringArrayVarP(fs, &ranges, "ip-range", "", "allocate container addresses from a sub-range")
 	fs.BoolVar(&internal, "internal", false, "no access from or to outside the network")
 	fs.BoolVar(&ipv6, "ipv6", false, "enable IPv6")
 	fs.BoolVar(&ipv4, "ipv4", true, "enable IPv4")
 	fs.BoolVar(&attachable, "attachable", false, "accepted for compatibility (berth networks always are)")
-	fs.StringArrayVarP(&labels, "label", "l", nil, "set a label (KEY=value)")
-	fs.StringArrayVarP(&opts, "opt", "o", nil, "driver option (com.docker.network.driver.mtu, ...)")
+	stringArrayVarP(fs, &labels, "label", "l", "set a label (KEY=value)")
+	stringArrayVarP(fs, &opts, "opt", "o", "driver option (com.docker.network.driver.mtu, ...)")
 	fs.StringVar(&ipamDriver, "ipam-driver", "default", "IPAM driver (default)")
 	fs.StringVar(&scope, "scope", "", "scope of the network (local)")
-	fs.StringArrayVar(&aux, "aux-address", nil, "not supported")
+	stringArrayVarP(fs, &aux, "aux-address", "", "not supported")
 	return c
 }
 
@@ -177,7 +177,7 @@ func networkLsCommand(g *globals) *cli.Command {
 	fs.BoolVarP(&quiet, "quiet", "q", false, "print only network IDs")
 	fs.BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs")
 	fs.StringVar(&format, "format", "", "Go template, table or json")
-	fs.StringArrayVarP(&filters, "filter", "f", nil, "filter (driver, id, label, name, scope, type=custom|builtin, dangling)")
+	stringArrayVarP(fs, &filters, "filter", "f", "filter (driver, id, label, name, scope, type=custom|builtin, dangling)")
 	return c
 }
 
@@ -311,7 +311,7 @@ func networkPruneCommand(g *globals) *cli.Command {
 		},
 	}
 	c.Flags().BoolVarP(&force, "force", "f", false, "do not ask for confirmation")
-	c.Flags().StringArrayVar(&filters, "filter", nil, "filter (until=DURATION|TIME, label=KEY[=VALUE], label!=KEY[=VALUE])")
+	stringArrayVarP(c.Flags(), &filters, "filter", "", "filter (until=DURATION|TIME, label=KEY[=VALUE], label!=KEY[=VALUE])")
 	return c
 }
 
@@ -385,12 +385,12 @@ func networkConnectCommand(g *globals) *cli.Command {
 		},
 	}
 	fs := c.Flags()
-	fs.StringArrayVar(&aliases, "alias", nil, "network-scoped alias of the container")
+	stringArrayVarP(fs, &aliases, "alias", "", "network-scoped alias of the container")
 	fs.StringVar(&ip, "ip", "", "IPv4 address")
 	fs.StringVar(&ip6, "ip6", "", "IPv6 address")
-	fs.StringArrayVar(&links, "link", nil, "legacy link (NAME[:ALIAS]): an alias for this container only (user-defined networks)")
-	fs.StringArrayVar(&linkLocal, "link-local-ip", nil, "not supported")
-	fs.StringArrayVar(&driverOpts, "driver-opt", nil, "not supported")
+	stringArrayVarP(fs, &links, "link", "", "legacy link (NAME[:ALIAS]): an alias for this container only (user-defined networks)")
+	stringArrayVarP(fs, &linkLocal, "link-local-ip", "", "not supported")
+	stringArrayVarP(fs, &driverOpts, "driver-opt", "", "not supported")
 	return c
 }
 
