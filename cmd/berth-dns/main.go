@@ -17,11 +17,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/berthproject/berth/internal/network/dns"
+	"github.com/berthproject/berth/internal/network/dns/server"
 )
 
 func main() {
-	var cfg dns.ServerConfig
+	var cfg server.ServerConfig
 	var port uint
 	var debug bool
 	flag.StringVar(&cfg.Records, "records", "", "network records directory")
@@ -43,8 +43,8 @@ func main() {
 	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	err := dns.Serve(ctx, cfg)
-	if errors.Is(err, dns.ErrRunning) {
+	err := server.Serve(ctx, cfg)
+	if errors.Is(err, server.ErrRunning) {
 		cfg.Log.Info("another server runs already; exiting")
 		return
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/berthproject/berth/internal/network/dns"
+	dnsserver "github.com/berthproject/berth/internal/network/dns/server"
 )
 
 const (
@@ -73,7 +73,7 @@ func reexec() int {
 // dnsMain is berth-dns inside the test binary (the manager starts it with
 // the test binary's path and envRole=dns).
 func dnsMain(args []string) int {
-	cfg := dns.ServerConfig{Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	cfg := dnsserver.ServerConfig{Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	for i := 0; i+1 < len(args); i += 2 {
 		switch args[i] {
 		case "--records":
@@ -86,7 +86,7 @@ func dnsMain(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := dns.Serve(ctx, cfg); err != nil && err != dns.ErrRunning {
+	if err := dnsserver.Serve(ctx, cfg); err != nil && err != dnsserver.ErrRunning {
 		fmt.Fprintln(os.Stderr, "dns:", err)
 		return 1
 	}

@@ -43,7 +43,7 @@ func (c *Client) Sync(ctx context.Context) error {
 	if err := os.MkdirAll(c.Run, 0o700); err != nil {
 		return fmt.Errorf("create DNS run directory: %w", err)
 	}
-	lf, err := os.OpenFile(filepath.Join(c.Run, startFile), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	lf, err := os.OpenFile(filepath.Join(c.Run, StartFile), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("open DNS start lock: %w", err)
 	}
@@ -68,7 +68,7 @@ func (c *Client) Sync(ctx context.Context) error {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("embedded DNS server did not start in %s (see %s)", timeout, filepath.Join(c.Run, logFile))
+			return fmt.Errorf("embedded DNS server did not start in %s (see %s)", timeout, filepath.Join(c.Run, LogFile))
 		}
 		select {
 		case <-ctx.Done():
@@ -88,11 +88,15 @@ func (c *Client) SyncIfRunning(ctx context.Context) error {
 	return nil
 }
 
+// Reload tells a running server to reload, and fails if none runs (it does
+// not start one).
+func (c *Client) Reload(ctx context.Context) error { return c.sync(ctx) }
+
 // sync tells a running server to reload; it returns an error wrapping
 // errNotRunning if none runs.
 func (c *Client) sync(ctx context.Context) error {
 	var d gonet.Dialer
-	conn, err := d.DialContext(ctx, "unix", filepath.Join(c.Run, sockFile))
+	conn, err := d.DialContext(ctx, "unix", filepath.Join(c.Run, SockFile))
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
 			return fmt.Errorf("%w: %v", errNotRunning, err)
@@ -123,7 +127,7 @@ func (c *Client) sync(ctx context.Context) error {
 // start starts a server in a session of its own, so that it outlives the
 // command that started it.
 func (c *Client) start() error {
-	logf, err := os.OpenFile(filepath.Join(c.Run, logFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logf, err := os.OpenFile(filepath.Join(c.Run, LogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("open DNS server log: %w", err)
 	}
@@ -144,7 +148,7 @@ func (c *Client) start() error {
 // PID returns the running server's process ID (0 if none runs): for tests
 // and diagnostics.
 func PID(run string) int {
-	b, err := os.ReadFile(filepath.Join(run, pidFile))
+	b, err := os.ReadFile(filepath.Join(run, PIDFile))
 	if err != nil {
 		return 0
 	}
@@ -152,7 +156,7 @@ func PID(run string) int {
 	if err != nil {
 		return 0
 	}
-	lf, err := os.Open(filepath.Join(run, lockFile))
+	lf, err := os.Open(filepath.Join(run, LockFile))
 	if err != nil {
 		return 0
 	}

@@ -1,44 +1,8 @@
-// Package dns is the embedded DNS server of user-defined networks, and the
-// client the network manager starts and signals it with.
-//
-// One server runs per host (per records directory), in the host's network
-// namespace, started on demand (Client.Sync) as a process of its own
-// (cmd/berth-dns) that outlives the berth command that started it. It
-// serves UDP and TCP port 53 on the gateway address of every user-defined
-// network that has containers; a container's resolv.conf names that
-// gateway. It answers A, AAAA and PTR for the names of the containers on
-// the networks the asking container shares with them (container name,
-// short ID, --network-alias, and NAME.NETWORK), from an index built from the
-// records, and forwards every other name to the asking container's --dns
-// servers or else the host's resolvers (not for --internal networks).
-// Queries from addresses outside berth's networks are refused.
-//
-// Freshness: a query first checks whether the records file changed (one
-// stat) and rebuilds the index if so, and Sync asks the server over its
-// control socket to reload and bind new gateways before Attach returns: a
-// container that joins is resolvable at once, and the server's state is
-// never older than the records.
-//
-// Files in the run directory:
-//
-//	dns.lock   flock held by the running server (one per directory)
-//	dns.pid    its process ID
-//	dns.sock   control socket: the client writes "sync\n", the server
-//	           reloads and answers "ok\n" or "error: TEXT\n"
-//	dns.log    the server's messages
-//	dns.start  flock serialising clients that start a server
-//
-// Lifetime: with ServerConfig.IdleExit the server ends once no
-// user-defined network has had containers for that long (berth-dns: 30s),
-// so a daemonless host runs no server it does not need; the next Attach
-// to a user-defined network starts one again.
-//
-// Load: every query is handled on its own goroutine, local answers come
-// from memory, and forwarded queries wait on their upstream alone (with a
-// bound on how many are in flight), so a slow upstream never delays the
-// answers for containers' names (Docker's embedded server is known to time
-// out under load).
-package dns
+// Package server is the embedded DNS server of user-defined networks: the
+// program cmd/berth-dns runs (see package dns for what it serves and how it
+// is started). It is apart from package dns so that berth's commands, which
+// start and signal it, do not link a DNS library.
+package server
 
 import (
 	"bufio"
@@ -61,17 +25,9 @@ import (
 	mdns "github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 
+	"github.com/berthproject/berth/internal/network/dns"
 	"github.com/berthproject/berth/internal/network/resolv"
 	"github.com/berthproject/berth/internal/network/store"
-)
-
-// Files of the run directory.
-const (
-	lockFile  = "dns.lock"
-	pidFile   = "dns.pid"
-	sockFile  = "dns.sock"
-	logFile   = "dns.log"
-	startFile = "dns.start"
 )
 
 // ErrRunning says another server already serves the run directory.
@@ -143,7 +99,7 @@ func Serve(ctx context.Context, cfg ServerConfig) error {
 	if err := os.MkdirAll(cfg.Run, 0o700); err != nil {
 		return fmt.Errorf("create DNS run directory: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(cfg.Run, lockFile), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	lock, err := os.OpenFile(filepath.Join(cfg.Run, dns.LockFile), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("open DNS server lock: %w", err)
 	}
@@ -164,14 +120,14 @@ func Serve(ctx context.Context, cfg ServerConfig) error {
 	}
 	defer s.closeAll()
 
-	sock := filepath.Join(cfg.Run, sockFile)
+	sock := filepath.Join(cfg.Run, dns.SockFile)
 	os.Remove(sock) // stale: we hold the lock, so nobody serves it
 	ctl, err := gonet.Listen("unix", sock)
 	if err != nil {
 		return fmt.Errorf("listen on DNS control socket: %w", err)
 	}
 	defer ctl.Close()
-	if err := os.WriteFile(filepath.Join(cfg.Run, pidFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(cfg.Run, dns.PIDFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write DNS server pid file: %w", err)
 	}
 	s.log.Info("embedded DNS server started", "records", cfg.Records, "listen", s.ix.Load().listen)
@@ -229,7 +185,7 @@ func (s *Server) exitWhenIdle(ctx context.Context, idle chan<- struct{}) {
 		if time.Since(since) < s.cfg.IdleExit {
 			continue
 		}
-		lf, err := os.OpenFile(filepath.Join(s.cfg.Run, startFile), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+		lf, err := os.OpenFile(filepath.Join(s.cfg.Run, dns.StartFile), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 		if err != nil {
 			continue
 		}

@@ -1,4 +1,4 @@
-package dns
+package server
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/berthproject/berth/internal/network/dns"
 	"github.com/berthproject/berth/internal/network/store"
 )
 
@@ -75,9 +76,9 @@ func startServer(t *testing.T) *fixture {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	c := &Client{Records: f.records, Run: f.run}
+	c := &dns.Client{Records: f.records, Run: f.run}
 	for i := 0; ; i++ {
-		if err := c.sync(context.Background()); err == nil {
+		if err := c.Reload(context.Background()); err == nil {
 			break
 		} else if i == 500 {
 			t.Fatalf("server did not come up: %v", err)
@@ -158,7 +159,7 @@ func TestServer(t *testing.T) {
 	if got := ask(t, "127.77.0.2", "late", mdns.TypeA); !slices.Equal(got, []string{"192.0.2.7"}) {
 		t.Errorf("container removed from the records = %v, want it forwarded", got)
 	}
-	if pid := PID(f.run); pid != os.Getpid() {
+	if pid := dns.PID(f.run); pid != os.Getpid() {
 		t.Errorf("PID = %d, want this process %d", pid, os.Getpid())
 	}
 }
@@ -195,14 +196,14 @@ func TestServeRefusesASecondServer(t *testing.T) {
 }
 
 func TestClientWithoutServer(t *testing.T) {
-	c := &Client{Records: t.TempDir(), Run: t.TempDir()}
+	c := &dns.Client{Records: t.TempDir(), Run: t.TempDir()}
 	if err := c.SyncIfRunning(context.Background()); err != nil {
 		t.Errorf("SyncIfRunning without a server = %v, want nil", err)
 	}
 	if err := c.Sync(context.Background()); err == nil {
 		t.Errorf("Sync without a server or a command succeeded")
 	}
-	if pid := PID(c.Run); pid != 0 {
+	if pid := dns.PID(c.Run); pid != 0 {
 		t.Errorf("PID without a server = %d", pid)
 	}
 }
@@ -225,8 +226,8 @@ func TestServerIdleExit(t *testing.T) {
 	go func() {
 		done <- Serve(context.Background(), ServerConfig{Records: f.records, Run: f.run, Port: testPort + 20, IdleExit: idle})
 	}()
-	c := &Client{Records: f.records, Run: f.run}
-	for i := 0; c.sync(context.Background()) != nil; i++ {
+	c := &dns.Client{Records: f.records, Run: f.run}
+	for i := 0; c.Reload(context.Background()) != nil; i++ {
 		if i == 500 {
 			t.Fatal("server did not come up")
 		}
