@@ -68,7 +68,7 @@ func TestContainerRecord(t *testing.T) {
 		ID         string                               `json:"id"`
 		Created    time.Time                            `json:"created"`
 		Config     *container.Config                    `json:"config"`
-		HostConfig *container.HostConfig               `json:"hostConfig"`
+		HostConfig *container.HostConfig                `json:"hostConfig"`
 		State      state                                `json:"state"`
 		Anon       map[string]string                    `json:"anonVolumes,omitempty"`
 		Networks   map[string]*network.EndpointSettings `json:"networks,omitempty"`
