@@ -17,8 +17,6 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
-
-	"github.com/berthproject/berth/internal/fastjson"
 )
 
 // Sentinel kinds of errors; the CLI and the API server map them to exit
@@ -131,7 +129,10 @@ func validName(n string) bool {
 
 func writeContainer(e *Engine, c *Container) error {
 	c.Version = containerSchema
-	b, err := fastjson.Marshal(c)
+	// encoding/json, not fastjson: reading the record back prepares the
+	// same types anyway (in Go 1.26 a struct's decoding prepares its
+	// fields' encoders too).
+	b, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
