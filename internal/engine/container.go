@@ -17,6 +17,8 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/fastjson"
 )
 
 // Sentinel kinds of errors; the CLI and the API server map them to exit
@@ -129,10 +131,7 @@ func validName(n string) bool {
 
 func writeContainer(e *Engine, c *Container) error {
 	c.Version = containerSchema
-	// encoding/json, not fastjson: reading the record back prepares the
-	// same types anyway (in Go 1.26 a struct's decoding prepares its
-	// fields' encoders too).
-	b, err := json.Marshal(c)
+	b, err := fastjson.Marshal(c)
 	if err != nil {
 		return err
 	}
@@ -148,7 +147,7 @@ func readContainer(e *Engine, id string) (*Container, error) {
 		return nil, err
 	}
 	var c Container
-	if err := json.Unmarshal(b, &c); err != nil {
+	if err := fastjson.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("container %s: %w", id, err)
 	}
 	if c.Version > containerSchema {

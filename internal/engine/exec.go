@@ -16,6 +16,7 @@ import (
 
 	"github.com/berthproject/berth/internal/caps"
 	"github.com/berthproject/berth/internal/containerspec"
+	"github.com/berthproject/berth/internal/fastjson"
 )
 
 // ExecOptions describe a process to run in a running container.
@@ -75,7 +76,7 @@ func (e *Engine) Exec(ctx context.Context, ref string, o ExecOptions) (int, erro
 	var spec struct {
 		Process *specs.Process `json:"process"`
 	}
-	if err := json.Unmarshal(b, &spec); err != nil {
+	if err := fastjson.Unmarshal(b, &spec); err != nil {
 		return -1, err
 	}
 	in := containerspec.ExecInput{
@@ -94,7 +95,7 @@ func (e *Engine) Exec(ctx context.Context, ref string, o ExecOptions) (int, erro
 	if err != nil {
 		return -1, err
 	}
-	pb, err := json.Marshal(p)
+	pb, err := fastjson.Marshal(p)
 	if err != nil {
 		return -1, err
 	}
