@@ -298,6 +298,15 @@ func (e *Engine) unmountRootfs(id string) {
 
 // mounted reports whether path is a mount point.
 func mounted(path string) bool {
+	// One statx where the kernel tells (Linux 5.8): reading mountinfo
+	// took ~0.25 ms, several times per command.
+	var stx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, 0, &stx); err != nil {
+		return false
+	}
+	if stx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 {
+		return stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0
+	}
 	var st, parent unix.Stat_t
 	if unix.Lstat(path, &st) != nil || unix.Lstat(filepath.Dir(path), &parent) != nil {
 		return false

@@ -1,8 +1,12 @@
 package engine
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/internal/shim"
 )
@@ -39,5 +43,40 @@ func TestMonitorState(t *testing.T) {
 		if got := monitorState(tt.st, tt.run, tt.ex); !sameState(got, tt.want) {
 			t.Errorf("%s: monitorState(%+v, %+v, %+v) =\n%+v, want\n%+v", tt.name, tt.st, tt.run, tt.ex, got, tt.want)
 		}
+	}
+}
+
+// mounted sees mount points of every kind: another file system, and a
+// bind mount of the same one (same device: only the kernel can tell).
+func TestMounted(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount")
+	}
+	dir := t.TempDir()
+	bind, tmp := filepath.Join(dir, "bind"), filepath.Join(dir, "tmp")
+	for _, d := range []string{bind, tmp} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if mounted(bind) || mounted(tmp) || mounted(filepath.Join(dir, "missing")) {
+		t.Fatal("a plain directory (or a missing one) is reported mounted")
+	}
+	if err := unix.Mount(bind, bind, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(bind, unix.MNT_DETACH)
+	if err := unix.Mount("tmpfs", tmp, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(tmp, unix.MNT_DETACH)
+	if !mounted(bind) || !mounted(tmp) {
+		t.Fatalf("mounted(bind) = %v, mounted(tmpfs) = %v; want both true", mounted(bind), mounted(tmp))
+	}
+	if err := unix.Unmount(tmp, 0); err != nil {
+		t.Fatal(err)
+	}
+	if mounted(tmp) {
+		t.Fatal("an unmounted directory is reported mounted")
 	}
 }
