@@ -58,6 +58,11 @@ import (
 type netState struct {
 	mu sync.Mutex
 	m  *network.Manager
+	// detached holds the containers this process found without network
+	// namespace and endpoints (disconnectNetworks): a stopped container
+	// gets none meanwhile (a start would need its lock), and a removal
+	// asks up to three times.
+	detached map[string]bool
 }
 
 func (e *Engine) netnsDir() string           { return filepath.Join(e.opts.State, "netns") }
@@ -262,6 +267,9 @@ func checkEndpointSettings(nw mnetwork.Inspect, s *mnetwork.EndpointSettings) er
 // namespace at State/netns/<id> attached to each of its networks. On error
 // nothing is left.
 func (e *Engine) connectNetworks(ctx context.Context, c *Container) (err error) {
+	e.net.mu.Lock()
+	delete(e.net.detached, c.ID)
+	e.net.mu.Unlock()
 	if !bridgeMode(c.HostConfig) {
 		e.joinNetwork(ctx, c)
 		return nil
@@ -384,9 +392,23 @@ func (e *Engine) disconnectNetworks(ctx context.Context, id string) {
 	e.leaveJoined(id)
 	path := e.netnsPath(id)
 	_, statErr := os.Lstat(path)
-	if statErr != nil && !e.hasEndpoints(id) {
-		return
+	if statErr != nil {
+		e.net.mu.Lock()
+		done := e.net.detached[id]
+		e.net.mu.Unlock()
+		if done || !e.hasEndpoints(id) {
+			e.net.mu.Lock()
+			if e.net.detached == nil {
+				e.net.detached = map[string]bool{}
+			}
+			e.net.detached[id] = true
+			e.net.mu.Unlock()
+			return
+		}
 	}
+	e.net.mu.Lock()
+	delete(e.net.detached, id)
+	e.net.mu.Unlock()
 	users := e.joinersDir(id)
 	joined, _ := os.ReadDir(users)
 	if m, err := e.network(); err == nil {
