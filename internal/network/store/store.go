@@ -35,6 +35,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/fastjson"
 )
 
 // Version is the schema version this package writes.
@@ -233,8 +235,8 @@ func Decode(b []byte, name string) (*State, error) {
 		return nil, fmt.Errorf("network records %s: no schema version", name)
 	}
 	// Older versions would be migrated here, one step at a time.
-	st := New()
-	if err := json.Unmarshal(b, st); err != nil {
+	st := &State{} // zero, for fastjson's fast path; the maps are made below
+	if err := fastjson.Unmarshal(b, st); err != nil {
 		return nil, fmt.Errorf("network records %s: %w", name, err)
 	}
 	if st.Networks == nil {

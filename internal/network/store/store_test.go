@@ -1,12 +1,17 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/berthproject/berth/internal/fastjson"
 )
 
 func TestUpdateAndRead(t *testing.T) {
@@ -91,5 +96,35 @@ func TestReadRefusesNewerSchema(t *testing.T) {
 	}
 	if err := s.Update(func(*State) error { return nil }); err == nil {
 		t.Errorf("Update over a newer schema succeeded (it would have downgraded the file)")
+	}
+}
+
+// The records decode on fastjson's fast path, to what encoding/json makes
+// of them.
+func TestDecodeFast(t *testing.T) {
+	st := New()
+	st.Networks["n1"] = &Network{ID: "n1", Name: "net", Driver: "bridge", Created: time.Now(), Bridge: "br-n1",
+		Subnet: netip.MustParsePrefix("172.31.0.0/16"), Gateway: netip.MustParseAddr("172.31.0.1"), IPv6: true,
+		Subnet6: netip.MustParsePrefix("fd00::/64"), Last4: netip.MustParseAddr("172.31.0.9"), Labels: map[string]string{"a": "b"}}
+	st.Endpoints["e1"] = &Endpoint{ID: "e1", NetworkID: "n1", ContainerID: "c1", Created: time.Now(), IPv4: netip.MustParseAddr("172.31.0.2"),
+		IPv6: netip.MustParseAddr("fd00::2"), Gateway: true, Aliases: []string{"web"}, Links: map[string]string{"db": "x"},
+		DNS: []netip.Addr{netip.MustParseAddr("1.1.1.1")}, Ports: []Port{{Proto: "tcp", HostPort: 8080, ContainerPort: 80}, {Proto: "udp", HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 53, ContainerPort: 53}}}
+	b, err := json.MarshalIndent(st, "", "\t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want, got State
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	if err := fastjson.Decode(b, &got); err != nil {
+		t.Fatalf("fastjson.Decode = %v, want the fast path", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("fast decode differs:\n got %+v\nwant %+v", got, want)
+	}
+	dec, err := Decode(b, "state.json")
+	if err != nil || !reflect.DeepEqual(*dec, want) {
+		t.Fatalf("Decode = %+v, %v", dec, err)
 	}
 }
