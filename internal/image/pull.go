@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/berthproject/berth/internal/content"
+	"github.com/berthproject/berth/internal/fastjson"
 	"github.com/berthproject/berth/internal/image/progress"
 	"github.com/berthproject/berth/internal/image/registry"
 	"github.com/berthproject/berth/internal/reference"
@@ -267,7 +268,7 @@ type imageConfig struct {
 // parseConfig reads an image config (Docker's superset of OCI's).
 func parseConfig(raw []byte) (*imageConfig, error) {
 	var cfg imageConfig
-	if err := json.Unmarshal(raw, &cfg); err != nil {
+	if err := fastjson.Unmarshal(raw, &cfg); err != nil {
 		return nil, fmt.Errorf("%w: parse image config: %v", ErrInvalid, err)
 	}
 	return &cfg, nil

@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/berthproject/berth/internal/fastjson"
 	"github.com/berthproject/berth/internal/snapshot"
 	"golang.org/x/sys/unix"
 )
@@ -111,7 +112,7 @@ func (s *Store) Read() (*Table, error) {
 		return nil, fmt.Errorf("read snapshot table: %w", err)
 	}
 	var t Table
-	if err := json.Unmarshal(b, &t); err != nil {
+	if err := fastjson.Unmarshal(b, &t); err != nil {
 		return nil, fmt.Errorf("parse snapshot table %s: %w", p, err)
 	}
 	if t.Version != schemaVersion {
