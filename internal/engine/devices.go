@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/moby/moby/api/types/blkiodev"
 	"golang.org/x/sys/unix"
@@ -99,9 +100,15 @@ func deviceNodes(p string) []containerspec.Device {
 	return out
 }
 
+// cgroupLayout is the host's cgroup layout, read once per process (from
+// mountinfo: ~0.4 ms, and a start asked three times).
+var cgroupLayout = sync.OnceValues(func() (*cgroups.Layout, error) {
+	return cgroups.DetectLayout(cgroups.Options{})
+})
+
 // swapLimitSupported reports whether the memory cgroup can limit swap.
 func swapLimitSupported() bool {
-	layout, err := cgroups.DetectLayout(cgroups.Options{})
+	layout, err := cgroupLayout()
 	if err != nil {
 		return false
 	}

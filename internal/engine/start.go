@@ -17,7 +17,6 @@ import (
 	imagespec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/berthproject/berth/internal/cgroups"
 	"github.com/berthproject/berth/internal/containerspec"
 	"github.com/berthproject/berth/internal/fastjson"
 	"github.com/berthproject/berth/internal/fsroot"
@@ -263,7 +262,7 @@ func cgroupsPath(c *Container) string {
 // oomFile is the cgroup file whose oom_kill count tells whether the kernel
 // killed the container for lack of memory.
 func oomFile(path string) string {
-	layout, err := cgroups.DetectLayout(cgroups.Options{})
+	layout, err := cgroupLayout()
 	if err != nil {
 		return ""
 	}
