@@ -9,7 +9,7 @@ import (
 	"github.com/berthproject/berth/internal/fastjson"
 )
 
-// The snapshot table decodes on fastjson's fast path, to what
+// The snapshot table encodes as encoding/json writes it, and decodes on fastjson's fast path, to what
 // encoding/json makes of it.
 func TestTableDecodesFast(t *testing.T) {
 	tab := Table{Version: schemaVersion, NextID: 7, Snapshots: map[string]*Record{
@@ -19,6 +19,9 @@ func TestTableDecodesFast(t *testing.T) {
 	raw, err := json.MarshalIndent(tab, "", "\t")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if enc, err := encodeTable(&tab); err != nil || string(enc) != string(raw) {
+		t.Fatalf("encodeTable = %s, %v; want encoding/json's\n%s", enc, err, raw)
 	}
 	var want, got Table
 	if err := json.Unmarshal(raw, &want); err != nil {

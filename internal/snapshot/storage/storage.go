@@ -26,6 +26,7 @@
 package storage
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -162,7 +163,7 @@ func (s *Store) lock() (func(), error) {
 }
 
 func (s *Store) write(t *Table) error {
-	b, err := json.MarshalIndent(t, "", "\t")
+	b, err := encodeTable(t)
 	if err != nil {
 		return fmt.Errorf("encode snapshot table: %w", err)
 	}
@@ -187,6 +188,20 @@ func (s *Store) write(t *Table) error {
 		return fmt.Errorf("write snapshot table %s: %w", p, err)
 	}
 	return nil
+}
+
+// encodeTable is json.MarshalIndent(t, "", "\t") without encoding/json's
+// first-use type preparation (see package fastjson).
+func encodeTable(t *Table) ([]byte, error) {
+	b, err := fastjson.Marshal(t)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "\t"); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
 }
 
 func randomName() string {
