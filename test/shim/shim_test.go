@@ -134,8 +134,13 @@ func TestExitHandedOver(t *testing.T) {
 			if h.Exit.ExitCode != 7 {
 				t.Errorf("the exit taken = %+v, want code 7", h.Exit)
 			}
+			// The monitor deletes the container from the runtime while the
+			// claimant records the exit; WaitDeleted waits for that.
+			if err := h.WaitDeleted(); err != nil {
+				t.Errorf("WaitDeleted: %v", err)
+			}
 			if out, err := c.rt("state", c.id); err == nil {
-				t.Errorf("runtime state when the exit is taken succeeded, want the container deleted: %s", out)
+				t.Errorf("runtime state after WaitDeleted succeeded, want the container deleted: %s", out)
 			}
 			if _, err := shim.TakeExit(c.sdir); err == nil {
 				t.Errorf("a second TakeExit succeeded, want it refused")
