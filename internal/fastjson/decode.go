@@ -347,23 +347,14 @@ func skipRest(d *decoder) error {
 
 // skipValue skips the next value of d (an unknown field).
 func skipValue(d *decoder) error {
-	depth := 0
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return err
-		}
-		if delim, ok := tok.(json.Delim); ok {
-			if delim == '{' || delim == '[' {
-				depth++
-			} else {
-				depth--
-			}
-		}
-		if depth == 0 {
-			return nil
-		}
+	tok, err := d.Token()
+	if err != nil {
+		return err
 	}
+	if delim, ok := tok.(json.Delim); ok && (delim == '{' || delim == '[') {
+		return skipRest(d)
+	}
+	return nil
 }
 
 // fieldSet is the JSON view of one struct type: its fields by name, in
