@@ -479,3 +479,29 @@ func TestPullSizeOfKeptLayers(t *testing.T) {
 		}
 	}
 }
+
+// TestPullErrorWithoutDetail: a registry's error response is told by code and
+// message (as distribution sends for an unknown tag), without its free-form
+// detail printed as a Go map.
+func TestPullErrorWithoutDetail(t *testing.T) {
+	reg := testregistry.Start(t, testregistry.Options{})
+	reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.Contains(r.URL.Path, "/manifests/") {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"v9"}}]}`))
+		return true
+	})
+	ts := newTestStore(t, true)
+	_, err := ts.Pull(context.Background(), reg.Host+"/x/app:v9", PullOptions{})
+	if err == nil {
+		t.Fatal("pull of an unknown tag succeeded")
+	}
+	want := "fetch manifest " + reg.Host + "/x/app:v9: GET http://" + reg.Host + "/v2/x/app/manifests/v9: MANIFEST_UNKNOWN: manifest unknown"
+	if !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("error = %q, want it to end with %q", err, want)
+	}
+	ts.assertEmpty(t)
+}
