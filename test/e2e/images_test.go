@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	testregistry "github.com/berthproject/berth/test/registry"
@@ -589,5 +590,44 @@ func TestCopyOnWrite(t *testing.T) {
 	e.ok("rm", "writer")
 	if got := e.ok("run", "--rm", box, "sh", "-c", "cat /data/seed.txt; ls /bin/vi"); got != boxSeed+"/bin/vi\n" {
 		t.Errorf("the image after commit and rm of the writer has %q", got)
+	}
+}
+
+// TestPullFullDisk: a layer too big for the disk fails the pull with an
+// error naming the image, the layer and the cause, and leaves no image and
+// no snapshot (record or directory) behind.
+func TestPullFullDisk(t *testing.T) {
+	e := newEnv(t)
+	reg := testregistry.Start(t, testregistry.Options{})
+	small := testregistry.GzipLayer(testregistry.Tar(testregistry.Entry{Name: "small", Body: "fits"}))
+	big := testregistry.GzipLayer(testregistry.Tar(testregistry.Entry{Name: "big", Body: strings.Repeat("0123456789abcdef", 1<<18)})) // 4 MiB, compresses to KBs
+	reg.Push(t, "e2e/big", "1", testregistry.Image{Layers: []testregistry.Layer{small, big}})
+	if err := os.MkdirAll(e.root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", e.root, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Unmount(e.root, syscall.MNT_DETACH) }) // before newEnv's check for leftover mounts
+	ref := reg.Host + "/e2e/big:1"
+	r := e.fails("pull", ref)
+	if r.code != 1 || !strings.Contains(r.stderr, ref) || !strings.Contains(r.stderr, "layer "+big.Digest()) || !strings.Contains(r.stderr, "no space left on device") {
+		t.Errorf("pull onto a full disk: want exit 1 and an error naming %s, layer %s and the cause: %v", ref, big.Digest(), r)
+	}
+	if out := e.ok("images", "-q"); out != "" {
+		t.Errorf("images after the failed pull: %q", out)
+	}
+	for _, p := range e.storeEntries() {
+		if strings.HasPrefix(p, "snapshots/") {
+			t.Errorf("the failed pull left %s", p)
+		}
+	}
+	meta, _ := filepath.Glob(filepath.Join(e.root, "snapshots", "*", "metadata.json"))
+	for _, m := range meta {
+		var tbl struct{ Snapshots map[string]any }
+		b, _ := os.ReadFile(m)
+		if err := json.Unmarshal(b, &tbl); err != nil || len(tbl.Snapshots) != 0 {
+			t.Errorf("%s after the failed pull: %s (%v)", m, b, err)
+		}
 	}
 }
