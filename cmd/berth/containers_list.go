@@ -300,11 +300,7 @@ func writeInspect(w io.Writer, objs []any, format string) error {
 		return fmt.Errorf("--format: template parsing error: %w", err)
 	}
 	for _, o := range objs {
-		// Templates see the JSON shape (field names as Docker prints them).
-		b, _ := json.Marshal(o)
-		var generic any
-		_ = json.Unmarshal(b, &generic)
-		if err := tmpl.Execute(w, generic); err != nil {
+		if err := executeInspect(w, tmpl, o); err != nil {
 			return fmt.Errorf("--format: %w", err)
 		}
 		fmt.Fprintln(w)

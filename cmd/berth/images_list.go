@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -227,7 +228,7 @@ func inspectImages(ctx context.Context, s *image.Store, names []string, o inspec
 	if o.format != "" && o.format != "json" {
 		var err error
 		f := strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(o.format)
-		if tmpl, err = template.New("").Funcs(templateFuncs).Option("missingkey=error").Parse(f); err != nil {
+		if tmpl, err = template.New("").Funcs(templateFuncs).Parse(f); err != nil {
 			return fmt.Errorf("--format %q: template parsing error: %w", o.format, err)
 		}
 	}
@@ -243,16 +244,7 @@ func inspectImages(ctx context.Context, s *image.Store, names []string, o inspec
 	}
 	if tmpl != nil {
 		for _, v := range found {
-			// Templates see the JSON field names (.Id, .Config.Cmd), as in Docker.
-			var generic any
-			b, err := json.Marshal(v)
-			if err != nil {
-				return err
-			}
-			if err := json.Unmarshal(b, &generic); err != nil {
-				return err
-			}
-			if err := tmpl.Execute(out, generic); err != nil {
+			if err := executeInspect(out, tmpl, v); err != nil {
 				return fmt.Errorf("--format %q: %w", o.format, err)
 			}
 			fmt.Fprintln(out)
@@ -266,6 +258,38 @@ func inspectImages(ctx context.Context, s *image.Store, names []string, o inspec
 		}
 	}
 	return reportAll(errOut, failed)
+}
+
+// executeInspect runs an inspect --format template on v as Docker's CLI
+// does: on the typed object first (numbers print as integers, an image's
+// absent .Config.Entrypoint as []), and if that fails (.Id is a JSON name)
+// on its JSON, numbers kept as written and a missing key an error.
+func executeInspect(w io.Writer, tmpl *template.Template, v any) error {
+	var buf bytes.Buffer
+	if tmpl.Execute(&buf, v) == nil {
+		_, err := buf.WriteTo(w)
+		return err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var raw any
+	if err := dec.Decode(&raw); err != nil {
+		return err
+	}
+	strict, err := tmpl.Clone()
+	if err != nil {
+		return err
+	}
+	buf.Reset()
+	if err := strict.Option("missingkey=error").Execute(&buf, raw); err != nil {
+		return err
+	}
+	_, err = buf.WriteTo(w)
+	return err
 }
 
 // historyOptions are the flags of `history`.

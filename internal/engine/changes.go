@@ -39,34 +39,63 @@ func (e *Engine) Diff(ctx context.Context, ref string) ([]archive.Change, error)
 // goes to the mounted files, never to the layer.)
 var etcMounts = map[string]bool{"/etc/hostname": true, "/etc/hosts": true, "/etc/resolv.conf": true}
 
-// withoutEtcMounts returns chs without the mount points of etcMounts.
+// mountDirs are the directories the runtime creates in the container's
+// layer when the image lacks them: the mount points /dev, /proc and /sys
+// (Docker's init layer has them too), and /etc for etcMounts. Each is left
+// out of diff and commit unless something else in it changed.
+var mountDirs = map[string]bool{"/dev": true, "/etc": true, "/proc": true, "/sys": true}
+
+// mountDirOf is the entry of mountDirs that p is under ("" if none).
+func mountDirOf(p string) string {
+	top, _, under := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+	if !under || !mountDirs["/"+top] {
+		return ""
+	}
+	return "/" + top
+}
+
+// withoutEtcMounts returns chs without the mount points of etcMounts and
+// the mountDirs nothing else changed in.
 func withoutEtcMounts(chs []archive.Change) []archive.Change {
 	out := make([]archive.Change, 0, len(chs))
-	etc, etcOther := -1, false
+	dirAt := map[string]int{} // index in out of the change of each mountDirs entry
+	used := map[string]bool{} // mountDirs with another change in them
 	for _, ch := range chs {
 		switch {
 		case etcMounts[ch.Path] && ch.Kind != archive.ChangeDelete:
 			continue
-		case ch.Path == "/etc":
-			etc = len(out)
-		case strings.HasPrefix(ch.Path, "/etc/"):
-			etcOther = true
+		case mountDirs[ch.Path]:
+			dirAt[ch.Path] = len(out)
+		case mountDirOf(ch.Path) != "":
+			used[mountDirOf(ch.Path)] = true
 		}
 		out = append(out, ch)
 	}
-	if etc >= 0 && !etcOther && out[etc].Kind != archive.ChangeDelete {
-		out = append(out[:etc], out[etc+1:]...)
+	drop := map[int]bool{}
+	for d, i := range dirAt {
+		if !used[d] && out[i].Kind != archive.ChangeDelete {
+			drop[i] = true
+		}
 	}
-	return out
+	if len(drop) == 0 {
+		return out
+	}
+	kept := out[:0]
+	for i, ch := range out {
+		if !drop[i] {
+			kept = append(kept, ch)
+		}
+	}
+	return kept
 }
 
 // filterEtcMounts copies the layer tar r to w without the entries of
-// etcMounts, and without the /etc directory entry when nothing else of
-// /etc is in the layer (see etcMounts).
+// etcMounts, and without the mountDirs entries nothing else in the layer is
+// under (see etcMounts and mountDirs).
 func filterEtcMounts(r io.Reader, w io.Writer) error {
 	tr := tar.NewReader(r)
 	tw := tar.NewWriter(w)
-	var heldEtc *tar.Header // the /etc entry, written before the first other entry under /etc
+	held := map[string]*tar.Header{} // mountDirs entries, written before the first other entry under them
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -80,14 +109,15 @@ func filterEtcMounts(r io.Reader, w io.Writer) error {
 		switch {
 		case etcMounts[name] && h.Typeflag != tar.TypeDir:
 			continue
-		case name == "/etc" && h.Typeflag == tar.TypeDir:
-			heldEtc = h
+		case mountDirs[name] && h.Typeflag == tar.TypeDir:
+			held[name] = h
 			continue
-		case strings.HasPrefix(name, "/etc/") && heldEtc != nil:
-			if err := tw.WriteHeader(heldEtc); err != nil {
+		case held[mountDirOf(name)] != nil:
+			d := mountDirOf(name)
+			if err := tw.WriteHeader(held[d]); err != nil {
 				return err
 			}
-			heldEtc = nil
+			delete(held, d)
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			return err

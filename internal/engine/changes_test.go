@@ -35,6 +35,9 @@ func TestWithoutEtcMounts(t *testing.T) {
 		// a deleted mount point file is the container's doing
 		{[]string{"C /etc", "D /etc/hosts"}, []string{"C /etc", "D /etc/hosts"}},
 		{[]string{"D /etc"}, []string{"D /etc"}},
+		// an image without /dev, /proc and /sys: the runtime made the mount points
+		{[]string{"A /added", "A /dev", "A /proc", "A /sys"}, []string{"A /added"}},
+		{[]string{"A /dev", "A /dev/x", "A /devices", "A /proc", "A /sysx"}, []string{"A /dev", "A /dev/x", "A /devices", "A /sysx"}},
 	}
 	for _, tt := range tests {
 		if got := withoutEtcMounts(changes(tt.in...)); !slices.Equal(got, changes(tt.want...)) {
@@ -69,6 +72,8 @@ func TestFilterEtcMounts(t *testing.T) {
 		{[]string{"etc/", "etc/hosts", "etc/passwd", "z"}, []string{"etc/", "etc/passwd", "z"}},
 		{[]string{"etc/", "etc/.wh.group", "etc/hosts"}, []string{"etc/", "etc/.wh.group"}},
 		{[]string{"bin/", "bin/.wh.vi"}, []string{"bin/", "bin/.wh.vi"}},
+		{[]string{"added", "dev/", "etc/", "etc/hosts", "proc/", "sys/"}, []string{"added"}},
+		{[]string{"dev/", "dev/x", "devices/", "proc/", "sys/"}, []string{"dev/", "dev/x", "devices/"}},
 	}
 	for _, tt := range tests {
 		var out bytes.Buffer

@@ -24,6 +24,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -184,9 +185,30 @@ func openDriver(root, want string) (snapshot.Driver, error) {
 }
 
 // imageHolders tells the image store which images containers use, so that
-// rmi refuses them and GC keeps their layers.
+// rmi refuses them, image prune keeps them and images/system df count
+// them. Each container is named by its short ID, as Docker's conflicts do.
+// Only the image and id of each record are decoded (a whole record costs a
+// good part of a millisecond).
 func (e *Engine) imageHolders(ctx context.Context) (map[digest.Digest][]string, error) {
-	return map[digest.Digest][]string{}, nil
+	ids, err := e.listIDs()
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	held := map[digest.Digest][]string{}
+	for _, id := range ids {
+		b, err := os.ReadFile(filepath.Join(e.containerDir(id), "container.json"))
+		if err != nil {
+			continue // removed meanwhile
+		}
+		var rec struct {
+			Image digest.Digest `json:"image"`
+		}
+		if json.Unmarshal(b, &rec) != nil || rec.Image == "" {
+			continue
+		}
+		held[rec.Image] = append(held[rec.Image], id[:12])
+	}
+	return held, nil
 }
 
 // writeFileAtomic replaces path with b (temp file + rename).

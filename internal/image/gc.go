@@ -213,6 +213,13 @@ func (s *Store) GC(ctx context.Context) (*GCReport, error) {
 	if err := s.removeLayers(ctx, func(d digest.Digest) bool { return !usedLayers[d] }, report); err != nil {
 		return report, err
 	}
+	// A pull or load killed while unpacking left its layer; nothing else
+	// ever removes it.
+	if c, ok := s.layers.(interface{ Cleanup(context.Context) error }); ok {
+		if err := c.Cleanup(ctx); err != nil {
+			return report, err
+		}
+	}
 	removed, freed, err := s.content.Prune(ctx, content.PruneOptions{Keep: func(d digest.Digest) bool { return usedBlobs[d] }, IngestAge: s.ingestExpiry})
 	report.Blobs = removed
 	report.BytesFreed += freed

@@ -151,7 +151,7 @@ func (s *Store) pull(ctx context.Context, ref reference.Reference, opts PullOpti
 		if sizes[i] > 0 {
 			img.Layers[i].Size = sizes[i]
 		} else {
-			img.Layers[i].Size = s.knownLayerSize(img.Layers[i].ChainID)
+			img.Layers[i].Size = s.knownLayerSize(ctx, img.Layers[i].ChainID)
 		}
 	}
 	img.Size = 0

@@ -445,3 +445,63 @@ func TestPushMountsBlobsFromAnotherRepository(t *testing.T) {
 		t.Errorf("push progress %q lacks Preparing events", events)
 	}
 }
+
+// TestPullSizeOfKeptLayers: a pull whose layers are already unpacked but
+// named by no image (kept for a container of a force-removed image) records
+// their size, not 0.
+func TestPullSizeOfKeptLayers(t *testing.T) {
+	ctx := context.Background()
+	reg := testregistry.Start(t, testregistry.Options{})
+	reg.Push(t, "x/app", "v1", gzipImage())
+	ts := newTestStore(t, true)
+	name := reg.Host + "/x/app:v1"
+	first, err := ts.Pull(ctx, name, PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Size <= 0 {
+		t.Fatalf("first pull: Size = %d", first.Size)
+	}
+	// rmi -f of an image a container uses: the record goes, the layers stay.
+	if _, err := ts.Remove(ctx, name, RemoveOptions{Force: true, NoPrune: true}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := ts.Pull(ctx, name, PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Size != first.Size {
+		t.Errorf("pull over kept layers: Size = %d, want %d as the first pull", again.Size, first.Size)
+	}
+	for i, l := range again.Layers {
+		if l.Size != first.Layers[i].Size {
+			t.Errorf("layer %d: Size = %d, want %d", i, l.Size, first.Layers[i].Size)
+		}
+	}
+}
+
+// TestPullErrorWithoutDetail: a registry's error response is told by code and
+// message (as distribution sends for an unknown tag), without its free-form
+// detail printed as a Go map.
+func TestPullErrorWithoutDetail(t *testing.T) {
+	reg := testregistry.Start(t, testregistry.Options{})
+	reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.Contains(r.URL.Path, "/manifests/") {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"v9"}}]}`))
+		return true
+	})
+	ts := newTestStore(t, true)
+	_, err := ts.Pull(context.Background(), reg.Host+"/x/app:v9", PullOptions{})
+	if err == nil {
+		t.Fatal("pull of an unknown tag succeeded")
+	}
+	want := "fetch manifest " + reg.Host + "/x/app:v9: GET http://" + reg.Host + "/v2/x/app/manifests/v9: MANIFEST_UNKNOWN: manifest unknown"
+	if !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("error = %q, want it to end with %q", err, want)
+	}
+	ts.assertEmpty(t)
+}

@@ -485,7 +485,7 @@ func (s *Store) unpackLayers(ctx context.Context, ls *lease, layers []Layer, pf 
 			return fmt.Errorf("layer %s: %w", l.Blob.Digest, err)
 		}
 		if ok {
-			l.Size = s.knownLayerSize(l.ChainID)
+			l.Size = s.knownLayerSize(ctx, l.ChainID)
 			continue
 		}
 		var parent digest.Digest
@@ -502,8 +502,10 @@ func (s *Store) unpackLayers(ctx context.Context, ls *lease, layers []Layer, pf 
 	return nil
 }
 
-// knownLayerSize is the uncompressed size of a layer recorded by any image.
-func (s *Store) knownLayerSize(chain digest.Digest) int64 {
+// knownLayerSize is the uncompressed size of a layer recorded by any image;
+// for a layer no image names (kept for a container of a force-removed
+// image), the disk space it takes.
+func (s *Store) knownLayerSize(ctx context.Context, chain digest.Digest) int64 {
 	recs, _ := s.records()
 	for _, img := range recs {
 		for _, l := range img.Layers {
@@ -512,7 +514,11 @@ func (s *Store) knownLayerSize(chain digest.Digest) int64 {
 			}
 		}
 	}
-	return 0
+	n, err := s.layers.Usage(ctx, chain)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // loadDocker loads a classic docker-archive (manifest.json with config and

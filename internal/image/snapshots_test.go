@@ -34,13 +34,15 @@ var drivers = []driverCase{
 // realStore is an image store on a real snapshot driver.
 type realStore struct {
 	*Store
-	d snapshot.Driver
+	d       snapshot.Driver
+	drvRoot string // the driver's root, for another instance (another process)
 }
 
 func newRealStore(t *testing.T, dc driverCase) *realStore {
 	t.Helper()
 	root := t.TempDir()
-	d, err := dc.open(filepath.Join(root, "snapshots", dc.name))
+	drvRoot := filepath.Join(root, "snapshots", dc.name)
+	d, err := dc.open(drvRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +57,7 @@ func newRealStore(t *testing.T, dc driverCase) *realStore {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &realStore{Store: s, d: d}
+	return &realStore{Store: s, d: d, drvRoot: drvRoot}
 }
 
 // container prepares a writable layer on the image and mounts it; both go
@@ -310,5 +312,45 @@ func TestImportRefusesPathTraversal(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestGCRemovesKilledPullLeftovers: a pull killed while unpacking leaves a
+// transient snapshot (its process gone); the next GC (rmi, image prune)
+// removes it, and keeps one a live process is still unpacking.
+func TestGCRemovesKilledPullLeftovers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("snapshot drivers need root")
+	}
+	ctx := context.Background()
+	for _, dc := range drivers {
+		t.Run(dc.name, func(t *testing.T) {
+			rs := newRealStore(t, dc)
+			killed, err := dc.open(rs.drvRoot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := killed.Prepare(ctx, "unpack-killed", "", snapshot.Transient()); err != nil {
+				t.Fatal(err)
+			}
+			killed.Close() // the process is gone: its lease is free
+			live, err := dc.open(rs.drvRoot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer live.Close()
+			if _, err := live.Prepare(ctx, "unpack-live", "", snapshot.Transient()); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := rs.Prune(ctx, PruneOptions{All: true}); err != nil {
+				t.Fatal(err)
+			}
+			var left []string
+			rs.d.Walk(ctx, func(i snapshot.Info) error { left = append(left, i.Name); return nil })
+			if len(left) != 1 || left[0] != "unpack-live" {
+				t.Errorf("snapshots after image prune = %q, want only the live unpack-live", left)
+			}
+			live.Remove(ctx, "unpack-live")
+		})
 	}
 }

@@ -93,6 +93,10 @@ func (l *Layers) Usage(ctx context.Context, chainID digest.Digest) (int64, error
 	return u.Size, err
 }
 
+// Cleanup removes what killed operations left in the driver: layers a
+// process died unpacking, half-prepared directories (see Driver.Cleanup).
+func (l *Layers) Cleanup(ctx context.Context) error { return l.d.Cleanup(ctx) }
+
 // LayerWriter is one layer being unpacked: a transient active snapshot,
 // removed by Cleanup if this process dies before Commit or Abort.
 type LayerWriter struct {

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	testregistry "github.com/berthproject/berth/test/registry"
@@ -545,5 +546,88 @@ func TestDockerArchiveInterop(t *testing.T) {
 	}
 	if got := strings.TrimSpace(e.ok("image", "inspect", "-f", "{{.Id}}", "e2e/interop:1")); got != id {
 		t.Errorf("berth loaded docker's archive as %s, want %s", got, id)
+	}
+}
+
+// TestRmiImageInUse: as Docker, rmi refuses an image a container (even a
+// stopped one) uses, image prune -a keeps it, images and system df count
+// it as in use; once the container is gone rmi works.
+func TestRmiImageInUse(t *testing.T) {
+	e := newCtrEnv(t)
+	id := strings.TrimSpace(e.ok("image", "inspect", "-f", "{{.Id}}", box))
+	e.ok("run", "--name", "user", box, "true")
+	ctr := e.remember("user")
+	r := e.fails("rmi", box)
+	if r.code != 1 || !strings.Contains(r.stderr, "conflict") || !strings.Contains(r.stderr, ctr[:12]) {
+		t.Errorf("rmi of an image a stopped container uses: want exit 1 and a conflict naming the container %s: %v", ctr[:12], r)
+	}
+	e.ok("image", "prune", "-a", "-f")
+	if got := strings.TrimSpace(e.ok("images", "-q", "--no-trunc")); got != id {
+		t.Errorf("after a refused rmi and prune -a, images = %q, want %s", got, id)
+	}
+	if df := lines(e.ok("system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Active}}")); len(df) == 0 || df[0] != "Images 1 1" {
+		t.Errorf("system df with the image in use = %q, want \"Images 1 1\"", df)
+	}
+	e.ok("rm", "user")
+	if out := e.ok("rmi", box); !strings.Contains(out, "Deleted: "+id+"\n") {
+		t.Errorf("rmi once the container is removed:\n%s", out)
+	}
+}
+
+// TestCopyOnWrite: a file changed or deleted in one container is unchanged
+// in another container of the same image and in the image itself.
+func TestCopyOnWrite(t *testing.T) {
+	e := newCtrEnv(t)
+	e.ok("run", "--name", "writer", box, "sh", "-c", "echo changed > /data/seed.txt; rm /bin/vi")
+	e.remember("writer")
+	if got := e.ok("run", "--rm", box, "sh", "-c", "cat /data/seed.txt; ls /bin/vi"); got != boxSeed+"/bin/vi\n" {
+		t.Errorf("another container sees %q, want the image's seed.txt and /bin/vi", got)
+	}
+	e.ok("commit", "writer", "e2e/written")
+	if got := e.ok("run", "--rm", "e2e/written", "sh", "-c", "cat /data/seed.txt; ls /bin/vi 2>/dev/null || echo no-vi"); got != "changed\nno-vi\n" {
+		t.Errorf("the writer's commit has %q", got)
+	}
+	e.ok("rm", "writer")
+	if got := e.ok("run", "--rm", box, "sh", "-c", "cat /data/seed.txt; ls /bin/vi"); got != boxSeed+"/bin/vi\n" {
+		t.Errorf("the image after commit and rm of the writer has %q", got)
+	}
+}
+
+// TestPullFullDisk: a layer too big for the disk fails the pull with an
+// error naming the image, the layer and the cause, and leaves no image and
+// no snapshot (record or directory) behind.
+func TestPullFullDisk(t *testing.T) {
+	e := newEnv(t)
+	reg := testregistry.Start(t, testregistry.Options{})
+	small := testregistry.GzipLayer(testregistry.Tar(testregistry.Entry{Name: "small", Body: "fits"}))
+	big := testregistry.GzipLayer(testregistry.Tar(testregistry.Entry{Name: "big", Body: strings.Repeat("0123456789abcdef", 1<<18)})) // 4 MiB, compresses to KBs
+	reg.Push(t, "e2e/big", "1", testregistry.Image{Layers: []testregistry.Layer{small, big}})
+	if err := os.MkdirAll(e.root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", e.root, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Unmount(e.root, syscall.MNT_DETACH) }) // before newEnv's check for leftover mounts
+	ref := reg.Host + "/e2e/big:1"
+	r := e.fails("pull", ref)
+	if r.code != 1 || !strings.Contains(r.stderr, ref) || !strings.Contains(r.stderr, "layer "+big.Digest()) || !strings.Contains(r.stderr, "no space left on device") {
+		t.Errorf("pull onto a full disk: want exit 1 and an error naming %s, layer %s and the cause: %v", ref, big.Digest(), r)
+	}
+	if out := e.ok("images", "-q"); out != "" {
+		t.Errorf("images after the failed pull: %q", out)
+	}
+	for _, p := range e.storeEntries() {
+		if strings.HasPrefix(p, "snapshots/") {
+			t.Errorf("the failed pull left %s", p)
+		}
+	}
+	meta, _ := filepath.Glob(filepath.Join(e.root, "snapshots", "*", "metadata.json"))
+	for _, m := range meta {
+		var tbl struct{ Snapshots map[string]any }
+		b, _ := os.ReadFile(m)
+		if err := json.Unmarshal(b, &tbl); err != nil || len(tbl.Snapshots) != 0 {
+			t.Errorf("%s after the failed pull: %s (%v)", m, b, err)
+		}
 	}
 }

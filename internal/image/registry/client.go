@@ -145,6 +145,9 @@ func (c *Client) Open(ctx context.Context, ref reference.Reference, push bool) (
 
 // classify marks authentication failures with ErrUnauthorized.
 func classify(err error) error {
+	if t, ok := err.(*transport.Error); ok && len(t.Errors) > 0 {
+		err = responseError{err: err, t: t}
+	}
 	var terr *transport.Error
 	if errors.As(err, &terr) && (terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden) {
 		return fmt.Errorf("%w: %w", ErrUnauthorized, err)
@@ -154,6 +157,38 @@ func classify(err error) error {
 	}
 	return err
 }
+
+// responseError is a registry's error response told as "METHOD URL: CODE:
+// message", without the free-form detail go-containerregistry appends (a Go
+// map print such as "; map[Tag:v1]").
+type responseError struct {
+	err error // wraps t
+	t   *transport.Error
+}
+
+func (e responseError) Error() string {
+	var b strings.Builder
+	if e.t.Request != nil {
+		u := *e.t.Request.URL
+		u.User = nil
+		if q := u.Query(); len(q) > 0 { // signed blob URLs carry tokens
+			for k := range q {
+				q.Set(k, "REDACTED")
+			}
+			u.RawQuery = q.Encode()
+		}
+		fmt.Fprintf(&b, "%s %s: ", e.t.Request.Method, u.String())
+	}
+	for i, d := range e.t.Errors {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s: %s", d.Code, d.Message)
+	}
+	return b.String()
+}
+
+func (e responseError) Unwrap() error { return e.err }
 
 func (r *Repo) url(kind, id string) string {
 	return fmt.Sprintf("%s://%s/v2/%s/%s/%s", r.repo.Scheme(), r.repo.RegistryStr(), r.repo.RepositoryStr(), kind, id)

@@ -353,23 +353,16 @@ func (b *Base) Commit(ctx context.Context, name, key string, opts ...snapshot.Op
 // Remove implements snapshot.Snapshotter.
 func (b *Base) Remove(ctx context.Context, key string) error {
 	var trash string
-	err := b.store.Update(func(t *Table) error {
-		rec, ok := t.Snapshots[key]
-		if !ok {
-			return snapshot.ErrNotFound
+	err := b.remove(key, &trash)
+	if err != nil && trash != "" {
+		// The directory went to trash but the table could not be written:
+		// a full disk, maybe filled by this very snapshot (a layer too big
+		// for it). Free the space, then drop the record.
+		if rerr := os.RemoveAll(trash); rerr == nil {
+			trash = ""
+			err = b.remove(key, &trash)
 		}
-		for _, k := range slices.Sorted(maps.Keys(t.Snapshots)) {
-			if t.Snapshots[k].Parent == key {
-				return fmt.Errorf("%w: %s is the parent of %s", snapshot.ErrInUse, key, k)
-			}
-		}
-		var err error
-		if trash, err = b.toTrash(rec.ID); err != nil {
-			return err
-		}
-		delete(t.Snapshots, key)
-		return nil
-	})
+	}
 	if err != nil {
 		return fmt.Errorf("remove snapshot %s: %w", key, err)
 	}
@@ -380,6 +373,28 @@ func (b *Base) Remove(ctx context.Context, key string) error {
 		}
 	}
 	return nil
+}
+
+// remove moves the directory of key to trash (*trash: where) and deletes its
+// record, under the lock.
+func (b *Base) remove(key string, trash *string) error {
+	return b.store.Update(func(t *Table) error {
+		rec, ok := t.Snapshots[key]
+		if !ok {
+			return snapshot.ErrNotFound
+		}
+		for _, k := range slices.Sorted(maps.Keys(t.Snapshots)) {
+			if t.Snapshots[k].Parent == key {
+				return fmt.Errorf("%w: %s is the parent of %s", snapshot.ErrInUse, key, k)
+			}
+		}
+		var err error
+		if *trash, err = b.toTrash(rec.ID); err != nil {
+			return err
+		}
+		delete(t.Snapshots, key)
+		return nil
+	})
 }
 
 // toTrash moves the directory of id into trash/ (under the lock); "" if it

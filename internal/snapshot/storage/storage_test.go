@@ -3,11 +3,13 @@ package storage
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/berthproject/berth/internal/snapshot"
+	"golang.org/x/sys/unix"
 )
 
 func newBase(t *testing.T) (*Base, string) {
@@ -117,5 +119,62 @@ func TestTableSchema(t *testing.T) {
 	os.WriteFile(filepath.Join(root, metadataFile), []byte(`{"version":2,"snapshots":{}}`), 0o600)
 	if _, err := b.Stat(ctx, "a"); err == nil {
 		t.Error("reading a version 2 table succeeded")
+	}
+}
+
+// TestRemoveOnFullDisk: a layer that fills the disk while it is unpacked is
+// removed when the unpack fails: its record too, although writing the table
+// needs the space the layer held (no orphan record, nothing in trash).
+func TestRemoveOnFullDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	ctx := context.Background()
+	mnt := t.TempDir()
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=256k"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	root := filepath.Join(mnt, "drv")
+	b, err := New(root, Hooks{
+		Populate: func(ctx context.Context, dir string, kind snapshot.Kind, parents []string) error {
+			return os.Mkdir(filepath.Join(dir, ContentDir), 0o755)
+		},
+		Mounts: func(dir string, kind snapshot.Kind, parents []string) []snapshot.Mount { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Prepare(ctx, "unpack", "", snapshot.Transient()); err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.Resolve("unpack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fill the disk, as a layer too big for it does.
+	f, err := os.Create(filepath.Join(r.Dir, ContentDir, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, unix.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	f.Close()
+	if err := b.Remove(ctx, "unpack"); err != nil {
+		t.Fatalf("Remove on a full disk: %v", err)
+	}
+	if _, err := b.Resolve("unpack"); !errors.Is(err, snapshot.ErrNotFound) {
+		t.Errorf("the record survived Remove: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(root, trashDir)); len(ents) != 0 {
+		t.Errorf("trash holds %d entries after Remove", len(ents))
 	}
 }
