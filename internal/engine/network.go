@@ -442,6 +442,11 @@ func (e *Engine) joinNetwork(ctx context.Context, c *Container) {
 	if err != nil {
 		return // start fails on it
 	}
+	if _, err := os.Lstat(e.netnsPath(other.ID)); err != nil {
+		// No namespace of its own to keep (not running: start fails on
+		// it; or none, host, no network): a mark would outlive both.
+		return
+	}
 	if err := os.MkdirAll(e.joinersDir(other.ID), 0o700); err == nil {
 		_ = os.WriteFile(filepath.Join(e.joinersDir(other.ID), c.ID), nil, 0o600)
 	}

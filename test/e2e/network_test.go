@@ -640,6 +640,16 @@ func TestNetworkModes(t *testing.T) {
 	if slices.Contains(hostLinks(t), veth) {
 		t.Errorf("web stopped, joiner running in its namespace: web's veth %s is left", veth)
 	}
+	// Joining a container that is not running is refused and leaves no
+	// mark of the joiner once both are removed.
+	e.ok("create", "--name", "idle", box, "sleep", "1000")
+	if r := e.run(nil, "run", "-d", "--name", "late", "--net", "container:idle", box, "true"); r.code != 125 || !strings.Contains(r.stderr, "not running") {
+		t.Errorf("--net container:idle (created, not running): %v", r)
+	}
+	e.ok("rm", "-f", "idle", "late")
+	if left, _ := filepath.Glob(filepath.Join(e.state, "netns", "*.users")); len(left) > 0 {
+		t.Errorf("joined a stopped container, both removed: left %v", left)
+	}
 	// DNS options and extra hosts.
 	opts := e.runD("--dns", "192.0.2.53", "--dns-search", "example.test", "--dns-option", "ndots:3", "--add-host", "db.example:192.0.2.7", box, "sleep", "1000")
 	if out := e.sh(opts, "cat /etc/resolv.conf"); !strings.Contains(out, "nameserver 192.0.2.53\nsearch example.test\noptions ndots:3\n") {
