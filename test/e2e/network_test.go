@@ -758,6 +758,9 @@ func TestNetworkIPv6Internal(t *testing.T) {
 	e.ok("network", "create", "--ipv6", "--subnet", "10.126.0.0/24", "--subnet", "fd00:126::/64", "v6net")
 	a := e.runD("--name", "v6a", "--network", "v6net", "-p", "18400:80", box, "sleep", "1000")
 	b := e.runD("--name", "v6b", "--network", "v6net", "--ip6", "fd00:126::99", box, "sleep", "1000")
+	if r := e.run(nil, "run", "--rm", "--network", "v6net", "--ip6", "fd00:127::5", box, "true"); r.code != 125 || !strings.Contains(r.stderr, "--ip6 fd00:127::5: no configured subnet") {
+		t.Errorf("--ip6 outside the subnets: %v", r)
+	}
 	epA, epB := e.endpoint(a, "v6net"), e.endpoint(b, "v6net")
 	v6 := netip.MustParsePrefix("fd00:126::/64")
 	if !v6.Contains(epA.GlobalIPv6Address) || epA.GlobalIPv6PrefixLen != 64 || epA.IPv6Gateway.String() != "fd00:126::1" || !epA.IPAddress.IsValid() {
