@@ -241,19 +241,20 @@ func checkEndpointSettings(nw mnetwork.Inspect, s *mnetwork.EndpointSettings) er
 		return fmt.Errorf("%w: --network-alias: network-scoped aliases are supported only for containers in user-defined networks", ErrInvalid)
 	}
 	if ip := s.IPAMConfig; ip != nil {
-		for _, a := range []netip.Addr{ip.IPv4Address, ip.IPv6Address} {
+		for i, a := range []netip.Addr{ip.IPv4Address, ip.IPv6Address} {
 			if !a.IsValid() {
 				continue
 			}
+			flag := [...]string{"--ip", "--ip6"}[i]
 			if def {
-				return fmt.Errorf("%w: --ip %s: user specified IP address is supported on user defined networks only", ErrInvalid, a)
+				return fmt.Errorf("%w: %s %s: user specified IP address is supported on user defined networks only", ErrInvalid, flag, a)
 			}
 			in := false
 			for _, cfg := range nw.IPAM.Config {
 				in = in || cfg.Subnet.Contains(a)
 			}
 			if !in {
-				return fmt.Errorf("%w: --ip %s: no configured subnet of network %s contains the address", ErrInvalid, a, nw.Name)
+				return fmt.Errorf("%w: %s %s: no configured subnet of network %s contains the address", ErrInvalid, flag, a, nw.Name)
 			}
 		}
 	}
@@ -441,6 +442,11 @@ func (e *Engine) joinNetwork(ctx context.Context, c *Container) {
 	other, err := e.Lookup(ctx, ref)
 	if err != nil {
 		return // start fails on it
+	}
+	if _, err := os.Lstat(e.netnsPath(other.ID)); err != nil {
+		// No namespace of its own to keep (not running: start fails on
+		// it; or none, host, no network): a mark would outlive both.
+		return
 	}
 	if err := os.MkdirAll(e.joinersDir(other.ID), 0o700); err == nil {
 		_ = os.WriteFile(filepath.Join(e.joinersDir(other.ID), c.ID), nil, 0o600)

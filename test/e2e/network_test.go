@@ -640,6 +640,16 @@ func TestNetworkModes(t *testing.T) {
 	if slices.Contains(hostLinks(t), veth) {
 		t.Errorf("web stopped, joiner running in its namespace: web's veth %s is left", veth)
 	}
+	// Joining a container that is not running is refused and leaves no
+	// mark of the joiner once both are removed.
+	e.ok("create", "--name", "idle", box, "sleep", "1000")
+	if r := e.run(nil, "run", "-d", "--name", "late", "--net", "container:idle", box, "true"); r.code != 125 || !strings.Contains(r.stderr, "not running") {
+		t.Errorf("--net container:idle (created, not running): %v", r)
+	}
+	e.ok("rm", "-f", "idle", "late")
+	if left, _ := filepath.Glob(filepath.Join(e.state, "netns", "*.users")); len(left) > 0 {
+		t.Errorf("joined a stopped container, both removed: left %v", left)
+	}
 	// DNS options and extra hosts.
 	opts := e.runD("--dns", "192.0.2.53", "--dns-search", "example.test", "--dns-option", "ndots:3", "--add-host", "db.example:192.0.2.7", box, "sleep", "1000")
 	if out := e.sh(opts, "cat /etc/resolv.conf"); !strings.Contains(out, "nameserver 192.0.2.53\nsearch example.test\noptions ndots:3\n") {
@@ -748,6 +758,9 @@ func TestNetworkIPv6Internal(t *testing.T) {
 	e.ok("network", "create", "--ipv6", "--subnet", "10.126.0.0/24", "--subnet", "fd00:126::/64", "v6net")
 	a := e.runD("--name", "v6a", "--network", "v6net", "-p", "18400:80", box, "sleep", "1000")
 	b := e.runD("--name", "v6b", "--network", "v6net", "--ip6", "fd00:126::99", box, "sleep", "1000")
+	if r := e.run(nil, "run", "--rm", "--network", "v6net", "--ip6", "fd00:127::5", box, "true"); r.code != 125 || !strings.Contains(r.stderr, "--ip6 fd00:127::5: no configured subnet") {
+		t.Errorf("--ip6 outside the subnets: %v", r)
+	}
 	epA, epB := e.endpoint(a, "v6net"), e.endpoint(b, "v6net")
 	v6 := netip.MustParsePrefix("fd00:126::/64")
 	if !v6.Contains(epA.GlobalIPv6Address) || epA.GlobalIPv6PrefixLen != 64 || epA.IPv6Gateway.String() != "fd00:126::1" || !epA.IPAddress.IsValid() {
