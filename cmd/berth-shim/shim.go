@@ -456,7 +456,10 @@ func (s *shim) monitor() {
 		s.exitCommand()
 		delay := backoff.Next(exit.FinishedAt.Sub(s.startedAt))
 		if !s.sleepUnlessStopped(delay) {
-			exit.Restarting = false
+			// Stopped while waiting to restart: Docker counted the
+			// restart when it decided on it (inspect showed it as
+			// "restarting" with that count) and keeps the count.
+			exit.Restarting, exit.RestartCount = false, restarts+1
 			s.writeExit(exit)
 			s.out.closeClients()
 			break
@@ -465,7 +468,7 @@ func (s *shim) monitor() {
 		if err := s.startContainer(false); err != nil {
 			s.deleteContainer()
 			s.stopOutput()
-			exit.Restarting, exit.Error = false, err.Error()
+			exit.Restarting, exit.Error, exit.RestartCount = false, err.Error(), restarts
 			s.writeExit(exit)
 			s.out.closeClients()
 			break

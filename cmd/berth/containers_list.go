@@ -506,6 +506,11 @@ func cpCommand(g *globals) *cli.Command {
 			}
 			ctx, cancel := commandContext()
 			defer cancel()
+			if args[0] == "-" || args[1] == "-" {
+				// Docker streams a tar archive here; writing a file
+				// named "-" instead would be silently wrong.
+				return fmt.Errorf("%w: cp: \"-\" (a tar archive on stdin or stdout) is not supported: give a host path", engine.ErrInvalid)
+			}
 			srcCtr, srcPath, srcIn := strings.Cut(args[0], ":")
 			dstCtr, dstPath, dstIn := strings.Cut(args[1], ":")
 			switch {

@@ -737,6 +737,23 @@ func TestCp(t *testing.T) {
 	}
 }
 
+// TestCpDashRefused: "-" (Docker's tar stream on stdout or stdin) is not
+// supported; cp said nothing and wrote a host file named "-" instead.
+func TestCpDashRefused(t *testing.T) {
+	e := newCtrEnv(t)
+	e.runD("--name", "cpd", box, "sleep", "1000")
+	t.Cleanup(func() { os.Remove("-") })
+	for _, args := range [][]string{{"cp", "cpd:/etc/hostname", "-"}, {"cp", "-", "cpd:/tmp"}} {
+		r := e.run(nil, args...)
+		if r.code == 0 || !strings.Contains(r.stderr, `"-"`) {
+			t.Errorf("%v: %v, want an error naming \"-\"", args, r)
+		}
+	}
+	if _, err := os.Lstat("-"); err == nil {
+		t.Errorf("cp CONTAINER:SRC - wrote a host file named \"-\"")
+	}
+}
+
 // TestCpSymlinkEscape: symlinks a container made cannot make cp read or
 // write the host's files.
 func TestCpSymlinkEscape(t *testing.T) {

@@ -437,6 +437,27 @@ func TestRunRestartAlways(t *testing.T) {
 	}
 }
 
+// TestRunRestartStopWhileRestarting: stop during the wait before a
+// restart keeps the RestartCount inspect showed while "restarting"
+// (Docker counts a restart when it decides on it); it was one less.
+func TestRunRestartStopWhileRestarting(t *testing.T) {
+	e := newCtrEnv(t)
+	id := e.runD("--restart", "always", box, "sh", "-c", "exit 1")
+	var seen int
+	waitFor(t, "restarting with RestartCount >= 3", func() bool {
+		in, _ := e.inspectC(id)
+		seen = in.RestartCount
+		return in.State.Status == container.StateRestarting && seen >= 3
+	})
+	e.ok("stop", id)
+	e.monitorGone(id)
+	in, _ := e.inspectC(id)
+	if in.State.Status != container.StateExited || in.RestartCount < seen {
+		t.Errorf("after stop while restarting (RestartCount %d): Status %s RestartCount %d, want exited, at least %d",
+			seen, in.State.Status, in.RestartCount, seen)
+	}
+}
+
 // TestRunStopSignalAndTimeout: stop sends --stop-signal, and kills after
 // --stop-timeout when the signal is ignored.
 func TestRunStopSignalAndTimeout(t *testing.T) {
