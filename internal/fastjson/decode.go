@@ -167,13 +167,9 @@ func decodeStruct(d *decoder, v reflect.Value) error {
 		seen = make([]uint64, (n+63)/64)
 	}
 	for d.More() {
-		tok, err := d.Token()
+		key, err := nextKey(d)
 		if err != nil {
 			return err
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return errFallback
 		}
 		idx, ok, err := fields.lookup(key)
 		if err != nil {
@@ -208,13 +204,9 @@ func decodeMap(d *decoder, v reflect.Value) error {
 	}
 	elem := v.Type().Elem()
 	for d.More() {
-		tok, err := d.Token()
+		key, err := nextKey(d)
 		if err != nil {
 			return err
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return errFallback
 		}
 		var k reflect.Value
 		if textKey { // encoding/json's order: the method first
@@ -293,13 +285,7 @@ func decodeUnmarshaler(d *decoder, v reflect.Value) error {
 	}
 	// From after the previous token: the separator and spaces go.
 	raw := bytes.TrimLeft(d.b[start:d.InputOffset()], " \t\r\n:,")
-	for v.Kind() == reflect.Pointer {
-		if v.IsNil() {
-			v.Set(reflect.New(v.Type().Elem()))
-		}
-		v = v.Elem()
-	}
-	return v.Addr().Interface().(json.Unmarshaler).UnmarshalJSON(raw)
+	return target(v).Addr().Interface().(json.Unmarshaler).UnmarshalJSON(raw)
 }
 
 // decodeTextUnmarshaler gives the next value, a string, to v's
@@ -317,13 +303,32 @@ func decodeTextUnmarshaler(d *decoder, v reflect.Value) error {
 	if !ok {
 		return errFallback
 	}
+	return target(v).Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s))
+}
+
+// target allocates v's nil pointers, as encoding/json does before it
+// calls a method, and returns the value they lead to.
+func target(v reflect.Value) reflect.Value {
 	for v.Kind() == reflect.Pointer {
 		if v.IsNil() {
 			v.Set(reflect.New(v.Type().Elem()))
 		}
 		v = v.Elem()
 	}
-	return v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s))
+	return v
+}
+
+// nextKey reads an object's next key.
+func nextKey(d *decoder) (string, error) {
+	tok, err := d.Token()
+	if err != nil {
+		return "", err
+	}
+	key, ok := tok.(string)
+	if !ok {
+		return "", errFallback
+	}
+	return key, nil
 }
 
 // skipRest skips what is left of an object or array whose opening token
