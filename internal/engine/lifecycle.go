@@ -459,29 +459,32 @@ func (e *Engine) removeStopped(ctx context.Context, c *Container) error {
 	waitRuntime := monitorDelete(ctx)
 	if waitRuntime == nil {
 		e.removeRuntimeState(ctx, cur)
+	} else {
+		// Not to return (on an error) before the monitor's delete ends.
+		defer func() {
+			if waitRuntime != nil {
+				_ = waitRuntime()
+			}
+		}()
 	}
 	e.unmountRootfs(cur.ID)
 	e.disconnectNetworks(ctx, cur.ID)
 	if mounted(e.rootfsDir(cur.ID)) {
-		if waitRuntime != nil {
-			_ = waitRuntime()
-		}
 		return fmt.Errorf("remove container %s: its root filesystem %s is still mounted", cur.Name, e.rootfsDir(cur.ID))
 	}
 	// The record goes first: from then on the container does not exist,
 	// and what is left of it is removed below or, if this command dies,
 	// by the next create (removeUnfinishedCreates).
 	if err := os.Remove(filepath.Join(e.containerDir(cur.ID), "container.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		if waitRuntime != nil {
-			_ = waitRuntime()
-		}
 		return err
 	}
 	if waitRuntime != nil {
 		if err := e.Driver.Remove(ctx, cur.ID); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
 			e.log.Warn("remove the layer of a removed container", "container", cur.ID[:12], "err", err)
 		}
-		if err := waitRuntime(); err != nil {
+		err := waitRuntime()
+		waitRuntime = nil
+		if err != nil {
 			e.log.Debug("the monitor's runtime delete", "container", cur.ID[:12], "err", err)
 			e.removeRuntimeState(ctx, cur)
 		}

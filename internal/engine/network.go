@@ -268,9 +268,7 @@ func checkEndpointSettings(nw mnetwork.Inspect, s *mnetwork.EndpointSettings) er
 // namespace at State/netns/<id> attached to each of its networks. On error
 // nothing is left.
 func (e *Engine) connectNetworks(ctx context.Context, c *Container) (err error) {
-	e.net.mu.Lock()
-	delete(e.net.detached, c.ID)
-	e.net.mu.Unlock()
+	e.setDetached(c.ID, false)
 	if !bridgeMode(c.HostConfig) {
 		e.joinNetwork(ctx, c)
 		return nil
@@ -393,23 +391,11 @@ func (e *Engine) disconnectNetworks(ctx context.Context, id string) {
 	e.leaveJoined(id)
 	path := e.netnsPath(id)
 	_, statErr := os.Lstat(path)
-	if statErr != nil {
-		e.net.mu.Lock()
-		done := e.net.detached[id]
-		e.net.mu.Unlock()
-		if done || !e.hasEndpoints(id) {
-			e.net.mu.Lock()
-			if e.net.detached == nil {
-				e.net.detached = map[string]bool{}
-			}
-			e.net.detached[id] = true
-			e.net.mu.Unlock()
-			return
-		}
+	if statErr != nil && (e.detached(id) || !e.hasEndpoints(id)) {
+		e.setDetached(id, true)
+		return
 	}
-	e.net.mu.Lock()
-	delete(e.net.detached, id)
-	e.net.mu.Unlock()
+	e.setDetached(id, false)
 	users := e.joinersDir(id)
 	joined, _ := os.ReadDir(users)
 	if m, err := e.network(); err == nil {
@@ -426,6 +412,27 @@ func (e *Engine) disconnectNetworks(ctx context.Context, id string) {
 		e.log.Warn("remove the container's network namespace", "container", id, "err", err)
 	}
 	os.RemoveAll(users)
+}
+
+// detached reports whether this process found id without network
+// namespace and endpoints (see netState.detached).
+func (e *Engine) detached(id string) bool {
+	e.net.mu.Lock()
+	defer e.net.mu.Unlock()
+	return e.net.detached[id]
+}
+
+func (e *Engine) setDetached(id string, yes bool) {
+	e.net.mu.Lock()
+	defer e.net.mu.Unlock()
+	if !yes {
+		delete(e.net.detached, id)
+		return
+	}
+	if e.net.detached == nil {
+		e.net.detached = map[string]bool{}
+	}
+	e.net.detached[id] = true
 }
 
 // joinersDir holds a mark per container that joined id's network
