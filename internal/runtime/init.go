@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -17,11 +18,15 @@ import (
 	"github.com/berthproject/berth/internal/rootfs"
 )
 
-// Init is the entry point of a re-executed runtime process (nsenter.IsInit):
-// the C stage has put it in its namespaces; it reads its configuration from
-// the parent and becomes the container's init or exec process. It does not
-// return.
+var initName = []byte("berth:init\x00")
+
+// Init is the entry point of the runtime binary started as an init
+// (nsenter.IsInit): the C stage berth-nsenter has put it in its namespaces;
+// it reads its configuration from the parent and becomes the container's
+// init or exec process. It does not return.
 func Init() {
+	// Named for ps: we were executed as /proc/self/fd/N.
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&initName[0])), 0, 0, 0)
 	fd, err := strconv.Atoi(os.Getenv(nsenter.EnvInit))
 	if err != nil || fd < 3 {
 		fmt.Fprintln(os.Stderr, "berth-runtime init: bad bootstrap fd")

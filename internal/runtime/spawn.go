@@ -103,10 +103,15 @@ type spawnOpts struct {
 	linux    *specs.Linux          // for user namespace maps
 }
 
-// spawn starts the runtime binary as stage0, puts it in the cgroup, drives
-// the namespace bootstrap and returns the child with the fd numbers its
-// extra files got.
+// spawn starts the C stage (stage0), puts it in the cgroup, drives the
+// namespace bootstrap and returns the child with the fd numbers its extra
+// files got. Stage0 then executes the runtime binary as the init.
 func spawn(o spawnOpts) (c *child, fds []int, err error) {
+	stage0, err := sealedNsenter()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer stage0.Close()
 	exe, err := sealedExe()
 	if err != nil {
 		return nil, nil, err
@@ -146,6 +151,9 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 		files = append(files, f.Fd())
 		fds = append(fds, syncFd+1+i)
 	}
+	// The runtime binary for stage0 to execute; it closes it on exec.
+	exeFd := len(files)
+	files = append(files, exe.Fd())
 	// The cgroup is made and configured while the child starts: neither
 	// needs the other, and the child waits for its bootstrap before it does
 	// anything. It joins the cgroup afterwards, before the bootstrap.
@@ -166,7 +174,7 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 	// syscall.StartProcess rather than os/exec: os.StartProcess probes
 	// once per process whether pidfds work, with a throwaway vfork child,
 	// and we wait with wait4 anyway.
-	pid0, _, err := syscall.StartProcess("/proc/self/fd/"+strconv.Itoa(int(exe.Fd())), []string{"berth-runtime", "init"}, &syscall.ProcAttr{
+	pid0, _, err := syscall.StartProcess("/proc/self/fd/"+strconv.Itoa(int(stage0.Fd())), []string{NsenterName, strconv.Itoa(exeFd)}, &syscall.ProcAttr{
 		Env:   []string{nsenter.EnvInit + "=" + strconv.Itoa(syncFd)},
 		Files: files,
 	})
@@ -299,8 +307,16 @@ func writeIDMaps(pid int, l *specs.Linux) error {
 	return nil
 }
 
-// readMsg reads one protocol record; EOF becomes io.EOF.
-func readMsg(f *os.File) (uint32, []byte, error) { return nsenter.ReadRecord(f) }
+// readMsg reads one protocol record; EOF becomes io.EOF. An error of the C
+// stage (it fails to execute the runtime binary after it sent the pid)
+// reads as msgError.
+func readMsg(f *os.File) (uint32, []byte, error) {
+	typ, payload, err := nsenter.ReadRecord(f)
+	if typ == nsenter.MsgError {
+		typ, payload = msgError, []byte(strings.TrimPrefix(string(payload), "nsenter: "))
+	}
+	return typ, payload, err
+}
 
 func writeMsg(f *os.File, typ uint32, payload []byte) error {
 	return nsenter.WriteRecord(f, typ, payload)
