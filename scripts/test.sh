@@ -39,6 +39,7 @@ if [ "${SKIP_QEMU:-}" != 1 ]; then
 	log "cgroup v2 in a VM: the whole runtime conformance suite against berth-runtime"
 	CGO_ENABLED=0 go test -c -o /tmp/berth-integration.test ./test/integration
 	test/qemu/run.sh -t 600 -f bin/berth-runtime:/work/bin/berth-runtime \
+		-f bin/berth-nsenter:/work/bin/berth-nsenter \
 		-e BERTH_TEST_RUNTIME=/work/bin/berth-runtime \
 		/tmp/berth-integration.test
 fi
