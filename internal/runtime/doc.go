@@ -9,8 +9,10 @@
 // read-only view of it (see sealedBinary); it joins and creates the
 // namespaces while it is a single thread and executes the runtime binary,
 // from a sealed view of that too, as the container's init (package nsenter).
-// The Go side (Init) builds the root filesystem, reports ready and blocks on
-// the exec fifo until `start` opens it. `exec` goes the same way into the
+// Where no step needs a single-threaded process, create starts the init
+// directly instead (see directPlan). The Go side (Init) builds the root
+// filesystem, reports ready and blocks on the exec fifo until `start` opens
+// it. `exec` goes the same way into the
 // running container's namespaces and cgroup and execs the new process.
 //
 // # The parent <-> init protocol

@@ -61,6 +61,9 @@ func fail(conn *os.File, err error) {
 // initContainer sets up the container around the init, reports ready,
 // waits for start and execs the user process.
 func initContainer(conn *os.File, cfg *initConfig) error {
+	if err := enterNamespaces(cfg); err != nil {
+		return err
+	}
 	if cfg.NewNetNS {
 		if err := loopbackUp(); err != nil {
 			return err
@@ -156,6 +159,24 @@ func initExec(conn *os.File, cfg *initConfig) error {
 	}
 	// conn is close-on-exec: the parent reads EOF once execve succeeded.
 	return p.finish(nil)
+}
+
+// enterNamespaces does the namespace work left to an init started without
+// the C stage (directPlan), on this thread, the one that executes the
+// container's process: it is in its cgroup by now.
+func enterNamespaces(cfg *initConfig) error {
+	for _, j := range cfg.Setns {
+		if err := unix.Setns(j.Fd, j.Flag); err != nil {
+			return fmt.Errorf("join namespace %s: %w", j.Path, err)
+		}
+		unix.Close(j.Fd)
+	}
+	if cfg.NewCgroupNS {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("create the cgroup namespace: %w", err)
+		}
+	}
+	return nil
 }
 
 // loopbackUp brings up "lo" in a new network namespace, as runc does.

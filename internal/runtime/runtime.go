@@ -86,16 +86,40 @@ const NsenterName = "berth-nsenter"
 func sealedExe() (*os.File, error) { return sealedBinary("/proc/self/exe", "berth-runtime") }
 
 func sealedNsenter() (*os.File, error) {
-	self, err := os.Readlink("/proc/self/exe")
+	path, err := nsenterPath()
 	if err != nil {
-		return nil, fmt.Errorf("locate %s: %w", NsenterName, err)
+		return nil, err
 	}
-	path := filepath.Join(filepath.Dir(self), NsenterName)
 	f, err := sealedBinary(path, NsenterName)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%s not found next to %s: install both (make builds them into bin/)", NsenterName, self)
+		return nil, errNoNsenter(path)
 	}
 	return f, err
+}
+
+// checkNsenter makes sure the C stage is installed, for a create that does
+// not need it: exec into the container will.
+func checkNsenter() error {
+	path, err := nsenterPath()
+	if err != nil {
+		return err
+	}
+	if err := unix.Access(path, unix.X_OK); err != nil {
+		return errNoNsenter(path)
+	}
+	return nil
+}
+
+func nsenterPath() (string, error) {
+	self, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return "", fmt.Errorf("locate %s: %w", NsenterName, err)
+	}
+	return filepath.Join(filepath.Dir(self), NsenterName), nil
+}
+
+func errNoNsenter(path string) error {
+	return fmt.Errorf("%s not found in %s (next to berth-runtime): install both (make builds them into bin/)", NsenterName, filepath.Dir(path))
 }
 
 // sealedBinary returns a read-only view of the binary at path.
