@@ -1,18 +1,21 @@
 # berth build. `make` builds every binary into ./bin/.
 GO      ?= go
-# The runtime carries a small C constructor (internal/nsenter); it is linked
-# statically so that exec of the runtime skips the dynamic loader.
-CGO_ENABLED := 1
-LDFLAGS := -s -w -extldflags=-static
+CC      ?= cc
 GOFLAGS_BUILD := -trimpath -buildvcs=false -tags netgo,osusergo
 
-BINS := bin/berth-runtime bin/berth bin/berth-shim bin/berth-init bin/berth-dns
+BINS := bin/berth-runtime bin/berth-nsenter bin/berth bin/berth-shim bin/berth-init bin/berth-dns
 
 .PHONY: all clean test test-unit vet fmt
 all: $(BINS)
 
+# The runtime is pure Go; its namespace stage is the small static C program
+# berth-nsenter, installed next to it (internal/nsenter explains why).
 bin/berth-runtime: FORCE
-	CGO_ENABLED=$(CGO_ENABLED) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $@ ./cmd/berth-runtime
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '-s -w' -o $@ ./cmd/berth-runtime
+
+bin/berth-nsenter: cmd/berth-nsenter/nsenter.c
+	@mkdir -p bin
+	$(CC) -static -O2 -Wall -Wextra -s -o $@ $<
 
 FORCE:
 

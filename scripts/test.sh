@@ -28,6 +28,9 @@ log "unit and root tests of every package (test/integration against bin/berth-ru
 # machine, past go test's default of 10 minutes per package.
 go test -count=1 -timeout 40m ./...
 
+log "the conformance suite again with every init through berth-nsenter (the C stage)"
+BERTH_RUNTIME_NSENTER=always go test -count=1 ./test/integration/
+
 if [ "${SKIP_REFERENCE:-}" != 1 ]; then
 	log "the same conformance suite against runc (reference)"
 	BERTH_TEST_RUNTIME=runc go test -count=1 ./test/integration/
@@ -39,6 +42,7 @@ if [ "${SKIP_QEMU:-}" != 1 ]; then
 	log "cgroup v2 in a VM: the whole runtime conformance suite against berth-runtime"
 	CGO_ENABLED=0 go test -c -o /tmp/berth-integration.test ./test/integration
 	test/qemu/run.sh -t 600 -f bin/berth-runtime:/work/bin/berth-runtime \
+		-f bin/berth-nsenter:/work/bin/berth-nsenter \
 		-e BERTH_TEST_RUNTIME=/work/bin/berth-runtime \
 		/tmp/berth-integration.test
 fi

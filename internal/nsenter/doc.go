@@ -1,20 +1,25 @@
-// Package nsenter puts a freshly started runtime process into its container's
-// namespaces before the Go runtime starts, and is the only place of berth that
-// changes the namespaces or the thread state of a process.
+// Package nsenter is the Go side of berth-runtime's namespace stage: the
+// bootstrap protocol with the C program cmd/berth-nsenter, which puts a
+// freshly started process into its container's namespaces before any Go
+// code runs, and the pinning of the Go init to its main thread. It is the
+// only place of berth that changes the namespaces of a process.
 //
 // A Go program is multithreaded before main runs, and the kernel refuses
-// setns(CLONE_NEWUSER) and setns(CLONE_NEWNS) to a multithreaded process. So
-// the namespace work is done by a small C constructor (nsenter.c) that runs
-// before the Go runtime, in a child the runtime started by re-executing its
-// own binary with the bootstrap socket named in the single environment
-// variable _BERTH_INIT. Importing this package links the constructor in; it
-// does nothing in a process without that variable.
+// setns(CLONE_NEWUSER) and setns to a mount namespace to a multithreaded
+// process. So the namespace work is done by berth-nsenter, a small static C
+// program: the runtime starts it (from a sealed, read-only view, like its own
+// binary) with the bootstrap socket named in the single environment variable
+// _BERTH_INIT and a descriptor of the sealed runtime binary as its argument;
+// once in the namespaces it executes that binary (execveat), which sees
+// _BERTH_INIT and becomes the init. berth-runtime itself is pure Go (no cgo):
+// cgo's static C start-up and thread creation cost every runtime command a
+// few milliseconds, which one exec of a small C program per init does not.
 //
 // The ladder, over one SOCK_STREAM socketpair (every message is a record:
 // u32 type, u32 length, payload, native endian):
 //
-//	runtime (parent)                    stage0 (C constructor)            init (Go)
-//	start child, add it to the cgroup
+//	runtime (parent)                    berth-nsenter (C)                 init (Go)
+//	start it, add it to the cgroup
 //	bootstrap records, REC_END -------> setns each REC_JOIN it can (all
 //	                                    opened first), REC_JOIN_USER, then
 //	                                    the REC_JOINs left
@@ -22,11 +27,14 @@
 //	                          <-------- MSG_USERMAP          (new user ns only)
 //	write /proc/PID/{uid,gid}_map
 //	MSG_USERMAP_ACK ------------------>
-//	                                    setresuid/gid(0) in a user ns
+//	                                    setresuid/gid(0) in a user ns (where 0
+//	                                    is not mapped: its capabilities made
+//	                                    ambient to survive the execve)
 //	                                    write REC_TIME_OFFSETS
-//	                                    REC_FORK: clone(CLONE_PARENT) ---> (carries on into Go)
-//	                          <-------- MSG_PID (host pid of the init); stage0 exits
-//	                                    without REC_FORK stage0 itself carries on into Go
+//	                                    REC_FORK: clone(CLONE_PARENT), the
+//	                                    child goes on; the parent sends:
+//	                          <-------- MSG_PID (host pid of the init)
+//	                                    execveat(runtime binary) --------> Init
 //	                          <-------- MSG_ERROR text, at any step, then exit(1)
 //
 // From then on the same socket carries the Go-side protocol of package

@@ -1,8 +1,5 @@
 package nsenter
 
-// #cgo CFLAGS: -Wall -O2
-import "C"
-
 import (
 	"encoding/binary"
 	"errors"
@@ -17,7 +14,7 @@ import (
 // runtime process. It is the only bootstrap environment variable.
 const EnvInit = "_BERTH_INIT"
 
-// Record types; keep in sync with nsenter.c.
+// Record types; keep in sync with cmd/berth-nsenter/nsenter.c.
 const (
 	recCloneFlags  = 1
 	recJoin        = 2
@@ -32,21 +29,25 @@ const (
 	msgError      = 104
 )
 
+// MsgError is the record type of an error reported by the C stage. It can
+// also arrive after the pid, when executing the runtime binary fails.
+const MsgError = msgError
+
 // maxRecord bounds what ReadRecord accepts, so that a confused peer cannot
 // make us allocate without limit.
 const maxRecord = 16 << 20
 
 func init() {
-	// In the re-executed init the main goroutine stays on the main thread
-	// for good: credentials, capabilities, seccomp and no_new_privs are
-	// per-thread and are set on it right before execve.
+	// In the runtime binary started as an init the main goroutine stays on
+	// the main thread for good: credentials, capabilities, seccomp and
+	// no_new_privs are per-thread and are set on it right before execve.
 	if os.Getenv(EnvInit) != "" {
 		runtime.LockOSThread()
 	}
 }
 
 // IsInit reports whether this process was started as a container init or
-// exec process by the runtime.
+// exec process by the C stage.
 func IsInit() bool { return os.Getenv(EnvInit) != "" }
 
 // Bootstrap says which namespaces the C stage joins and creates.

@@ -50,6 +50,7 @@ type prepared struct {
 	cgPath  string
 	cg      cgroups.Manager
 	boot    nsenter.Bootstrap
+	direct  *directPlan // nil: through the C stage
 	res     *specs.LinuxResources
 }
 
@@ -118,6 +119,9 @@ func (r *Runtime) prepare(id string, o *CreateOpts) (*prepared, error) {
 	}
 	p.res = cgroupResources(l)
 	p.boot = bootstrapFor(l, has, "")
+	if os.Getenv("BERTH_RUNTIME_NSENTER") != "always" {
+		p.direct = directFor(l, has)
+	}
 	if spec.Process.OOMScoreAdj != nil {
 		if err := checkOOMScoreAdj(*spec.Process.OOMScoreAdj); err != nil {
 			return nil, err
@@ -357,7 +361,13 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, _ *State, err erro
 			stdio[i] = f
 		}
 	}
-	c, fds, err := spawn(spawnOpts{preserve: preserve, extra: extra, stdio: stdio, boot: p.boot, cg: p.cg, res: p.res, linux: p.spec.Linux})
+	if p.direct != nil {
+		if err := p.direct.open(); err != nil {
+			return nil, nil, err
+		}
+		defer p.direct.close()
+	}
+	c, fds, err := spawn(spawnOpts{preserve: preserve, extra: extra, stdio: stdio, boot: p.boot, cg: p.cg, res: p.res, linux: p.spec.Linux, direct: p.direct})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -395,6 +405,9 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, _ *State, err erro
 				next++
 			}
 		}
+	}
+	if p.direct != nil {
+		cfg.Setns, cfg.NewCgroupNS = p.direct.joins, p.direct.newCgroupNS
 	}
 	for _, n := range p.spec.Linux.Namespaces {
 		if n.Path == "" && n.Type == specs.NetworkNamespace {

@@ -4,13 +4,16 @@
 //
 // # Processes
 //
-// Every command is a short-lived process. `create` re-executes the runtime
-// binary from a sealed, read-only view of itself (see exe.go) as the
-// container's init; the C stage of package nsenter joins and creates the
-// namespaces before the Go runtime starts, then the Go side (Init) builds
-// the root filesystem, reports ready and blocks on the exec fifo until
-// `start` opens it. `exec` starts the same binary, which joins the running
-// container's namespaces and cgroup and execs the new process.
+// Every command is a short-lived process. `create` starts the C stage
+// berth-nsenter (installed next to the runtime binary) from a sealed,
+// read-only view of it (see sealedBinary); it joins and creates the
+// namespaces while it is a single thread and executes the runtime binary,
+// from a sealed view of that too, as the container's init (package nsenter).
+// Where no step needs a single-threaded process, create starts the init
+// directly instead (see directPlan). The Go side (Init) builds the root
+// filesystem, reports ready and blocks on the exec fifo until `start` opens
+// it. `exec` goes the same way into the
+// running container's namespaces and cgroup and execs the new process.
 //
 // # The parent <-> init protocol
 //

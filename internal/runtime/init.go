@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -17,11 +18,15 @@ import (
 	"github.com/berthproject/berth/internal/rootfs"
 )
 
-// Init is the entry point of a re-executed runtime process (nsenter.IsInit):
-// the C stage has put it in its namespaces; it reads its configuration from
-// the parent and becomes the container's init or exec process. It does not
-// return.
+var initName = []byte("berth:init\x00")
+
+// Init is the entry point of the runtime binary started as an init
+// (nsenter.IsInit): the C stage berth-nsenter has put it in its namespaces;
+// it reads its configuration from the parent and becomes the container's
+// init or exec process. It does not return.
 func Init() {
+	// Named for ps: we were executed as /proc/self/fd/N.
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&initName[0])), 0, 0, 0)
 	fd, err := strconv.Atoi(os.Getenv(nsenter.EnvInit))
 	if err != nil || fd < 3 {
 		fmt.Fprintln(os.Stderr, "berth-runtime init: bad bootstrap fd")
@@ -56,6 +61,9 @@ func fail(conn *os.File, err error) {
 // initContainer sets up the container around the init, reports ready,
 // waits for start and execs the user process.
 func initContainer(conn *os.File, cfg *initConfig) error {
+	if err := enterNamespaces(cfg); err != nil {
+		return err
+	}
 	if cfg.NewNetNS {
 		if err := loopbackUp(); err != nil {
 			return err
@@ -151,6 +159,24 @@ func initExec(conn *os.File, cfg *initConfig) error {
 	}
 	// conn is close-on-exec: the parent reads EOF once execve succeeded.
 	return p.finish(nil)
+}
+
+// enterNamespaces does the namespace work left to an init started without
+// the C stage (directPlan), on this thread, the one that executes the
+// container's process: it is in its cgroup by now.
+func enterNamespaces(cfg *initConfig) error {
+	for _, j := range cfg.Setns {
+		if err := unix.Setns(j.Fd, j.Flag); err != nil {
+			return fmt.Errorf("join namespace %s: %w", j.Path, err)
+		}
+		unix.Close(j.Fd)
+	}
+	if cfg.NewCgroupNS {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("create the cgroup namespace: %w", err)
+		}
+	}
+	return nil
 }
 
 // loopbackUp brings up "lo" in a new network namespace, as runc does.

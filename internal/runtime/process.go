@@ -304,25 +304,50 @@ func chdirInRoot(cwd string) error {
 
 // setUser switches the thread to the process user, keeping the permitted
 // capabilities for caps.SetThread.
+//
+// The credential calls change only the calling thread, the init's main
+// thread that execs the process: syscall.Setresuid and friends (which
+// x/sys/unix calls too) stop every thread of the Go runtime with a signal to
+// change them all, about a millisecond each on a small VM, for threads that
+// the execve ends anyway.
 func setUser(u *specs.User) error {
 	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("keep capabilities: %w", err)
 	}
-	gids := make([]int, 0, len(u.AdditionalGids))
-	for _, g := range u.AdditionalGids {
-		gids = append(gids, int(g))
-	}
-	if err := unix.Setgroups(gids); err != nil && !(errors.Is(err, unix.EPERM) && len(gids) == 0) {
+	gids := make([]uint32, 0, len(u.AdditionalGids))
+	gids = append(gids, u.AdditionalGids...)
+	if err := threadSetgroups(gids); err != nil && !(errors.Is(err, unix.EPERM) && len(gids) == 0) {
 		return fmt.Errorf("process.user.additionalGids: %w", err)
 	}
-	if err := unix.Setresgid(int(u.GID), int(u.GID), int(u.GID)); err != nil {
+	if err := threadSetres(unix.SYS_SETRESGID, u.GID); err != nil {
 		return fmt.Errorf("process.user.gid %d: %w", u.GID, err)
 	}
-	if err := unix.Setresuid(int(u.UID), int(u.UID), int(u.UID)); err != nil {
+	if err := threadSetres(unix.SYS_SETRESUID, u.UID); err != nil {
 		return fmt.Errorf("process.user.uid %d: %w", u.UID, err)
 	}
 	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("clear keep capabilities: %w", err)
+	}
+	return nil
+}
+
+// threadSetgroups sets the calling thread's supplementary groups.
+func threadSetgroups(gids []uint32) error {
+	var p unsafe.Pointer
+	if len(gids) > 0 {
+		p = unsafe.Pointer(&gids[0])
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(gids)), uintptr(p), 0); e != 0 {
+		return e
+	}
+	return nil
+}
+
+// threadSetres sets the calling thread's real, effective and saved ids
+// (trap is SYS_SETRESUID or SYS_SETRESGID).
+func threadSetres(trap uintptr, id uint32) error {
+	if _, _, e := unix.RawSyscall(trap, uintptr(id), uintptr(id), uintptr(id)); e != 0 {
+		return e
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -76,51 +77,98 @@ func (r *Runtime) seccompCache() *seccomp.Cache {
 	return &seccomp.Cache{Dir: dir}
 }
 
-// sealedExe returns a read-only view of the running binary to re-execute.
+// NsenterName is the file name of the C stage, looked up next to the
+// runtime binary.
+const NsenterName = "berth-nsenter"
+
+// sealedExe returns a read-only view of the running binary to execute as
+// the init, and sealedNsenter one of the C stage that executes it.
+func sealedExe() (*os.File, error) { return sealedBinary("/proc/self/exe", "berth-runtime") }
+
+func sealedNsenter() (*os.File, error) {
+	path, err := nsenterPath()
+	if err != nil {
+		return nil, err
+	}
+	f, err := sealedBinary(path, NsenterName)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, errNoNsenter(path)
+	}
+	return f, err
+}
+
+// checkNsenter makes sure the C stage is installed, for a create that does
+// not need it: exec into the container will.
+func checkNsenter() error {
+	path, err := nsenterPath()
+	if err != nil {
+		return err
+	}
+	if err := unix.Access(path, unix.X_OK); err != nil {
+		return errNoNsenter(path)
+	}
+	return nil
+}
+
+func nsenterPath() (string, error) {
+	self, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return "", fmt.Errorf("locate %s: %w", NsenterName, err)
+	}
+	return filepath.Join(filepath.Dir(self), NsenterName), nil
+}
+
+func errNoNsenter(path string) error {
+	return fmt.Errorf("%s not found in %s (next to berth-runtime): install both (make builds them into bin/)", NsenterName, filepath.Dir(path))
+}
+
+// sealedBinary returns a read-only view of the binary at path.
 //
 // A process of the container can open /proc/PID/exe of a runtime process
-// that has joined it (the init before execve, an exec) and, once that
-// process is gone, write through it to the runtime binary on the host
-// (CVE-2019-5736). We execute a detached, read-only bind mount of our own
+// that has joined it (the C stage, the init before execve, an exec) and,
+// once that process is gone, write through it to the binary on the host
+// (CVE-2019-5736). We execute a detached, read-only bind mount of the
 // binary (open_tree + mount_setattr): /proc/PID/exe then resolves to that
 // mount and any open for writing fails with EROFS. The mount is attached to
 // no mount namespace; it goes away with the last process using it, so
 // nothing is left behind. Where the kernel lacks these calls we fall back to
 // a sealed memfd copy.
 //
-// The returned fd is close-on-exec and placed above the descriptors exec.Cmd
-// rearranges, so that /proc/self/fd/N still names it when the child execs.
-func sealedExe() (*os.File, error) {
-	fd, err := unix.OpenTree(unix.AT_FDCWD, "/proc/self/exe", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+// The returned fd is close-on-exec and placed above the descriptors a child
+// gets, so that /proc/self/fd/N still names it when the child execs.
+func sealedBinary(path, name string) (*os.File, error) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, path, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
 	if err == nil {
 		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOSUID}
 		if err = unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
 			unix.Close(fd)
 		}
+	} else if err == unix.ENOENT {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	if err != nil {
-		if fd, err = memfdExe(); err != nil {
+		if fd, err = memfdCopy(path, name); err != nil {
 			return nil, err
 		}
 	}
 	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 100)
 	unix.Close(fd)
 	if err != nil {
-		return nil, fmt.Errorf("seal runtime binary: %w", err)
+		return nil, fmt.Errorf("seal %s: %w", name, err)
 	}
-	return os.NewFile(uintptr(high), "berth-runtime"), nil
+	return os.NewFile(uintptr(high), name), nil
 }
 
-// memfdExe copies the binary into a sealed memfd.
-func memfdExe() (int, error) {
-	src, err := os.Open("/proc/self/exe")
+// memfdCopy copies the binary at path into a sealed memfd.
+func memfdCopy(path, name string) (int, error) {
+	src, err := os.Open(path)
 	if err != nil {
-		return -1, fmt.Errorf("seal runtime binary: %w", err)
+		return -1, fmt.Errorf("seal %s: %w", name, err)
 	}
 	defer src.Close()
-	fd, err := unix.MemfdCreate("berth-runtime", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
-		return -1, fmt.Errorf("seal runtime binary: %w", err)
+		return -1, fmt.Errorf("seal %s: %w", name, err)
 	}
 	dst := os.NewFile(uintptr(fd), "memfd")
 	st, err := src.Stat()
@@ -138,7 +186,7 @@ func memfdExe() (int, error) {
 	}
 	if err != nil {
 		dst.Close()
-		return -1, fmt.Errorf("seal runtime binary: %w", err)
+		return -1, fmt.Errorf("seal %s: %w", name, err)
 	}
 	nfd, err := unix.Dup(fd)
 	dst.Close()

@@ -180,3 +180,47 @@ func TestStateRoundTripAndStatus(t *testing.T) {
 		t.Errorf("temporary state files left behind: %v", entries)
 	}
 }
+
+// Which configs start the init without the C stage, and what the init does
+// itself then.
+func TestDirectFor(t *testing.T) {
+	ns := func(l ...specs.LinuxNamespace) (*specs.Linux, map[specs.LinuxNamespaceType]specs.LinuxNamespace) {
+		has := map[specs.LinuxNamespaceType]specs.LinuxNamespace{}
+		for _, n := range l {
+			has[n.Type] = n
+		}
+		return &specs.Linux{Namespaces: l}, has
+	}
+	n := func(t specs.LinuxNamespaceType, path string) specs.LinuxNamespace {
+		return specs.LinuxNamespace{Type: t, Path: path}
+	}
+	l, has := ns(n(specs.PIDNamespace, ""), n(specs.MountNamespace, ""), n(specs.NetworkNamespace, "/run/netns/x"),
+		n(specs.UTSNamespace, ""), n(specs.CgroupNamespace, ""))
+	d := directFor(l, has)
+	if d == nil {
+		t.Fatal("the usual container went through the C stage")
+	}
+	if want := uintptr(unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS); d.cloneflags != want {
+		t.Errorf("clone flags %#x, want %#x (the cgroup namespace is made by the init)", d.cloneflags, want)
+	}
+	if !d.newCgroupNS || len(d.joins) != 1 || d.joins[0].Path != "/run/netns/x" || d.joins[0].Flag != unix.CLONE_NEWNET {
+		t.Errorf("plan %+v: want a new cgroup namespace and a join of /run/netns/x", d)
+	}
+	for name, extra := range map[string]specs.LinuxNamespace{
+		"new user namespace":    n(specs.UserNamespace, ""),
+		"joined user namespace": n(specs.UserNamespace, "/proc/1/ns/user"),
+		"time namespace":        n(specs.TimeNamespace, ""),
+		"joined pid namespace":  n(specs.PIDNamespace, "/proc/1/ns/pid"),
+		"joined cgroup ns":      n(specs.CgroupNamespace, "/proc/1/ns/cgroup"),
+	} {
+		l, has := ns(n(specs.MountNamespace, ""), extra)
+		if d := directFor(l, has); d != nil {
+			t.Errorf("%s: started without the C stage (%+v)", name, d)
+		}
+	}
+	l, has = ns(n(specs.MountNamespace, ""))
+	l.TimeOffsets = map[string]specs.LinuxTimeOffset{"monotonic": {Secs: 1}}
+	if d := directFor(l, has); d != nil {
+		t.Errorf("time offsets: started without the C stage")
+	}
+}

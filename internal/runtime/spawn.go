@@ -47,8 +47,10 @@ type initConfig struct {
 	NoNewKeyring    bool
 	NewNetNS        bool
 	NewUTSNS        bool
-	HostPid         int // this process, as the runtime sees it
-	InitPid         int // the container's init, as the runtime sees it
+	NewCgroupNS     bool     // started without the C stage: create it once in the cgroup
+	Setns           []nsJoin // started without the C stage: namespaces to join first
+	HostPid         int      // this process, as the runtime sees it
+	InitPid         int      // the container's init, as the runtime sees it
 	PreserveFds     int
 	FifoFd          int
 	ConsoleFd       int
@@ -81,6 +83,75 @@ func newInitConfig(kind, id, bundle string, spec *specs.Spec, p *specs.Process, 
 	return c
 }
 
+// nsJoin is a namespace the init joins itself: Fd (open in the init) names
+// it, Path is for messages, Flag is its CLONE_NEW* type.
+type nsJoin struct {
+	Path     string
+	Flag, Fd int
+}
+
+// directPlan is how an init is started without the C stage, where nothing
+// needs a single-threaded process: clone(2) creates the new namespaces
+// (syscall.SysProcAttr.Cloneflags) and the Go init joins the network, IPC
+// and UTS namespaces given by path (setns changes only the calling thread,
+// the one that executes the container's process) and creates the cgroup
+// namespace itself, once the parent has moved it into its cgroup: a cgroup
+// namespace is rooted where its creator is. Saves the C program's exec and
+// its bootstrap round trip, and the cgroup join overlaps the Go start-up.
+// A user or time namespace, or joining a pid or cgroup namespace, takes the
+// C stage.
+type directPlan struct {
+	cloneflags  uintptr
+	newCgroupNS bool
+	joins       []nsJoin // Fd is filled at spawn
+	files       []*os.File
+}
+
+// directFor returns the plan for the container's namespaces, or nil when
+// they need the C stage.
+func directFor(l *specs.Linux, has map[specs.LinuxNamespaceType]specs.LinuxNamespace) *directPlan {
+	if _, ok := has[specs.UserNamespace]; ok {
+		return nil
+	}
+	if _, ok := has[specs.TimeNamespace]; ok || len(l.TimeOffsets) > 0 {
+		return nil
+	}
+	d := &directPlan{}
+	for _, t := range joinOrder {
+		n, ok := has[t]
+		switch {
+		case !ok:
+		case n.Path == "" && t == specs.CgroupNamespace:
+			d.newCgroupNS = true
+		case n.Path == "":
+			d.cloneflags |= nsFlags[t]
+		case t == specs.NetworkNamespace || t == specs.IPCNamespace || t == specs.UTSNamespace:
+			d.joins = append(d.joins, nsJoin{Path: n.Path, Flag: int(nsFlags[t])})
+		default:
+			return nil
+		}
+	}
+	return d
+}
+
+// open opens the namespaces to join, to pass to the init.
+func (d *directPlan) open() error {
+	for _, j := range d.joins {
+		f, err := os.OpenFile(j.Path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			d.close()
+			return fmt.Errorf("linux.namespaces: open namespace %s: %w", j.Path, err)
+		}
+		d.files = append(d.files, f)
+	}
+	return nil
+}
+
+func (d *directPlan) close() {
+	closeFiles(d.files)
+	d.files = nil
+}
+
 // child is a runtime process started into a container's namespaces.
 type child struct {
 	stage0 int      // pid of the process we started
@@ -101,12 +172,22 @@ type spawnOpts struct {
 	cg       cgroups.Manager
 	res      *specs.LinuxResources // written to cg after the child joined it (create)
 	linux    *specs.Linux          // for user namespace maps
+	direct   *directPlan           // start without the C stage
 }
 
-// spawn starts the runtime binary as stage0, puts it in the cgroup, drives
-// the namespace bootstrap and returns the child with the fd numbers its
-// extra files got.
+// spawn starts the C stage (stage0), puts it in the cgroup, drives the
+// namespace bootstrap and returns the child with the fd numbers its extra
+// files got. Stage0 then executes the runtime binary as the init.
 func spawn(o spawnOpts) (c *child, fds []int, err error) {
+	var stage0 *os.File
+	if o.direct == nil {
+		if stage0, err = sealedNsenter(); err != nil {
+			return nil, nil, err
+		}
+		defer stage0.Close()
+	} else if err := checkNsenter(); err != nil {
+		return nil, nil, err
+	}
 	exe, err := sealedExe()
 	if err != nil {
 		return nil, nil, err
@@ -146,6 +227,23 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 		files = append(files, f.Fd())
 		fds = append(fds, syncFd+1+i)
 	}
+	env := []string{nsenter.EnvInit + "=" + strconv.Itoa(syncFd)}
+	var path string
+	var argv []string
+	var sys *syscall.SysProcAttr
+	if d := o.direct; d == nil {
+		// Stage0 executes the runtime binary, and closes it on exec.
+		path, argv = "/proc/self/fd/"+strconv.Itoa(int(stage0.Fd())), []string{NsenterName, strconv.Itoa(len(files))}
+		files = append(files, exe.Fd())
+	} else {
+		for i, f := range d.files {
+			d.joins[i].Fd = len(files)
+			files = append(files, f.Fd())
+		}
+		path, argv = "/proc/self/fd/"+strconv.Itoa(int(exe.Fd())), []string{"berth-runtime", "init"}
+		env = append(env, "GOMAXPROCS=1") // as berth-nsenter sets it
+		sys = &syscall.SysProcAttr{Cloneflags: d.cloneflags}
+	}
 	// The cgroup is made and configured while the child starts: neither
 	// needs the other, and the child waits for its bootstrap before it does
 	// anything. It joins the cgroup afterwards, before the bootstrap.
@@ -166,10 +264,7 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 	// syscall.StartProcess rather than os/exec: os.StartProcess probes
 	// once per process whether pidfds work, with a throwaway vfork child,
 	// and we wait with wait4 anyway.
-	pid0, _, err := syscall.StartProcess("/proc/self/fd/"+strconv.Itoa(int(exe.Fd())), []string{"berth-runtime", "init"}, &syscall.ProcAttr{
-		Env:   []string{nsenter.EnvInit + "=" + strconv.Itoa(syncFd)},
-		Files: files,
-	})
+	pid0, _, err := syscall.StartProcess(path, argv, &syscall.ProcAttr{Env: env, Files: files, Sys: sys})
 	if err != nil {
 		parent.Close()
 		if cerr := <-cgReady; cerr != nil {
@@ -186,6 +281,9 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 		}
 	}()
 	childEnd.Close()
+	// Into the cgroup before the bootstrap, or, started directly, while the
+	// Go runtime starts up: the init waits for its configuration, sent
+	// after this, before it does anything.
 	if err := <-cgReady; err != nil {
 		return c, nil, err
 	}
@@ -193,6 +291,9 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 		if err := o.cg.Apply(pid0); err != nil {
 			return c, nil, fmt.Errorf("join cgroup: %w", err)
 		}
+	}
+	if o.direct != nil {
+		return c, fds, nil
 	}
 	var mapUser func(int) error
 	if o.boot.Unshare&unix.CLONE_NEWUSER != 0 {
@@ -299,8 +400,16 @@ func writeIDMaps(pid int, l *specs.Linux) error {
 	return nil
 }
 
-// readMsg reads one protocol record; EOF becomes io.EOF.
-func readMsg(f *os.File) (uint32, []byte, error) { return nsenter.ReadRecord(f) }
+// readMsg reads one protocol record; EOF becomes io.EOF. An error of the C
+// stage (it fails to execute the runtime binary after it sent the pid)
+// reads as msgError.
+func readMsg(f *os.File) (uint32, []byte, error) {
+	typ, payload, err := nsenter.ReadRecord(f)
+	if typ == nsenter.MsgError {
+		typ, payload = msgError, []byte(strings.TrimPrefix(string(payload), "nsenter: "))
+	}
+	return typ, payload, err
+}
 
 func writeMsg(f *os.File, typ uint32, payload []byte) error {
 	return nsenter.WriteRecord(f, typ, payload)

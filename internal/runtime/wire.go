@@ -461,6 +461,14 @@ func (c *initConfig) MarshalBinary() ([]byte, error) {
 	w.flag(c.NoNewKeyring)
 	w.flag(c.NewNetNS)
 	w.flag(c.NewUTSNS)
+	w.flag(c.NewCgroupNS)
+	w.flag(c.Setns != nil)
+	w.u(uint64(len(c.Setns)))
+	for _, j := range c.Setns {
+		w.str(j.Path)
+		w.i(int64(j.Flag))
+		w.i(int64(j.Fd))
+	}
 	for _, v := range []int{c.HostPid, c.InitPid, c.PreserveFds, c.FifoFd, c.ConsoleFd, c.ListenerFd} {
 		w.i(int64(v))
 	}
@@ -488,6 +496,14 @@ func (c *initConfig) UnmarshalBinary(b []byte) error {
 	c.NoNewKeyring = r.flag()
 	c.NewNetNS = r.flag()
 	c.NewUTSNS = r.flag()
+	c.NewCgroupNS = r.flag()
+	present, n := r.flag(), r.n()
+	if present {
+		c.Setns = make([]nsJoin, n)
+		for i := range c.Setns {
+			c.Setns[i] = nsJoin{Path: r.str(), Flag: int(r.i()), Fd: int(r.i())}
+		}
+	}
 	for _, p := range []*int{&c.HostPid, &c.InitPid, &c.PreserveFds, &c.FifoFd, &c.ConsoleFd, &c.ListenerFd} {
 		*p = int(r.i())
 	}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -123,5 +124,30 @@ func TestKilledDuringCreate(t *testing.T) {
 	r := c.rt("delete", "--force", c.id)
 	t.Logf("delete --force after the kill: %v", r)
 	leftoverAfterKill.skip(t)
+	assertNoLeftovers(t, c)
+}
+
+// berth-runtime without its namespace stage next to it (installed alone):
+// create names the missing program and leaves nothing behind.
+func TestMissingNsenter(t *testing.T) {
+	requireRuntime(t)
+	if !isBerth() {
+		t.Skip("berth-nsenter is berth-runtime's own")
+	}
+	c := newContainer(t, sh("echo should not run"))
+	c.writeSpec()
+	data, err := os.ReadFile(rt.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alone := filepath.Join(t.TempDir(), "berth-runtime")
+	if err := os.WriteFile(alone, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(alone, "--root", c.root, "create", "--bundle", c.bundle, c.id).CombinedOutput()
+	if err == nil {
+		t.Fatalf("create without berth-nsenter succeeded: %s", out)
+	}
+	assertCleanError(t, result{stderr: string(out)}, "berth-nsenter", filepath.Dir(alone))
 	assertNoLeftovers(t, c)
 }

@@ -1,9 +1,15 @@
-// The namespace bootstrap of berth-runtime. See doc.go for the protocol.
+// berth-nsenter is the namespace stage of berth-runtime: the one part of the
+// runtime in C, a small static program that the runtime starts (from a sealed,
+// read-only view of this file) for every container init and exec process. It
+// joins and creates the process's namespaces while it is still a single
+// thread, which a Go program never is (the kernel refuses setns(CLONE_NEWUSER)
+// and setns to a mount namespace to a multithreaded process), and then
+// executes the runtime binary, passed as a descriptor, as the Go side of the
+// init. The protocol is described in internal/nsenter/doc.go.
 //
-// This runs as an ELF constructor, before the Go runtime starts any thread,
-// because joining a user namespace (setns CLONE_NEWUSER) and a mount
-// namespace is refused for a multithreaded process. It does nothing unless
-// the _BERTH_INIT environment variable names the bootstrap socket.
+// Usage (by berth-runtime only): berth-nsenter EXE_FD, with _BERTH_INIT=SYNC_FD
+// in the environment. EXE_FD is the sealed runtime binary; SYNC_FD the
+// bootstrap socket, which the runtime binary inherits under the same name.
 
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -28,7 +35,7 @@
 #define CLONE_NEWCGROUP 0x02000000
 #endif
 
-// Keep in sync with protocol.go.
+// Keep in sync with internal/nsenter/nsenter.go.
 enum {
 	REC_CLONE_FLAGS = 1,  // u32: namespaces to unshare after the joins
 	REC_JOIN = 2,         // string: path of a namespace to join, in order
@@ -120,14 +127,63 @@ static void write_file(const char *path, const char *data, size_t len)
 	close(fd);
 }
 
-__attribute__((constructor)) static void berth_nsenter(void)
+// keep_caps_across_exec raises every capability we hold into the ambient set,
+// so that a process whose uid is not 0 in its user namespace keeps them over
+// execve (the Go side sets the container's own sets before its execve).
+static void keep_caps_across_exec(void)
+{
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct data[2];
+	if (syscall(SYS_capget, &hdr, data) < 0)
+		bail("nsenter: capget");
+	data[0].inheritable = data[0].permitted;
+	data[1].inheritable = data[1].permitted;
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		bail("nsenter: capset");
+	for (int cap = 0; cap < 64; cap++) {
+		uint32_t bit = 1u << (cap % 32);
+		if (!(data[cap / 32].permitted & bit))
+			continue;
+		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0 && errno != EINVAL)
+			bail("nsenter: raise ambient capability %d", cap);
+	}
+}
+
+// exec_runtime becomes the Go side of the init: the sealed runtime binary,
+// with the bootstrap socket named in its environment. The init is one
+// sequential thread of work: one P spares the Go runtime the set-up of the
+// others (~1 ms of its start on a 2-CPU VM). The container's process gets
+// its own environment from the config, not this one.
+__attribute__((noreturn)) static void exec_runtime(int exe_fd, char **envp)
+{
+	char *argv[] = {"berth-runtime", "init", NULL};
+	char *env[3] = {NULL, "GOMAXPROCS=1", NULL};
+	for (char **e = envp; *e != NULL; e++) {
+		if (strncmp(*e, "_BERTH_INIT=", 12) == 0)
+			env[0] = *e;
+	}
+	if (env[0] == NULL)
+		_exit(1);
+	syscall(SYS_execveat, exe_fd, "", argv, env, AT_EMPTY_PATH);
+	bail("nsenter: execute the runtime binary");
+}
+
+int main(int argc, char **argv, char **envp)
 {
 	const char *env = getenv("_BERTH_INIT");
-	if (env == NULL || *env == '\0')
-		return;
+	if (env == NULL || *env == '\0' || argc != 2) {
+		fprintf(stderr, "berth-nsenter is started by berth-runtime only\n");
+		return 2;
+	}
 	sync_fd = atoi(env);
-	if (sync_fd < 3)
-		return;
+	int exe_fd = atoi(argv[1]);
+	if (sync_fd < 3 || exe_fd < 3) {
+		fprintf(stderr, "berth-nsenter: bad descriptors\n");
+		return 2;
+	}
+	// The runtime binary must not stay open in the process it becomes.
+	if (fcntl(exe_fd, F_SETFD, FD_CLOEXEC) < 0)
+		bail("nsenter: runtime binary descriptor %d", exe_fd);
 	prctl(PR_SET_NAME, "berth:nsenter", 0, 0, 0);
 
 	uint32_t flags = 0, do_fork = 0;
@@ -224,20 +280,30 @@ __attribute__((constructor)) static void berth_nsenter(void)
 	if ((flags & CLONE_NEWUSER) || userns != NULL) {
 		// Become root of the (possibly new) user namespace; the Go side
 		// switches to the process user. EINVAL means uid 0 is not mapped
-		// there, which the Go side reports when it sets the real user.
-		if (setresgid(0, 0, 0) < 0 && errno != EINVAL)
-			bail("nsenter: setresgid(0)");
-		if (setresuid(0, 0, 0) < 0 && errno != EINVAL)
-			bail("nsenter: setresuid(0)");
+		// there, which the Go side reports when it sets the real user;
+		// until then the capabilities we hold in the namespace must
+		// survive the execve of the runtime, as ambient capabilities.
+		int unmapped = 0;
+		if (setresgid(0, 0, 0) < 0) {
+			if (errno != EINVAL)
+				bail("nsenter: setresgid(0)");
+			unmapped = 1;
+		}
+		if (setresuid(0, 0, 0) < 0) {
+			if (errno != EINVAL)
+				bail("nsenter: setresuid(0)");
+			unmapped = 1;
+		}
+		if (unmapped)
+			keep_caps_across_exec();
 	}
 	if (offsets != NULL)
 		write_file("/proc/self/timens_offsets", offsets, strlen(offsets));
 
-	pid_t pid = getpid();
 	if (do_fork) {
 		// CLONE_PARENT: the init becomes a child of the runtime process,
 		// which can wait for it (run, exec) or leave it to its subreaper.
-		pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+		pid_t pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
 		if (pid < 0)
 			bail("nsenter: clone the init process");
 		if (pid > 0) {
@@ -245,12 +311,9 @@ __attribute__((constructor)) static void berth_nsenter(void)
 			send_msg(MSG_PID, &p, sizeof(p));
 			_exit(0);
 		}
-		// The child carries on into the Go runtime; name it for ps (it
-		// was exec'd as /proc/self/fd/N).
-		prctl(PR_SET_NAME, "berth:init", 0, 0, 0);
-		return;
+	} else {
+		int32_t p = getpid();
+		send_msg(MSG_PID, &p, sizeof(p));
 	}
-	prctl(PR_SET_NAME, "berth:init", 0, 0, 0);
-	int32_t p = pid;
-	send_msg(MSG_PID, &p, sizeof(p));
+	exec_runtime(exe_fd, envp);
 }
