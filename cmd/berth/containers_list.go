@@ -506,14 +506,19 @@ func cpCommand(g *globals) *cli.Command {
 			}
 			ctx, cancel := commandContext()
 			defer cancel()
-			if args[0] == "-" || args[1] == "-" {
-				// Docker streams a tar archive here; writing a file
-				// named "-" instead would be silently wrong.
-				return fmt.Errorf("%w: cp: \"-\" (a tar archive on stdin or stdout) is not supported: give a host path", engine.ErrInvalid)
-			}
 			srcCtr, srcPath, srcIn := strings.Cut(args[0], ":")
 			dstCtr, dstPath, dstIn := strings.Cut(args[1], ":")
 			switch {
+			case args[0] == "-" && args[1] == "-":
+				return fmt.Errorf("%w: cp: \"-\" can be the source or the destination, not both", engine.ErrInvalid)
+			case srcIn && args[1] == "-":
+				// A tar archive to stdout, as Docker writes it.
+				return e.CopyFromArchive(ctx, srcCtr, srcPath, os.Stdout, o)
+			case args[0] == "-" && dstIn:
+				// A tar archive from stdin, unpacked into a directory.
+				return e.CopyToArchive(ctx, dstCtr, os.Stdin, dstPath)
+			case args[0] == "-" || args[1] == "-":
+				return fmt.Errorf("must specify at least one container source (CONTAINER:PATH)")
 			case srcIn && !dstIn:
 				return e.CopyFrom(ctx, srcCtr, srcPath, args[1], o)
 			case dstIn && !srcIn:

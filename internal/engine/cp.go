@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -247,5 +248,147 @@ func copyTree(ctx context.Context, src, dst string) error {
 	go func() { pw.CloseWithError(archive.Diff(ctx, src, pw, archive.DiffOptions{})) }()
 	_, err := archive.Apply(ctx, dst, pr, archive.ApplyOptions{Whiteouts: archive.WhiteoutApply})
 	pr.Close()
+	return err
+}
+
+// CopyFromArchive writes the container's SRC to w as a tar stream (`docker
+// cp CONTAINER:SRC -`), resolved as CopyFrom resolves it: entries are named
+// after SRC's last element (a directory's below "NAME/"), or, for SRC
+// ending in "/.", after the directory's content alone.
+func (e *Engine) CopyFromArchive(ctx context.Context, ref, src string, w io.Writer, o CopyOptions) error {
+	c, err := e.Lookup(ctx, ref)
+	if err != nil {
+		return err
+	}
+	root, release, err := e.containerRoot(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer release()
+	contentOnly := src == "." || strings.HasSuffix(src, "/.")
+	flags := unix.O_PATH
+	if !o.FollowLink && !contentOnly && !strings.HasSuffix(src, "/") {
+		flags |= unix.O_NOFOLLOW
+	}
+	s, err := fsroot.Open(root, src, flags)
+	if err != nil {
+		return fmt.Errorf("%w: Could not find the file %s in container %s", ErrNotFound, src, c.Name)
+	}
+	defer s.Close()
+	fi, err := os.Stat(fsroot.FdPath(s)) // the descriptor's own inode, a symlink included
+	if err != nil {
+		return err
+	}
+	name := path.Base(path.Clean("/" + src))
+	if name == "/" {
+		name = "."
+	}
+	tw := tar.NewWriter(w)
+	switch {
+	case fi.IsDir():
+		prefix := name + "/"
+		if contentOnly {
+			prefix = "./"
+		}
+		hdr, err := tar.FileInfoHeader(fi, "")
+		if err != nil {
+			return err
+		}
+		hdr.Name, hdr.Uname, hdr.Gname = prefix, "", ""
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if err := renameTar(ctx, fsroot.FdPath(s), prefix, tw); err != nil {
+			return err
+		}
+	case fi.Mode()&os.ModeSymlink != 0:
+		link, err := readlinkFd(s)
+		if err != nil {
+			return err
+		}
+		hdr, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return err
+		}
+		hdr.Name, hdr.Uname, hdr.Gname = name, "", ""
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+	case fi.Mode().IsRegular():
+		in, err := os.Open(fsroot.FdPath(s))
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		hdr, err := tar.FileInfoHeader(fi, "")
+		if err != nil {
+			return err
+		}
+		hdr.Name, hdr.Uname, hdr.Gname = name, "", ""
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tw, in); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("%w: %s is not a regular file, a directory or a symlink", ErrInvalid, src)
+	}
+	return tw.Close()
+}
+
+// renameTar writes the tree below dir to tw with every name under prefix.
+func renameTar(ctx context.Context, dir, prefix string, tw *tar.Writer) error {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(archive.Diff(ctx, dir, pw, archive.DiffOptions{})) }()
+	defer pr.Close()
+	tr := tar.NewReader(pr)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		hdr.Name = prefix + strings.TrimPrefix(hdr.Name, "./")
+		if hdr.Typeflag == tar.TypeLink {
+			hdr.Linkname = prefix + strings.TrimPrefix(hdr.Linkname, "./")
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return err
+		}
+	}
+}
+
+// CopyToArchive unpacks the tar stream r into the container's directory DST
+// (`docker cp - CONTAINER:DST`), which must exist. Every entry stays inside
+// DST, resolved inside the container's root.
+func (e *Engine) CopyToArchive(ctx context.Context, ref string, r io.Reader, dst string) error {
+	c, err := e.Lookup(ctx, ref)
+	if err != nil {
+		return err
+	}
+	root, release, err := e.containerRoot(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer release()
+	d, err := fsroot.Open(root, dst, unix.O_PATH)
+	if err != nil {
+		return fmt.Errorf("%w: Could not find the file %s in container %s", ErrNotFound, dst, c.Name)
+	}
+	defer d.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("%w: extraction point is not a directory: %s", ErrInvalid, dst)
+	}
+	_, err = archive.Apply(ctx, fsroot.FdPath(d), r, archive.ApplyOptions{Whiteouts: archive.WhiteoutApply})
 	return err
 }

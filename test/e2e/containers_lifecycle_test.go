@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
+	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -737,20 +741,59 @@ func TestCp(t *testing.T) {
 	}
 }
 
-// TestCpDashRefused: "-" (Docker's tar stream on stdout or stdin) is not
-// supported; cp said nothing and wrote a host file named "-" instead.
-func TestCpDashRefused(t *testing.T) {
+// TestCpTarStream: "-" is Docker's tar stream: `cp CONTAINER:SRC -` writes
+// SRC as a tar archive to stdout (entries named after SRC's last element),
+// `cp - CONTAINER:DIR` unpacks one from stdin into an existing directory.
+// cp once wrote a host file named "-" instead.
+func TestCpTarStream(t *testing.T) {
 	e := newCtrEnv(t)
-	e.runD("--name", "cpd", box, "sleep", "1000")
+	id := e.runD("--name", "cpd", box, "sh", "-c", "mkdir -p /tmp/d/e && echo deep > /tmp/d/e/f && ln -s /etc/hostname /tmp/d/l && exec sleep 1000")
+	waitFor(t, "the tree in the container", func() bool { return e.sh(id, "cat /tmp/d/e/f 2>/dev/null") == "deep\n" })
 	t.Cleanup(func() { os.Remove("-") })
-	for _, args := range [][]string{{"cp", "cpd:/etc/hostname", "-"}, {"cp", "-", "cpd:/tmp"}} {
-		r := e.run(nil, args...)
-		if r.code == 0 || !strings.Contains(r.stderr, `"-"`) {
-			t.Errorf("%v: %v, want an error naming \"-\"", args, r)
+
+	entries := func(data string) map[string]string {
+		got := map[string]string{}
+		tr := tar.NewReader(strings.NewReader(data))
+		for {
+			hdr, err := tr.Next()
+			if err != nil {
+				break
+			}
+			body, _ := io.ReadAll(tr)
+			got[hdr.Name] = string(body) + hdr.Linkname
 		}
+		return got
+	}
+	out := e.ok("cp", "cpd:/tmp/d", "-")
+	want := map[string]string{"d/": "", "d/e/": "", "d/e/f": "deep\n", "d/l": "/etc/hostname"}
+	if got := entries(out); !reflect.DeepEqual(got, want) {
+		t.Errorf("cp cpd:/tmp/d - wrote %v, want %v", got, want)
+	}
+	out = e.ok("cp", "cpd:/etc/hostname", "-")
+	if got := entries(out); !reflect.DeepEqual(got, map[string]string{"hostname": id[:12] + "\n"}) {
+		t.Errorf("cp cpd:/etc/hostname - wrote %v", got)
 	}
 	if _, err := os.Lstat("-"); err == nil {
 		t.Errorf("cp CONTAINER:SRC - wrote a host file named \"-\"")
+	}
+
+	var in bytes.Buffer
+	tw := tar.NewWriter(&in)
+	tw.WriteHeader(&tar.Header{Name: "new/", Typeflag: tar.TypeDir, Mode: 0o755})
+	tw.WriteHeader(&tar.Header{Name: "new/g", Typeflag: tar.TypeReg, Mode: 0o600, Size: 4})
+	tw.Write([]byte("tar\n"))
+	tw.Close()
+	if r := e.run(bytes.NewReader(in.Bytes()), "cp", "-", "cpd:/tmp"); r.code != 0 {
+		t.Fatalf("cp - cpd:/tmp: %v", r)
+	}
+	if out := e.sh(id, "cat /tmp/new/g; stat -c %a /tmp/new/g"); out != "tar\n600\n" {
+		t.Errorf("cp - cpd:/tmp: the container has %q", out)
+	}
+	if r := e.run(bytes.NewReader(in.Bytes()), "cp", "-", "cpd:/etc/hostname"); r.code == 0 || !strings.Contains(r.stderr, "not a directory") {
+		t.Errorf("cp - onto a file: %v, want an error", r)
+	}
+	if r := e.run(nil, "cp", "-", "-"); r.code == 0 {
+		t.Errorf("cp - -: %v, want an error", r)
 	}
 }
 
