@@ -185,16 +185,16 @@ func openDriver(root, want string) (snapshot.Driver, error) {
 }
 
 // imageHolders tells the image store which images containers use, so that
-// rmi refuses them, image prune keeps them and images/system df count
-// them. Each container is named by its short ID, as Docker's conflicts do.
-// Only the image and id of each record are decoded (a whole record costs a
-// good part of a millisecond).
-func (e *Engine) imageHolders(ctx context.Context) (map[digest.Digest][]string, error) {
+// rmi refuses them (a running container's even forced), image prune keeps
+// them and images/system df count them. Each container is named by its
+// short ID, as Docker's conflicts do. Only the image, id and status of each
+// record are decoded (a whole record costs a good part of a millisecond).
+func (e *Engine) imageHolders(ctx context.Context) (map[digest.Digest][]image.Holder, error) {
 	ids, err := e.listIDs()
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
-	held := map[digest.Digest][]string{}
+	held := map[digest.Digest][]image.Holder{}
 	for _, id := range ids {
 		b, err := os.ReadFile(filepath.Join(e.containerDir(id), "container.json"))
 		if err != nil {
@@ -202,11 +202,15 @@ func (e *Engine) imageHolders(ctx context.Context) (map[digest.Digest][]string, 
 		}
 		var rec struct {
 			Image digest.Digest `json:"image"`
+			State struct {
+				Status string `json:"status"`
+			} `json:"state"`
 		}
 		if json.Unmarshal(b, &rec) != nil || rec.Image == "" {
 			continue
 		}
-		held[rec.Image] = append(held[rec.Image], id[:12])
+		running := rec.State.Status == StatusRunning || rec.State.Status == StatusPaused || rec.State.Status == StatusRestarting
+		held[rec.Image] = append(held[rec.Image], image.Holder{ID: id[:12], Running: running})
 	}
 	return held, nil
 }

@@ -168,13 +168,13 @@ type testStore struct {
 	*Store
 	root   string
 	layers *fakeLayers
-	held   map[digest.Digest][]string
+	held   map[digest.Digest][]Holder
 }
 
 func newTestStore(t *testing.T, parallel bool) *testStore {
 	t.Helper()
 	root := t.TempDir()
-	ts := &testStore{root: root, layers: newFakeLayers(parallel), held: map[digest.Digest][]string{}}
+	ts := &testStore{root: root, layers: newFakeLayers(parallel), held: map[digest.Digest][]Holder{}}
 	cs, err := content.New(root)
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +182,7 @@ func newTestStore(t *testing.T, parallel bool) *testStore {
 	cs.NoSync = true
 	s, err := New(Options{Root: root, Content: cs, Layers: ts.layers,
 		Registry: registry.New(registry.Options{ConfigDir: t.TempDir()}),
-		Holders:  func(context.Context) (map[digest.Digest][]string, error) { return ts.held, nil },
+		Holders:  func(context.Context) (map[digest.Digest][]Holder, error) { return ts.held, nil },
 		Platform: Platform{OS: "linux", Architecture: "amd64"}})
 	if err != nil {
 		t.Fatal(err)

@@ -53,7 +53,7 @@ func (s *Store) remove(ctx context.Context, nameOrID string, opts RemoveOptions)
 	if err != nil {
 		return nil, err
 	}
-	var held []string
+	var held []Holder
 	if s.holders != nil {
 		h, err := s.holders(ctx)
 		if err != nil {
@@ -101,9 +101,35 @@ func (s *Store) remove(ctx context.Context, nameOrID string, opts RemoveOptions)
 		unlock()
 		return nil, fmt.Errorf("%w: unable to delete %s (must be forced) - image is referenced in multiple repositories", ErrInUse, ShortID(id))
 	}
-	if deleteImage && len(held) > 0 && !opts.Force {
-		unlock()
-		return nil, fmt.Errorf("%w: unable to remove image %s: image is being used by container(s) %s", ErrInUse, nameOrID, strings.Join(held, ", "))
+	// Docker's conflicts: any container blocks the deletion unless forced;
+	// a running one even then. Forced by name, the name goes and the image
+	// stays for it (untagged); forced by ID, it is an error.
+	if deleteImage && len(held) > 0 {
+		running := ""
+		for _, h := range held {
+			if h.Running {
+				running = h.ID
+				break
+			}
+		}
+		switch {
+		case !opts.Force && byRef != "":
+			unlock()
+			return nil, fmt.Errorf("%w: unable to remove repository reference %q (must force) - container %s is using its referenced image %s", ErrInUse, nameOrID, held[0].ID, ShortID(id))
+		case !opts.Force:
+			unlock()
+			what := "stopped container"
+			if running != "" {
+				what = "running container"
+			}
+			return nil, fmt.Errorf("%w: unable to delete %s (must be forced) - image is being used by %s %s", ErrInUse, ShortID(id), what, held[0].ID)
+		case running != "" && byRef == "":
+			unlock()
+			return nil, fmt.Errorf("%w: unable to delete %s (cannot be forced) - image is being used by running container %s", ErrInUse, ShortID(id), running)
+		case running != "":
+			deleteImage = false
+			names = []string{byRef}
+		}
 	}
 	for _, n := range names {
 		delete(rf.Refs, n)

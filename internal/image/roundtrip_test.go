@@ -215,9 +215,15 @@ func TestRemovePruneGC(t *testing.T) {
 		t.Errorf("rmi localhost/app:2 = %+v, %v; want untagged only", rr, err)
 	}
 	// An image a container uses is refused unless forced.
-	ts.held[app.ID] = []string{"web"}
-	if _, err := ts.Remove(ctx, "localhost/app:1", RemoveOptions{}); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "used by container(s) web") {
+	ts.held[app.ID] = []Holder{{ID: "web"}}
+	if _, err := ts.Remove(ctx, "localhost/app:1", RemoveOptions{}); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "(must force) - container web is using its referenced image") {
 		t.Errorf("rmi of a held image = %v, want a conflict naming the container", err)
+	}
+	// A running container's image cannot be deleted, even forced: by ID
+	// that is an error, by name the name goes and the image stays (Docker).
+	ts.held[app.ID] = []Holder{{ID: "web", Running: true}}
+	if _, err := ts.Remove(ctx, ShortID(app.ID), RemoveOptions{Force: true}); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "(cannot be forced) - image is being used by running container web") {
+		t.Errorf("rmi -f of a running container's image by ID = %v, want a hard conflict", err)
 	}
 	// prune -a keeps held images
 	pr, err := ts.Prune(ctx, PruneOptions{All: true})
@@ -234,11 +240,20 @@ func TestRemovePruneGC(t *testing.T) {
 	if n := blobCount(); n != 4 {
 		t.Errorf("%d blobs after pruning the base image, want 4", n)
 	}
-	delete(ts.held, app.ID)
-	rr, err = ts.Remove(ctx, "localhost/app:1", RemoveOptions{})
-	if err != nil || len(rr.Deleted) != 1 {
-		t.Fatalf("rmi = %+v, %v", rr, err)
+	rr, err = ts.Remove(ctx, "localhost/app:1", RemoveOptions{Force: true})
+	if err != nil || len(rr.Deleted) != 0 || strings.Join(rr.Untagged, ",") != "localhost/app:1" {
+		t.Errorf("rmi -f of a running container's image by name = %+v, %v; want untagged only", rr, err)
 	}
+	if _, err := ts.Get(ctx, app.ID.String()); err != nil {
+		t.Errorf("the running container's image went with its name: %v", err)
+	}
+	// A stopped container's image goes when forced.
+	ts.held[app.ID] = []Holder{{ID: "web"}}
+	rr, err = ts.Remove(ctx, app.ID.String(), RemoveOptions{Force: true})
+	if err != nil || len(rr.Deleted) != 1 {
+		t.Fatalf("rmi -f = %+v, %v", rr, err)
+	}
+	delete(ts.held, app.ID)
 	ts.assertEmpty(t)
 }
 

@@ -22,9 +22,15 @@ import (
 
 const schemaVersion = "1"
 
-// HoldersFunc reports which images are in use and by whom (container names),
-// keyed by image ID. The engine provides it; nil means nothing holds images.
-type HoldersFunc func(ctx context.Context) (map[digest.Digest][]string, error)
+// Holder is a container that uses an image.
+type Holder struct {
+	ID      string // as Docker's conflicts name it: the short ID
+	Running bool   // running or paused: its image cannot be deleted, even forced
+}
+
+// HoldersFunc reports which images are in use and by whom, keyed by image
+// ID. The engine provides it; nil means nothing holds images.
+type HoldersFunc func(ctx context.Context) (map[digest.Digest][]Holder, error)
 
 // Options configure a Store.
 type Options struct {
@@ -295,7 +301,7 @@ func (s *Store) List(ctx context.Context) ([]Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	held := map[digest.Digest][]string{}
+	held := map[digest.Digest][]Holder{}
 	if s.holders != nil {
 		if held, err = s.holders(ctx); err != nil {
 			return nil, fmt.Errorf("list image holders: %w", err)

@@ -574,6 +574,35 @@ func TestRmiImageInUse(t *testing.T) {
 	}
 }
 
+// TestRmiForceRunning: as Docker, a running container's image is not
+// deleted even with -f: by ID it is a conflict that cannot be forced, by
+// name only the name goes (the image stays, untagged, for the container).
+func TestRmiForceRunning(t *testing.T) {
+	e := newCtrEnv(t)
+	id := strings.TrimSpace(e.ok("image", "inspect", "-f", "{{.Id}}", box))
+	e.ok("tag", box, "e2e/solo:1")
+	e.ok("rmi", box) // e2e/solo:1 is now the image's only name
+	ctr := e.runD("--name", "runner", "e2e/solo:1", "sleep", "1000")
+	r := e.fails("rmi", "-f", id[len("sha256:"):len("sha256:")+12])
+	if r.code != 1 || !strings.Contains(r.stderr, "cannot be forced") || !strings.Contains(r.stderr, ctr[:12]) {
+		t.Errorf("rmi -f ID of a running container's image: want exit 1 and a conflict that cannot be forced naming %s: %v", ctr[:12], r)
+	}
+	out := e.ok("rmi", "-f", "e2e/solo:1")
+	if out != "Untagged: e2e/solo:1\n" {
+		t.Errorf("rmi -f NAME of a running container's image printed %q, want only the untag", out)
+	}
+	if got := strings.TrimSpace(e.ok("images", "-q", "--no-trunc")); got != id {
+		t.Errorf("images after rmi -f NAME = %q, want the image kept: %s", got, id)
+	}
+	if got := e.sh(ctr, "echo still here"); got != "still here\n" {
+		t.Errorf("exec into the container after rmi -f: %q", got)
+	}
+	e.ok("rm", "-f", "runner")
+	if out := e.ok("rmi", id); !strings.Contains(out, "Deleted: "+id+"\n") {
+		t.Errorf("rmi once the container is removed:\n%s", out)
+	}
+}
+
 // TestCopyOnWrite: a file changed or deleted in one container is unchanged
 // in another container of the same image and in the image itself.
 func TestCopyOnWrite(t *testing.T) {
