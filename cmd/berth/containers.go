@@ -265,6 +265,7 @@ func (f *runFlags) create(ctx context.Context, g *globals, cmd *cli.Command, arg
 	ctr, err := e.Create(ctx, engine.CreateOptions{
 		Name: f.name, Config: cfg, HostConfig: host, Pull: f.pull, Platform: f.platform,
 		Progress: pullProgress(os.Stderr), NetworkingConfig: nc, CheckPorts: checkPorts,
+		Warn: func(msg string) { fmt.Fprintf(os.Stderr, "WARNING: %s\n", msg) },
 	})
 	return e, ctr, err
 }
