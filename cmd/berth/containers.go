@@ -622,6 +622,11 @@ func execCommand(g *globals) *cli.Command {
 			ctx, cancel := commandContext()
 			defer cancel()
 			code, err := e.Exec(ctx, args[0], o)
+			if errors.Is(err, engine.ErrNotFound) || errors.Is(err, engine.ErrConflict) {
+				// Docker's daemon refuses these (no such container, not
+				// running, paused) before the exec exists: its CLI exits 1.
+				return err
+			}
 			if err != nil {
 				return statusError{code: 126, err: err}
 			}
