@@ -200,6 +200,8 @@ func (s *shim) control(conn *os.File) {
 			} else {
 				s.hand.done()
 			}
+		case req.KillAfter > 0:
+			s.killAfter(req.KillAfter)
 		case req.WaitDeleted:
 			if !taker {
 				msg = "wait-deleted: the exit was not taken on this connection"

@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,9 +35,10 @@ type shim struct {
 	firstClient sync.Once
 	hand        *handover // the final exit, for a client that records it
 
-	init      *proc     // the container's init of the current run
-	startedAt time.Time // when the current run started
-	oomBase   int64     // oom_kill count before the current run; -1: unknown
+	init      *proc        // the container's init of the current run
+	startedAt time.Time    // when the current run started
+	oomBase   int64        // oom_kill count before the current run; -1: unknown
+	ended     atomic.Int64 // runs that have ended (kill-after kills only the run it was asked in)
 }
 
 // waitAttachTimeout is how long --wait-attach waits for a client.
@@ -420,6 +422,7 @@ func (s *shim) monitor() {
 	handedOver := false
 	for {
 		ws := s.reaper.wait(s.init)
+		s.ended.Add(1)
 		exit := protocol.Exit{ExitCode: protocol.ExitCode(ws), FinishedAt: time.Now(), RestartCount: restarts}
 		s.stopOutput()
 		if n := s.oomCount(); s.oomBase >= 0 && n > s.oomBase {
@@ -482,6 +485,18 @@ func (s *shim) monitor() {
 		s.exitCommand()
 	}
 	s.removeSockets()
+}
+
+// killAfter kills every process of the current run if it still runs
+// after d: the deadline of a stop, which so holds when the engine's
+// process that asked for it is gone.
+func (s *shim) killAfter(d time.Duration) {
+	run := s.ended.Load()
+	time.AfterFunc(d, func() {
+		if s.ended.Load() == run {
+			_ = s.runtimeSimple("kill", "--all", s.cfg.id, "9")
+		}
+	})
 }
 
 // stopped reports whether the engine marked the container stopped.

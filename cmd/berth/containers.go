@@ -265,6 +265,7 @@ func (f *runFlags) create(ctx context.Context, g *globals, cmd *cli.Command, arg
 	ctr, err := e.Create(ctx, engine.CreateOptions{
 		Name: f.name, Config: cfg, HostConfig: host, Pull: f.pull, Platform: f.platform,
 		Progress: pullProgress(os.Stderr), NetworkingConfig: nc, CheckPorts: checkPorts,
+		Warn: func(msg string) { fmt.Fprintf(os.Stderr, "WARNING: %s\n", msg) },
 	})
 	return e, ctr, err
 }
@@ -621,6 +622,11 @@ func execCommand(g *globals) *cli.Command {
 			ctx, cancel := commandContext()
 			defer cancel()
 			code, err := e.Exec(ctx, args[0], o)
+			if errors.Is(err, engine.ErrNotFound) || errors.Is(err, engine.ErrConflict) {
+				// Docker's daemon refuses these (no such container, not
+				// running, paused) before the exec exists: its CLI exits 1.
+				return err
+			}
 			if err != nil {
 				return statusError{code: 126, err: err}
 			}

@@ -382,9 +382,17 @@ func updateCommand(g *globals) *cli.Command {
 				}
 				rp = &p
 			}
-			return each(g, args, true, func(ctx context.Context, e *engine.Engine, ref string) error {
-				return e.Update(ctx, ref, r, rp)
+			// As Docker's: the warnings of all, after the names.
+			var warnings []string
+			err := each(g, args, true, func(ctx context.Context, e *engine.Engine, ref string) error {
+				w, err := e.Update(ctx, ref, r, rp)
+				warnings = append(warnings, w...)
+				return err
 			})
+			if len(warnings) > 0 {
+				fmt.Fprintln(os.Stderr, strings.Join(warnings, "\n"))
+			}
+			return err
 		},
 	}
 	fs := c.Flags()

@@ -330,9 +330,8 @@ func (f *runFlags) resources(fs *pflag.FlagSet, r *container.Resources) error {
 		v := f.pidsLimit
 		r.PidsLimit = &v
 	}
-	if f.blkioWeight != 0 && (f.blkioWeight < 10 || f.blkioWeight > 1000) {
-		return fmt.Errorf("--blkio-weight: %d is outside 10..1000", f.blkioWeight)
-	}
+	// The range is the engine's to check: as Docker's, it first discards
+	// a weight the host cannot apply.
 	r.BlkioWeight = f.blkioWeight
 	r.CgroupParent = f.cgroupParent
 	for _, x := range []struct {

@@ -81,7 +81,6 @@ func TestRunFlagErrors(t *testing.T) {
 		{[]string{"--mount", "type=nfs,target=/x", "busybox"}, `type "nfs" is not supported`},
 		{[]string{"-w", "rel", "busybox"}, "--workdir"},
 		{[]string{"--ulimit", "nofile", "busybox"}, "--ulimit"},
-		{[]string{"--blkio-weight", "5", "busybox"}, "--blkio-weight"},
 		{[]string{"--dns", "not-an-ip", "busybox"}, "--dns"},
 		{[]string{}, "requires at least 1 argument"},
 	}

@@ -45,6 +45,9 @@ type CreateOptions struct {
 	// CheckPorts refuses host ports that are published or in use now (run:
 	// the container starts at once, and a conflict then creates nothing).
 	CheckPorts bool
+	// Warn is told, once the container exists, of each setting the host
+	// cannot apply and that was discarded (Docker's create warnings).
+	Warn func(msg string)
 }
 
 // Create makes a container: its record and its writable layer on the
@@ -60,6 +63,10 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ *Container, err
 		return nil, fmt.Errorf("%w: Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", ErrInvalid, o.Name)
 	}
 	if err := validateCreate(o.Config, o.HostConfig); err != nil {
+		return nil, err
+	}
+	warnings, err := adaptHostConfig(o.HostConfig, currentHostSupport())
+	if err != nil {
 		return nil, err
 	}
 	img, err := e.ensureImage(ctx, o.Config.Image, o.Pull, o.Platform, o.Progress)
@@ -127,6 +134,11 @@ func (e *Engine) Create(ctx context.Context, o CreateOptions) (_ *Container, err
 	}
 	os.Remove(e.anonVolumesFile(c.ID)) // the record names them now
 	e.containerEvent(c, events.ActionCreate, nil)
+	if o.Warn != nil {
+		for _, w := range warnings {
+			o.Warn(w)
+		}
+	}
 	return c, nil
 }
 

@@ -60,7 +60,10 @@ func (e *Engine) Exec(ctx context.Context, ref string, o ExecOptions) (int, erro
 	switch c.State.Status {
 	case StatusRunning:
 	case StatusPaused:
-		return -1, fmt.Errorf("%w: container %s is paused, unpause the container before exec", ErrConflict, c.Name)
+		// Docker's words, with the container as the user named it;
+		// refused before anything of the exec exists (no process
+		// file, no exec_create event).
+		return -1, fmt.Errorf("%w: Container %s is paused, unpause the container before exec", ErrConflict, ref)
 	default:
 		return -1, fmt.Errorf("%w: container %s is not running", ErrConflict, c.ID)
 	}

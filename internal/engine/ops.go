@@ -72,6 +72,10 @@ func markStopped(dir string) {
 	}
 }
 
+// monitorKillGrace is how much later than Stop's own deadline the
+// monitor kills a container that has not stopped.
+const monitorKillGrace = time.Second
+
 // Stop asks the container to stop with its stop signal, and kills it after
 // timeout (nil: the container's --stop-timeout, else 10 s).
 func (e *Engine) Stop(ctx context.Context, ref string, timeout *int) error {
@@ -94,6 +98,15 @@ func (e *Engine) Stop(ctx context.Context, ref string, timeout *int) error {
 	if c.Config.StopSignal != "" {
 		if s, err := ParseSignal(c.Config.StopSignal); err == nil {
 			sig = s
+		}
+	}
+	if t > 0 {
+		// Docker's stop is the daemon's: it holds when the client goes.
+		// Ours is this process's, so the monitor holds the deadline too,
+		// a little after ours (this process kills first, and says so in
+		// its events, unless it is gone).
+		if err := shim.KillAfter(e.runDir(c.ID), time.Duration(t)*time.Second+monitorKillGrace); err != nil {
+			e.log.Debug("hand the stop's deadline to the monitor", "container", c.ID[:12], "err", err)
 		}
 	}
 	if t != 0 {

@@ -84,11 +84,16 @@ func CPUPercent(prev, cur *Sample) float64 {
 }
 
 // Update changes a container's resource limits (and restart policy),
-// recorded for its next start and applied now if it runs.
-func (e *Engine) Update(ctx context.Context, ref string, r container.Resources, rp *container.RestartPolicy) error {
+// recorded for its next start and applied now if it runs. It returns
+// Docker's warnings for what the host cannot apply and was discarded.
+func (e *Engine) Update(ctx context.Context, ref string, r container.Resources, rp *container.RestartPolicy) ([]string, error) {
 	c, err := e.Lookup(ctx, ref)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	warnings, err := adaptUpdate(c.ID, c.HostConfig, &r, currentHostSupport())
+	if err != nil {
+		return warnings, err
 	}
 	old := *c.HostConfig
 	err = e.saveLocked(ctx, c, func(cur *Container) {
@@ -131,28 +136,28 @@ func (e *Engine) Update(ctx context.Context, ref string, r container.Resources, 
 		}
 	})
 	if err != nil {
-		return err
+		return warnings, err
 	}
 	e.containerEvent(c, events.ActionUpdate, nil)
 	if c.State.Status != StatusRunning && c.State.Status != StatusPaused {
-		return nil
+		return warnings, nil
 	}
 	spec, err := e.renderSpec(ctx, c, e.rootfsDir(c.ID))
 	if err != nil {
 		_ = e.saveLocked(ctx, c, func(cur *Container) { *cur.HostConfig = old })
-		return err
+		return warnings, err
 	}
 	b, err := json.Marshal(spec.Linux.Resources)
 	if err != nil {
-		return err
+		return warnings, err
 	}
 	cmd := exec.CommandContext(ctx, e.runtimePath(), "--root", e.runtimeRoot(), "update", "-r", "-", c.ID)
 	cmd.Stdin = bytes.NewReader(b)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		_ = e.saveLocked(ctx, c, func(cur *Container) { *cur.HostConfig = old })
-		return fmt.Errorf("update %s: %s", c.Name, bytes.TrimSpace(out))
+		return warnings, fmt.Errorf("update %s: %s", c.Name, bytes.TrimSpace(out))
 	}
-	return nil
+	return warnings, nil
 }
 
 func onlineCPUs() int {

@@ -358,6 +358,13 @@ func Resize(dir string, height, width uint16) error {
 	return control(dir, protocol.Request{Resize: &protocol.WindowSize{Height: height, Width: width}})
 }
 
+// KillAfter asks the monitor to kill every process of the container if
+// its current run still runs after d: the deadline of a stop, which so
+// holds when the caller is killed before it.
+func KillAfter(dir string, d time.Duration) error {
+	return control(dir, protocol.Request{KillAfter: d})
+}
+
 // CloseStdin closes the container's stdin (the container reads EOF).
 func CloseStdin(dir string) error {
 	return control(dir, protocol.Request{CloseStdin: true})

@@ -50,6 +50,43 @@ func TestCrashKillCLI(t *testing.T) {
 	}
 }
 
+// TestCrashKillStopCLI: Docker's stop is the daemon's, so it completes
+// when its client is killed during the timeout. Ours hands the deadline
+// to the container's monitor: kill -9 of `stop -t 2` while it waits still
+// stops a container that ignores the stop signal (SIGKILL, exit 137),
+// and nothing of it is left running.
+func TestCrashKillStopCLI(t *testing.T) {
+	e := newCtrEnv(t)
+	id := e.runD("--name", "stubborn", box, "sh", "-c", `trap "" TERM; exec sleep 1000`)
+	since := time.Now().Unix()
+	st := e.start("stop", "-t", "2", "stubborn")
+	// The stop signal is sent (its kill event is written) after the
+	// monitor has the deadline.
+	waitFor(t, "stop to send SIGTERM", func() bool {
+		r := e.run(nil, "events", "--since", fmt.Sprint(since), "--until", fmt.Sprint(time.Now().Unix()+1),
+			"--filter", "container=stubborn", "--filter", "event=kill", "--format", "{{.Actor.Attributes.signal}}")
+		return strings.Contains(r.stdout, "15")
+	})
+	if err := syscall.Kill(-st.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill the stop's process group: %v", err)
+	}
+	st.wait(t)
+	if s := e.cstate(id); s.Status != container.StateRunning {
+		t.Logf("stopped before its CLI was killed: %+v", s) // a slow machine; the stop still held
+	}
+	e.waitStatus(id, container.StateExited)
+	if s := e.cstate(id); s.ExitCode != 137 {
+		t.Errorf("after kill -9 of stop -t 2: %+v, want exit 137 (killed at the deadline)", s)
+	}
+	for _, l := range e.leaks(id) {
+		t.Errorf("after the monitor's kill: %s", l)
+	}
+	// The stop marked it stopped: no restart policy brings it back, and
+	// start runs it again.
+	e.ok("start", "stubborn")
+	e.ok("stop", "-t", "0", "stubborn")
+}
+
 // TestCrashKillCLIAnyPoint: kill -9 of `run -d` at any moment leaves a
 // consistent store: every container listed is in a real state, and rm -f
 // removes them without leftovers.

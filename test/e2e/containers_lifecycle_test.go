@@ -647,17 +647,33 @@ func TestExec(t *testing.T) {
 	if r := e.run(nil, "exec", "ex", "/etc/passwd"); r.code != 126 {
 		t.Errorf("exec of a non-executable file: %v, want exit 126", r)
 	}
+	// Docker's daemon refuses an exec in a paused container before the
+	// exec exists: "Container ex is paused, unpause the container before
+	// exec", exit 1 (dockerd 20.10 with the docker 28 CLI); no process
+	// file, no exec_create event.
 	e.ok("pause", "ex")
-	if r := e.run(nil, "exec", "ex", "true"); r.code == 0 || !strings.Contains(r.stderr, "paused") {
-		t.Errorf("exec in a paused container: %v", r)
+	since := time.Now().Unix()
+	if r := e.run(nil, "exec", "ex", "echo", "refused"); r.code != 1 || !strings.Contains(r.stderr, "Container ex is paused, unpause the container before exec") {
+		t.Errorf("exec in a paused container: %v, want exit 1 and Docker's message", r)
+	}
+	if r := e.run(nil, "exec", id[:12], "true"); r.code != 1 || !strings.Contains(r.stderr, "Container "+id[:12]+" is paused") {
+		t.Errorf("exec in a paused container by short id: %v, want exit 1 naming it as given", r)
+	}
+	if left, _ := filepath.Glob(filepath.Join(e.state, "containers", id, "exec-*")); len(left) > 0 {
+		t.Errorf("a refused exec left %v", left)
+	}
+	r := e.run(nil, "events", "--since", strconv.FormatInt(since, 10), "--until", strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10),
+		"--filter", "container=ex", "--format", "{{.Action}}")
+	if r.code != 0 || strings.Contains(r.stdout, "refused") {
+		t.Errorf("events of a refused exec: %v, want none", r)
 	}
 	e.ok("unpause", "ex")
 	e.ok("stop", "-t", "0", "ex")
-	if r := e.run(nil, "exec", "ex", "true"); r.code == 0 || !strings.Contains(r.stderr, "is not running") {
-		t.Errorf("exec in a stopped container: %v", r)
+	if r := e.run(nil, "exec", "ex", "true"); r.code != 1 || !strings.Contains(r.stderr, "is not running") {
+		t.Errorf("exec in a stopped container: %v, want exit 1 (Docker's daemon error)", r)
 	}
-	if r := e.run(nil, "exec", "nosuch", "true"); r.code == 0 || !strings.Contains(r.stderr, "No such container: nosuch") {
-		t.Errorf("exec nosuch: %v", r)
+	if r := e.run(nil, "exec", "nosuch", "true"); r.code != 1 || !strings.Contains(r.stderr, "No such container: nosuch") {
+		t.Errorf("exec nosuch: %v, want exit 1 (Docker's daemon error)", r)
 	}
 	// exec in a container sharing the host's pid namespace.
 	e.runD("--name", "pidhost", "--pid", "host", box, "sleep", "1000")

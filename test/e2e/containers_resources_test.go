@@ -82,6 +82,27 @@ func TestResourcesMemory(t *testing.T) {
 	if r := in.HostConfig.Resources; r.Memory != 64<<20 || r.MemorySwap != 128<<20 || r.MemoryReservation != 32<<20 {
 		t.Errorf("inspect HostConfig Memory %d MemorySwap %d MemoryReservation %d", r.Memory, r.MemorySwap, r.MemoryReservation)
 	}
+	// inspect shows Docker's default (twice the memory) and -1 as given;
+	// without swap accounting Docker records -1 and says so.
+	_, swapErr := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+	for _, tc := range []struct {
+		flags []string
+		want  int64
+	}{
+		{[]string{"-m", "64m"}, 128 << 20},
+		{[]string{"-m", "64m", "--memory-swap", "-1"}, -1},
+		{[]string{"-m", "64m", "--memory-swap", "100m"}, 100 << 20},
+		{nil, 0},
+	} {
+		want := tc.want
+		if swapErr != nil && want != 0 {
+			want = -1
+		}
+		id := e.runD(append(append([]string{}, tc.flags...), box, "true")...)
+		if in, _ := e.inspectC(id); in.HostConfig.MemorySwap != want {
+			t.Errorf("run %v: inspect HostConfig.MemorySwap = %d, want %d", tc.flags, in.HostConfig.MemorySwap, want)
+		}
+	}
 }
 
 // TestResourcesOOM: a process that allocates beyond --memory is killed:
@@ -189,28 +210,40 @@ func TestResourcesBlkio(t *testing.T) {
 		t.Errorf("inspect HostConfig.BlkioDeviceReadBps = %v", r)
 	}
 
-	// The weight needs a scheduler with weights (BFQ); without one Docker
-	// warns and drops it.
+	// Docker keeps the weight where the blkio root has blkio.weight (CFQ);
+	// elsewhere (BFQ's blkio.bfq.weight is never on the root) it warns,
+	// discards it and does not check its range.
+	const warning = "WARNING: Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.\n"
+	_, werr := os.Stat("/sys/fs/cgroup/blkio/blkio.weight")
+	weighted := werr == nil
 	r := e.run(nil, "run", "-d", "--blkio-weight", "300", box, "sleep", "1000")
 	if r.code != 0 {
 		t.Fatalf("--blkio-weight 300: %v", r)
 	}
 	id = e.remember(strings.TrimSpace(r.stdout))
-	weightFile := ""
-	for _, f := range []string{"blkio.weight", "blkio.bfq.weight"} {
-		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/blkio/berth", id, f)); err == nil {
-			weightFile = f
+	in, _ = e.inspectC(id)
+	if weighted {
+		if got := cgroupFile(t, id, "blkio", "blkio.weight"); got != "300" {
+			t.Errorf("--blkio-weight 300: blkio.weight = %q", got)
 		}
-	}
-	if weightFile != "" {
-		if got := cgroupFile(t, id, "blkio", weightFile); !strings.HasSuffix(got, "300") {
-			t.Errorf("--blkio-weight 300: %s = %q", weightFile, got)
+		if in.HostConfig.BlkioWeight != 300 || r.stderr != "" {
+			t.Errorf("--blkio-weight 300: inspect BlkioWeight %d, stderr %q; want 300 and no warning", in.HostConfig.BlkioWeight, r.stderr)
 		}
-	} else if !strings.Contains(strings.ToLower(r.stderr), "weight") {
-		t.Errorf("--blkio-weight on a kernel without weights: no warning on stderr (Docker: \"Your kernel does not support Block I/O weight ... Weight discarded.\"): %v", r)
-	}
-	if r := e.run(nil, "run", "--rm", "--blkio-weight", "5", box, "true"); r.code != 125 || !strings.Contains(r.stderr, "blkio-weight") {
-		t.Errorf("--blkio-weight 5 (range is 10 to 1000): got %v, want exit 125 naming the flag", r)
+		if r := e.run(nil, "run", "--rm", "--blkio-weight", "5", box, "true"); r.code != 125 || !strings.Contains(r.stderr, "blkio-weight") {
+			t.Errorf("--blkio-weight 5 (range is 10 to 1000): got %v, want exit 125 naming the flag", r)
+		}
+	} else {
+		if r.stderr != warning || in.HostConfig.BlkioWeight != 0 {
+			t.Errorf("--blkio-weight 300 without blkio.weight: stderr %q, inspect BlkioWeight %d; want Docker's warning %q and 0", r.stderr, in.HostConfig.BlkioWeight, warning)
+		}
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/blkio/berth", id, "blkio.bfq.weight")); err == nil {
+			if got := cgroupFile(t, id, "blkio", "blkio.bfq.weight"); strings.HasSuffix(got, "300") {
+				t.Errorf("--blkio-weight 300 discarded, but blkio.bfq.weight = %q", got)
+			}
+		}
+		if r := e.run(nil, "run", "--rm", "--blkio-weight", "5", box, "true"); r.code != 0 || r.stderr != warning {
+			t.Errorf("--blkio-weight 5 without blkio.weight: got %v, want Docker's warning and exit 0", r)
+		}
 	}
 }
 
@@ -251,4 +284,18 @@ func TestUpdate(t *testing.T) {
 	if r := e.run(nil, "update", "--memory", "64m", "nosuch"); r.code == 0 || !strings.Contains(r.stderr, "No such container: nosuch") {
 		t.Errorf("update of a missing container: got %v, want \"No such container: nosuch\"", r)
 	}
+	// As Docker's: a memory limit above the recorded memory+swap limit
+	// (512m here; without -m at run, none) needs --memory-swap with it.
+	const conflict = "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time"
+	if r := e.run(nil, "update", "--memory", "1g", "upd"); r.code != 1 || !strings.Contains(r.stderr, conflict) {
+		t.Errorf("update --memory 1g above MemorySwap 512m: got %v, want exit 1 and %q", r, conflict)
+	}
+	if got := cgroupFile(t, id, "memory", "memory.limit_in_bytes"); got != "268435456" {
+		t.Errorf("a refused update changed memory.limit_in_bytes to %s", got)
+	}
+	e.runD("--name", "nolimit", box, "sleep", "1000")
+	if r := e.run(nil, "update", "--memory", "64m", "nolimit"); r.code != 1 || !strings.Contains(r.stderr, conflict) {
+		t.Errorf("update --memory of a container without limits: got %v, want exit 1 and %q", r, conflict)
+	}
+	e.ok("update", "--memory", "64m", "--memory-swap", "128m", "nolimit")
 }

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/moby/moby/api/types/container"
+	"golang.org/x/sys/unix"
 )
 
 // Docker's default capability set as a CapEff mask: CHOWN DAC_OVERRIDE
@@ -275,11 +278,27 @@ func TestNamespaceUTSHost(t *testing.T) {
 }
 
 // TestNamespaceCgroupns: --cgroupns host shows the full cgroup path;
-// private shows the container's cgroup as the root.
+// private shows the container's cgroup as the root. Without the flag,
+// as Docker: host on a cgroup v1 or hybrid host, private on pure v2.
 func TestNamespaceCgroupns(t *testing.T) {
 	e := newCtrEnv(t)
 	cgHost := e.runD("--cgroupns", "host", box, "sleep", "1000")
 	cgPriv := e.runD("--cgroupns", "private", box, "sleep", "1000")
+	cgDefault := e.runD(box, "sleep", "1000")
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &st); err != nil {
+		t.Fatal(err)
+	}
+	wantMode, wantShared := container.CgroupnsModeHost, true
+	if st.Type == unix.CGROUP2_SUPER_MAGIC {
+		wantMode, wantShared = container.CgroupnsModePrivate, false
+	}
+	if in, _ := e.inspectC(cgDefault); in.HostConfig.CgroupnsMode != wantMode {
+		t.Errorf("no --cgroupns: inspect HostConfig.CgroupnsMode = %q, want %q", in.HostConfig.CgroupnsMode, wantMode)
+	}
+	if in := e.nsInside(cgDefault, "cgroup"); (in == hostNS(t, "cgroup")) != wantShared {
+		t.Errorf("no --cgroupns: namespace inside %s, host's %s; want shared %v (mode %s)", in, hostNS(t, "cgroup"), wantShared, wantMode)
+	}
 	if in := e.nsInside(cgHost, "cgroup"); in != hostNS(t, "cgroup") {
 		t.Errorf("--cgroupns host: %s, want the host's %s", in, hostNS(t, "cgroup"))
 	}

@@ -84,7 +84,13 @@
 //	{"take-exit":true}                    -> {"ok":true} or {"error":"..."}
 //	{"exit-handled":true}                 -> {"ok":true} (after take-exit only)
 //	{"wait-deleted":true}                 -> {"ok":true} or {"error":"..."} (after take-exit only)
+//	{"kill-after-ms":11000}               -> {"ok":true}
 //	anything else                         -> {"error":"..."}
+//
+// kill-after-ms is the deadline of a stop, held by the monitor so that it
+// holds when the engine's process that asked is killed: if the run that
+// was current when asked still runs then, the monitor runs `runtime kill
+// --all ID 9`. Later requests add deadlines; none outlives the monitor.
 //
 // # Exit
 //

@@ -79,12 +79,16 @@ type Request struct {
 	// WaitDeleted: the client that took the exit waits until the runtime
 	// has deleted the container (see "Exit hand-over").
 	WaitDeleted bool
+	// KillAfter: kill every process of the container if the current run
+	// still runs after this long (the deadline of a stop; whole
+	// milliseconds, at least one).
+	KillAfter time.Duration
 }
 
 // count is how many requests r holds.
 func (r Request) count() int {
 	n := 0
-	for _, on := range []bool{r.Resize != nil, r.CloseStdin, r.TakeExit, r.ExitHandled, r.WaitDeleted} {
+	for _, on := range []bool{r.Resize != nil, r.CloseStdin, r.TakeExit, r.ExitHandled, r.WaitDeleted, r.KillAfter > 0} {
 		if on {
 			n++
 		}
@@ -109,6 +113,10 @@ func (r Request) Append(dst []byte) []byte {
 		return append(dst, `{"exit-handled":true}`+"\n"...)
 	case r.WaitDeleted:
 		return append(dst, `{"wait-deleted":true}`+"\n"...)
+	case r.KillAfter > 0:
+		dst = append(dst, `{"kill-after-ms":`...)
+		dst = strconv.AppendInt(dst, max(r.KillAfter.Milliseconds(), 1), 10)
+		return append(dst, "}\n"...)
 	}
 	return append(dst, "{}\n"...)
 }
@@ -141,6 +149,12 @@ func ParseRequest(line []byte) (Request, error) {
 				return err
 			}
 			r.Resize = &ws
+		case "kill-after-ms":
+			n, err := Int(v)
+			if err != nil || n < 1 {
+				return &FieldError{Field: string(name), Err: syntaxError("expected a positive integer")}
+			}
+			r.KillAfter = time.Duration(n) * time.Millisecond
 		case "close-stdin", "take-exit", "exit-handled", "wait-deleted":
 			b, err := Bool(v)
 			if err != nil {
@@ -175,7 +189,7 @@ func ParseRequest(line []byte) (Request, error) {
 
 var (
 	errUnknownRequest = &SyntaxError{Msg: "unknown request"}
-	errEmptyRequest   = &SyntaxError{Msg: `empty request: want "resize", "close-stdin", "take-exit", "exit-handled" or "wait-deleted"`}
+	errEmptyRequest   = &SyntaxError{Msg: `empty request: want "resize", "close-stdin", "take-exit", "exit-handled", "wait-deleted" or "kill-after-ms"`}
 	errTwoRequests    = &SyntaxError{Msg: "one request per line"}
 )
 
