@@ -347,8 +347,8 @@ func TestNetworkPublish(t *testing.T) {
 	}
 
 	// -P publishes the exposed ports on free host ports; a range gives one
-	// port of it.
-	all := e.runD("--name", "all", "-P", "--expose", "80", "-p", "18090-18095:8080", box, "httpd", "-f", "-p", "80", "-h", "/etc")
+	// port of it; host port 0 is any free one (Docker's reading).
+	all := e.runD("--name", "all", "-P", "--expose", "80", "-p", "18090-18095:8080", "-p", "127.0.0.1:0:81", box, "httpd", "-f", "-p", "80", "-h", "/etc")
 	hostPort := strings.TrimPrefix(strings.TrimSpace(e.ok("port", "all", "80")), "0.0.0.0:")
 	if n := atoi(hostPort); n < 1024 {
 		t.Errorf("-P: port all 80 = %q, want a port of the ephemeral range", hostPort)
@@ -359,6 +359,9 @@ func TestNetworkPublish(t *testing.T) {
 	}
 	if n := atoi(strings.TrimPrefix(strings.TrimSpace(e.ok("port", "all", "8080")), "0.0.0.0:")); n < 18090 || n > 18095 {
 		t.Errorf("-p 18090-18095:8080 published on %d", n)
+	}
+	if out := strings.TrimSpace(e.ok("port", "all", "81")); !strings.HasPrefix(out, "127.0.0.1:") || atoi(strings.TrimPrefix(out, "127.0.0.1:")) < 1024 {
+		t.Errorf("-p 127.0.0.1:0:81: port all 81 = %q, want 127.0.0.1:PORT of the ephemeral range", out)
 	}
 
 	// A host port that is taken: refused, and nothing is created.
