@@ -381,6 +381,12 @@ func (e *Engine) writeEtcFiles(ctx context.Context, c *Container) (map[string]st
 		}
 		out[dst] = p
 	}
+	// What berth wrote, to leave alone a resolv.conf the user changed when
+	// the networks change (refreshEtcFiles).
+	rc := filepath.Join(dir, "resolv.conf")
+	if err := writeFileAtomic(rc+".hash", hashOf(files["/etc/resolv.conf"]), 0o600); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 

@@ -575,6 +575,20 @@ func TestNetworkConnect(t *testing.T) {
 			t.Errorf("peer resolves %s: %q", name, out)
 		}
 	}
+	// web, started on the default bridge, now uses the embedded DNS server
+	// (Docker: the sandbox's resolver starts on the join and rewrites
+	// resolv.conf), and resolves peer by name.
+	peerIP := e.endpoint(peer, "side").IPAddress.String()
+	if out, code, _ := e.shAny(web, "nslookup peer"); code != 0 || !strings.Contains(out, peerIP) {
+		t.Errorf("connected: web resolves peer: %q (resolv.conf:\n%s)", out, e.sh(web, "cat /etc/resolv.conf"))
+	}
+	// A resolv.conf the user changed is left alone, as in Docker.
+	mod := e.runD("--name", "mod", box, "sleep", "1000")
+	e.sh(mod, "echo 'nameserver 192.0.2.53' > /etc/resolv.conf")
+	e.ok("network", "connect", "side", "mod")
+	if out := e.sh(mod, "cat /etc/resolv.conf"); out != "nameserver 192.0.2.53\n" {
+		t.Errorf("connected: a resolv.conf the user wrote was changed to:\n%s", out)
+	}
 	if in, _ := e.inspectC(web); len(in.NetworkSettings.Networks) != 2 || in.NetworkSettings.Networks["side"].IPAddress.String() != "10.124.0.99" {
 		t.Errorf("inspect after connect: %+v", in.NetworkSettings.Networks)
 	}
@@ -584,6 +598,11 @@ func TestNetworkConnect(t *testing.T) {
 	e.ok("network", "disconnect", "side", "web")
 	if _, code, _ := e.shAny(web, "ip addr show eth1"); code == 0 {
 		t.Errorf("disconnected: web still has eth1")
+	}
+	// The embedded server was on side's gateway: back to the host's
+	// resolvers (Docker keeps 127.0.0.11, which its daemon still serves).
+	if out := e.sh(web, "cat /etc/resolv.conf"); strings.Contains(out, "10.124.0.1") || strings.Contains(out, "ndots:0") {
+		t.Errorf("disconnected from its only user-defined network: web's resolv.conf still names the embedded server:\n%s", out)
 	}
 	if out, code, _ := e.shAny(peer, "nslookup web"); code == 0 && strings.Contains(out, "10.124.0.99") {
 		t.Errorf("disconnected: peer still resolves web: %q", out)
