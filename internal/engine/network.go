@@ -933,6 +933,68 @@ func userNetworkLinks(c *Container) map[string]string {
 	return out
 }
 
+// updateLinkers points the /etc/hosts entries of the running containers
+// that link to c (--link on the default bridge) at c's address, after c
+// started again with another one, as Docker does (its daemon calls
+// UpdateHostsEntry on each linking container's sandbox when the linked one
+// joins the bridge): the lines whose first name is the link's alias get the
+// new address; the rest of each file is left as it is. Only a container
+// that ran before can have linkers (a link needs it running).
+func (e *Engine) updateLinkers(ctx context.Context, c *Container) {
+	if string(c.HostConfig.NetworkMode) != network.NameBridge {
+		return
+	}
+	m, err := e.network()
+	if err != nil {
+		return
+	}
+	eps, err := m.Endpoints(ctx, c.ID)
+	if err != nil {
+		return
+	}
+	var v4, v6 netip.Addr
+	for _, ep := range eps {
+		if ep.NetworkName == network.NameBridge {
+			v4, v6 = ep.IPv4.Addr(), ep.IPv6.Addr()
+		}
+	}
+	if !v4.IsValid() {
+		return
+	}
+	ids, _ := e.listIDs()
+	for _, id := range ids {
+		if id == c.ID {
+			continue
+		}
+		// Only records that name c are decoded (a whole record costs a
+		// good part of a millisecond).
+		b, err := os.ReadFile(filepath.Join(e.containerDir(id), "container.json"))
+		if err != nil || !bytes.Contains(b, []byte(c.Name)) {
+			continue
+		}
+		p, err := readContainer(e, id)
+		if err != nil || !running(p) || string(p.HostConfig.NetworkMode) != network.NameBridge {
+			continue
+		}
+		for _, l := range p.HostConfig.Links {
+			name, alias, err := parseLink(l)
+			if err != nil || name != c.Name {
+				continue
+			}
+			path := filepath.Join(e.containerDir(p.ID), "hosts")
+			old, err := os.ReadFile(path)
+			if err != nil {
+				continue
+			}
+			if b := resolv.UpdateHostsAddr(old, alias, v4, v6); !bytes.Equal(b, old) {
+				if err := rewriteInPlace(path, b); err != nil {
+					e.log.Warn("update /etc/hosts of a linking container", "container", p.ID, "link", l, "err", err)
+				}
+			}
+		}
+	}
+}
+
 // hostsLines are the /etc/hosts entries of a link: "ALIAS HOSTNAME NAME"
 // (NAME only when it is not the alias) for each of the linked container's
 // addresses.

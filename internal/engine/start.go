@@ -125,6 +125,9 @@ func (e *Engine) start(ctx context.Context, id string, o StartOptions) (failed *
 		return nil, fmt.Errorf("start container %s: %w", c.Name, err)
 	}
 	step("network connected")
+	if !c.State.StartedAt.IsZero() { // started before: linking containers may follow its new address
+		e.updateLinkers(ctx, c)
+	}
 	spec, err := e.renderSpec(ctx, c, rootfs)
 	if err != nil {
 		return nil, err

@@ -883,6 +883,20 @@ func TestNetworkLinks(t *testing.T) {
 		t.Errorf("after the refused start, host links %v, want web's only", hostLinksOf)
 	}
 
+	// web starts again with another address: the /etc/hosts of a running
+	// container linking to it follows (Docker updates it at web's start).
+	lk := e.runD("--name", "lk", "--link", "web:db", box, "sleep", "1000")
+	e.ok("stop", "-t", "0", "web")
+	e.runD(box, "sleep", "1000") // takes web's address
+	e.ok("start", "web")
+	ip2 := e.endpoint(web, "bridge").IPAddress.String()
+	if ip2 == ip {
+		t.Errorf("web restarted with its old address %s: the test needs another", ip)
+	}
+	if out := e.sh(lk, "grep -w db /etc/hosts"); out != ip2+"\tdb "+web[:12]+" web\n" {
+		t.Errorf("after web restarted on %s, lk's /etc/hosts has %q", ip2, out)
+	}
+
 	e.ok("network", "create", "--subnet", "10.124.0.0/24", "lnet")
 	srv := e.runD("--name", "srv", "--network", "lnet", box, "sleep", "1000")
 	cli := e.runD("--name", "cli", "--network", "lnet", "--link", "srv:backend", "--link", "nosuch:later", box, "sleep", "1000")

@@ -97,6 +97,34 @@ func RenderHosts(h Hosts) []byte {
 	return b.Bytes()
 }
 
+// UpdateHostsAddr gives the /etc/hosts content hosts with the address of
+// every entry whose first name is name replaced: IPv4 entries by v4, IPv6
+// ones by v6 (when valid). Docker does this to a linking container's file
+// when the linked one gets a new address (libnetwork's etchosts.Update).
+func UpdateHostsAddr(hosts []byte, name string, v4, v6 netip.Addr) []byte {
+	lines := bytes.SplitAfter(hosts, []byte("\n"))
+	var b bytes.Buffer
+	for _, l := range lines {
+		addr, names, ok := bytes.Cut(l, []byte("\t"))
+		f := strings.Fields(string(names))
+		old, err := netip.ParseAddr(string(addr))
+		if !ok || err != nil || len(f) == 0 || f[0] != name {
+			b.Write(l)
+			continue
+		}
+		switch {
+		case old.Is4() && v4.IsValid():
+			addr = []byte(v4.String())
+		case old.Is6() && v6.IsValid():
+			addr = []byte(v6.String())
+		}
+		b.Write(addr)
+		b.WriteByte('\t')
+		b.Write(names)
+	}
+	return b.Bytes()
+}
+
 // RenderHostname renders /etc/hostname.
 func RenderHostname(hostname string) []byte { return []byte(hostname + "\n") }
 
