@@ -995,6 +995,67 @@ func (e *Engine) updateLinkers(ctx context.Context, c *Container) {
 	}
 }
 
+// renameLinks is a container's links (Docker's "/CHILD:/PARENT/ALIAS")
+// after a container was renamed from old to name: as the linked container
+// (CHILD) and as the linking one (PARENT). Docker's link graph holds
+// containers, not names, so its links survive a rename, and inspect shows
+// the new names.
+func renameLinks(links []string, old, name string) []string {
+	if len(links) == 0 {
+		return links
+	}
+	out := make([]string, len(links))
+	for i, l := range links {
+		child, parent, ok := strings.Cut(l, ":")
+		if ok && child == "/"+old {
+			child = "/" + name
+		}
+		if rest, isOld := strings.CutPrefix(parent, "/"+old+"/"); ok && isOld {
+			parent = "/" + name + "/" + rest
+		}
+		if ok {
+			l = child + ":" + parent
+		}
+		out[i] = l
+	}
+	return out
+}
+
+// renameInLinkers renames the container id (from old to name) in the
+// links of the containers on the default bridge that link to it, so that
+// they find it at their next start (see renameLinks). Their /etc/hosts
+// keep the old name until then, as in Docker. Call with the names lock
+// held (a container's lock comes after it).
+func (e *Engine) renameInLinkers(ctx context.Context, id, old, name string) {
+	ids, _ := e.listIDs()
+	for _, pid := range ids {
+		if pid == id {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(e.containerDir(pid), "container.json"))
+		if err != nil || !bytes.Contains(b, []byte(old)) {
+			continue
+		}
+		p, err := readContainer(e, pid)
+		if err != nil || string(p.HostConfig.NetworkMode) != network.NameBridge ||
+			slices.Equal(renameLinks(p.HostConfig.Links, old, name), p.HostConfig.Links) {
+			continue
+		}
+		err = e.saveLocked(ctx, p, func(cur *Container) {
+			// Only the linked container's part: the linking one is not
+			// renamed.
+			for i, l := range cur.HostConfig.Links {
+				if child, parent, ok := strings.Cut(l, ":"); ok && child == "/"+old {
+					cur.HostConfig.Links[i] = "/" + name + ":" + parent
+				}
+			}
+		})
+		if err != nil {
+			e.log.Warn("rename a linked container in the links of another", "container", pid, "err", err)
+		}
+	}
+}
+
 // hostsLines are the /etc/hosts entries of a link: "ALIAS HOSTNAME NAME"
 // (NAME only when it is not the alias) for each of the linked container's
 // addresses.

@@ -896,6 +896,17 @@ func TestNetworkLinks(t *testing.T) {
 	if out := e.sh(lk, "grep -w db /etc/hosts"); out != ip2+"\tdb "+web[:12]+" web\n" {
 		t.Errorf("after web restarted on %s, lk's /etc/hosts has %q", ip2, out)
 	}
+	// Renames keep the links (Docker's link graph holds containers):
+	// inspect shows the new names and lk starts again with web renamed.
+	e.ok("rename", "web", "web2")
+	e.ok("rename", "lk", "lk2")
+	if c, _ := e.inspectC(lk); !slices.Equal(c.HostConfig.Links, []string{"/web2:/lk2/db"}) {
+		t.Errorf("after renames, inspect lk2 HostConfig.Links = %q, want [/web2:/lk2/db]", c.HostConfig.Links)
+	}
+	e.ok("restart", "-t", "0", "lk2")
+	if out := e.sh(lk, "grep -w db /etc/hosts"); out != ip2+"\tdb "+web[:12]+" web2\n" {
+		t.Errorf("lk2 restarted with a link to the renamed web2: /etc/hosts has %q", out)
+	}
 
 	e.ok("network", "create", "--subnet", "10.124.0.0/24", "lnet")
 	srv := e.runD("--name", "srv", "--network", "lnet", box, "sleep", "1000")
