@@ -625,6 +625,14 @@ func TestNetworkConnect(t *testing.T) {
 	if r := e.run(nil, "network", "connect", "side", e.runD("--net", "host", box, "sleep", "1000")); r.code == 0 {
 		t.Errorf("connect of a --net host container: %v", r)
 	}
+	// peer leaves the network whose gateway served its DNS: it moves to
+	// the server of the other user-defined network it is on.
+	e.ok("network", "create", "--subnet", "10.125.0.0/24", "side2")
+	e.ok("network", "connect", "side2", "peer")
+	e.ok("network", "disconnect", "side", "peer")
+	if out := e.sh(peer, "cat /etc/resolv.conf"); !strings.Contains(out, "nameserver 10.125.0.1\n") {
+		t.Errorf("peer left side for side2: resolv.conf:\n%s", out)
+	}
 }
 
 // TestNetworkModes: none has loopback only, host the host's stack,
