@@ -1000,3 +1000,83 @@ func TestNetworkConnectLink(t *testing.T) {
 		t.Errorf("connect --link to the default bridge: %v", r)
 	}
 }
+
+// TestNetworkDockerParity runs the same scenario on berth and on Docker
+// (skipped where dockerd is not installed): a container of the default
+// bridge connected later to a user-defined network resolves that network's
+// containers by name (its resolv.conf switches to the embedded server); a
+// container linking to another sees it at its new address once it starts
+// again; renaming either keeps the link, with the new names in inspect and
+// in /etc/hosts after a restart.
+func TestNetworkDockerParity(t *testing.T) {
+	e := newNetEnv(t)
+	d := startDockerdWith(t, "")
+	if out, err := d.run("import", busyboxTar, "e2e/parity:1"); err != nil {
+		t.Fatalf("docker import: %v\n%s", err, out)
+	}
+	berth := func(args ...string) (string, error) {
+		r := e.run(nil, args...)
+		if r.code != 0 {
+			return r.stdout + r.stderr, fmt.Errorf("berth %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
+		}
+		return r.stdout, nil
+	}
+	t.Run("berth", func(t *testing.T) { networkParity(t, berth, box, "10.126.0") })
+	t.Run("docker", func(t *testing.T) { networkParity(t, d.run, "e2e/parity:1", "10.127.0") })
+}
+
+// networkParity is TestNetworkDockerParity's scenario on one engine: run
+// runs its CLI, img is its busybox image, net24 the first three bytes of
+// the user-defined network's subnet.
+func networkParity(t *testing.T, run func(args ...string) (string, error), img, net24 string) {
+	must := func(args ...string) string {
+		t.Helper()
+		out, err := run(args...)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return out
+	}
+	t.Cleanup(func() {
+		run("rm", "-f", "ppeer", "pweb", "pweb2", "plk", "plk2", "pfill")
+		run("network", "rm", "pnet")
+	})
+	must("network", "create", "--subnet", net24+".0/24", "pnet")
+	must("run", "-d", "--name", "ppeer", "--network", "pnet", img, "sleep", "1000")
+	must("run", "-d", "--name", "pweb", img, "sleep", "1000")
+	before := must("exec", "pweb", "cat", "/etc/resolv.conf")
+	must("network", "connect", "pnet", "pweb")
+	after := must("exec", "pweb", "cat", "/etc/resolv.conf")
+	if after == before || !strings.Contains(after, "ndots:0") {
+		t.Errorf("resolv.conf after connect to a user-defined network:\n%s\nbefore:\n%s", after, before)
+	}
+	if out, err := run("exec", "pweb", "nslookup", "ppeer"); err != nil || !strings.Contains(out, "Address: "+net24+".") {
+		t.Errorf("connected: pweb resolves ppeer: %v\n%s", err, out)
+	}
+
+	bridgeIP := func(ctr string) string {
+		return strings.TrimSpace(must("inspect", "-f", "{{.NetworkSettings.Networks.bridge.IPAddress}}", ctr))
+	}
+	id := strings.TrimSpace(must("inspect", "-f", "{{.Id}}", "pweb"))
+	must("run", "-d", "--name", "plk", "--link", "pweb:db", img, "sleep", "1000")
+	old := bridgeIP("pweb")
+	must("stop", "-t", "0", "pweb")
+	must("run", "-d", "--name", "pfill", img, "sleep", "1000")
+	must("start", "pweb")
+	ip := bridgeIP("pweb")
+	if ip == old {
+		t.Errorf("pweb started again on its old address %s: the scenario needs another", ip)
+	}
+	if out := must("exec", "plk", "cat", "/etc/hosts"); !strings.Contains(out, ip+"\tdb "+id[:12]+" pweb\n") {
+		t.Errorf("after pweb restarted on %s, plk's /etc/hosts:\n%s", ip, out)
+	}
+	must("rename", "pweb", "pweb2")
+	must("rename", "plk", "plk2")
+	if out := strings.TrimSpace(must("inspect", "-f", "{{json .HostConfig.Links}}", "plk2")); out != `["/pweb2:/plk2/db"]` {
+		t.Errorf("after renames, plk2's HostConfig.Links = %s", out)
+	}
+	must("restart", "-t", "0", "plk2")
+	if out := must("exec", "plk2", "cat", "/etc/hosts"); !strings.Contains(out, ip+"\tdb "+id[:12]+" pweb2\n") {
+		t.Errorf("plk2 restarted after the renames: /etc/hosts:\n%s", out)
+	}
+}
