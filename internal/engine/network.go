@@ -595,12 +595,7 @@ func (e *Engine) etcFiles(ctx context.Context, c *Container, hostname string) (m
 		}
 		hosts.Extra = append(hosts.Extra, he)
 	}
-	// Checked at start; a linked container that stopped since (a connect
-	// re-renders the files) leaves its entries out.
-	links, _ := e.bridgeLinks(ctx, c)
-	for _, l := range links {
-		hosts.Extra = append(hosts.Extra, l.hostsLines()...)
-	}
+	hosts.Extra = append(hosts.Extra, e.linkHostEntries(ctx, c)...)
 	if h.NetworkMode.IsHost() {
 		// The host's own files, as Docker gives them.
 		b, _ := os.ReadFile("/etc/hosts")
@@ -887,35 +882,76 @@ func (e *Engine) bridgeLinks(ctx context.Context, c *Container) ([]link, error) 
 	}
 	var out []link
 	for _, l := range c.HostConfig.Links {
-		name, alias, err := parseLink(l)
+		lk, err := e.bridgeLink(ctx, m, c, l)
 		if err != nil {
 			return nil, err
-		}
-		child, err := e.linkedContainer(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		switch child.State.Status {
-		case StatusRunning, StatusPaused, StatusRestarting:
-		default:
-			return nil, fmt.Errorf("%w: Cannot link to a non running container: /%s AS /%s/%s", ErrConflict, child.Name, c.Name, alias)
-		}
-		eps, err := m.Endpoints(ctx, child.ID)
-		if err != nil {
-			return nil, netError(err)
-		}
-		lk := link{alias: alias, child: child}
-		for _, ep := range eps {
-			if ep.NetworkName == network.NameBridge {
-				lk.ipv4, lk.ipv6 = ep.IPv4.Addr(), ep.IPv6.Addr()
-			}
-		}
-		if !lk.ipv4.IsValid() {
-			return nil, fmt.Errorf("%w: Cannot link to /%s, as it does not belong to the default network", ErrConflict, child.Name)
 		}
 		out = append(out, lk)
 	}
 	return out, nil
+}
+
+// bridgeLink resolves one link of bridgeLinks.
+func (e *Engine) bridgeLink(ctx context.Context, m *network.Manager, c *Container, l string) (link, error) {
+	name, alias, err := parseLink(l)
+	if err != nil {
+		return link{}, err
+	}
+	child, err := e.linkedContainer(ctx, name)
+	if err != nil {
+		return link{}, err
+	}
+	switch child.State.Status {
+	case StatusRunning, StatusPaused, StatusRestarting:
+	default:
+		return link{}, fmt.Errorf("%w: Cannot link to a non running container: /%s AS /%s/%s", ErrConflict, child.Name, c.Name, alias)
+	}
+	eps, err := m.Endpoints(ctx, child.ID)
+	if err != nil {
+		return link{}, netError(err)
+	}
+	lk := link{alias: alias, child: child}
+	for _, ep := range eps {
+		if ep.NetworkName == network.NameBridge {
+			lk.ipv4, lk.ipv6 = ep.IPv4.Addr(), ep.IPv6.Addr()
+		}
+	}
+	if !lk.ipv4.IsValid() {
+		return link{}, fmt.Errorf("%w: Cannot link to /%s, as it does not belong to the default network", ErrConflict, child.Name)
+	}
+	return lk, nil
+}
+
+// linkHostEntries are the /etc/hosts entries of a container's links on the
+// default bridge. They are checked at start (bridgeLinks); on a later
+// render (network connect, disconnect) a linked container that stopped or
+// went since keeps the entries the file has for its alias, as Docker's
+// do (it only ever updates them), and the others are rendered anew.
+func (e *Engine) linkHostEntries(ctx context.Context, c *Container) []resolv.HostEntry {
+	if len(c.HostConfig.Links) == 0 || string(c.HostConfig.NetworkMode) != network.NameBridge {
+		return nil
+	}
+	m, err := e.network()
+	if err != nil {
+		return nil
+	}
+	var current []byte
+	var out []resolv.HostEntry
+	for _, l := range c.HostConfig.Links {
+		if lk, err := e.bridgeLink(ctx, m, c, l); err == nil {
+			out = append(out, lk.hostsLines()...)
+			continue
+		}
+		_, alias, err := parseLink(l)
+		if err != nil {
+			continue
+		}
+		if current == nil {
+			current, _ = os.ReadFile(filepath.Join(e.containerDir(c.ID), "hosts"))
+		}
+		out = append(out, resolv.HostsEntries(current, alias)...)
+	}
+	return out
 }
 
 // userNetworkLinks are the links of a container on a user-defined network,

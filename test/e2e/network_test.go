@@ -917,6 +917,13 @@ func TestNetworkLinks(t *testing.T) {
 	}
 
 	e.ok("network", "create", "--subnet", "10.124.0.0/24", "lnet")
+	// A connect re-renders /etc/hosts: the entries of a linked container
+	// that stopped since stay, as Docker's do.
+	e.ok("stop", "-t", "0", "web2")
+	e.ok("network", "connect", "lnet", "lk2")
+	if out := e.sh(lk, "grep -w db /etc/hosts"); out != ip2+"\tdb "+web[:12]+" web2\n" {
+		t.Errorf("lk2 connected to lnet while web2 is stopped: /etc/hosts has %q", out)
+	}
 	srv := e.runD("--name", "srv", "--network", "lnet", box, "sleep", "1000")
 	cli := e.runD("--name", "cli", "--network", "lnet", "--link", "srv:backend", "--link", "nosuch:later", box, "sleep", "1000")
 	out, code, _ := e.shAny(cli, "nslookup backend | sed -n '/^Name:/,$p' | grep -m1 Address | cut -d' ' -f2")

@@ -125,6 +125,21 @@ func UpdateHostsAddr(hosts []byte, name string, v4, v6 netip.Addr) []byte {
 	return b.Bytes()
 }
 
+// HostsEntries are the entries of the /etc/hosts content hosts whose first
+// name is name, with all their names.
+func HostsEntries(hosts []byte, name string) []HostEntry {
+	var out []HostEntry
+	for _, l := range strings.Split(string(hosts), "\n") {
+		addr, names, ok := strings.Cut(l, "\t")
+		a, err := netip.ParseAddr(addr)
+		f := strings.Fields(names)
+		if ok && err == nil && len(f) > 0 && f[0] == name {
+			out = append(out, HostEntry{Name: strings.Join(f, " "), Addr: a})
+		}
+	}
+	return out
+}
+
 // RenderHostname renders /etc/hostname.
 func RenderHostname(hostname string) []byte { return []byte(hostname + "\n") }
 

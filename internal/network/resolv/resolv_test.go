@@ -167,3 +167,15 @@ func TestUpdateHostsAddr(t *testing.T) {
 		t.Errorf("UpdateHostsAddr(db, no IPv6) =\n%s", got)
 	}
 }
+
+func TestHostsEntries(t *testing.T) {
+	hosts := "127.0.0.1\tlocalhost\n172.30.0.2\tdb web1 web\nfd00::2\tdb web1 web\n172.30.0.5\tdbx\n# 172.30.0.2\tdb\n"
+	got := HostsEntries([]byte(hosts), "db")
+	want := []HostEntry{{Name: "db web1 web", Addr: netip.MustParseAddr("172.30.0.2")}, {Name: "db web1 web", Addr: netip.MustParseAddr("fd00::2")}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("HostsEntries(db) = %v, want %v", got, want)
+	}
+	if got := HostsEntries(nil, "db"); got != nil {
+		t.Errorf("HostsEntries(nil) = %v", got)
+	}
+}
