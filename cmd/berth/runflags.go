@@ -683,8 +683,12 @@ func addPublish(s string, ports network.PortSet, bindings network.PortMap) error
 	}
 	hlo, hhi := 0, 0
 	if hostPort != "" {
-		if hlo, hhi, err = portRange(hostPort); err != nil {
-			return err
+		// Host port 0 is any free one, as with no host port (Docker's
+		// reading; the binding keeps "0").
+		if hostPort != "0" {
+			if hlo, hhi, err = portRange(hostPort); err != nil {
+				return err
+			}
 		}
 		if hhi-hlo != chi-clo && chi != clo {
 			return fmt.Errorf("the host and container port ranges differ in size")

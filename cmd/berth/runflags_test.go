@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -88,6 +89,51 @@ func TestRunFlagErrors(t *testing.T) {
 		_, _, err := parseRun(t, tt.args...)
 		if err == nil || !strings.Contains(err.Error(), tt.errSub) {
 			t.Errorf("run %q: err = %v, want it to mention %q", tt.args, err, tt.errSub)
+		}
+	}
+}
+
+// TestPublishBindings checks -p against the bindings docker-cli 28 sends
+// (HostConfig.PortBindings of its create request).
+func TestPublishBindings(t *testing.T) {
+	tests := []struct {
+		spec, want, errSub string
+	}{
+		{spec: "80", want: "80/tcp=:"},
+		{spec: "0:80", want: "80/tcp=:0"}, // any free host port, like "80"
+		{spec: "127.0.0.1:0:81/udp", want: "81/udp=127.0.0.1:0"},
+		{spec: "8080:80", want: "80/tcp=:8080"},
+		{spec: "8000-8010:80", want: "80/tcp=:8000-8010"},
+		{spec: "8000-8001:80-81", want: "80/tcp=:8000 81/tcp=:8001"},
+		{spec: "0:80-81", errSub: "ranges differ in size"},
+		{spec: "0-5:80", errSub: "invalid port"},
+		{spec: "8080:0", errSub: "invalid port"},
+	}
+	for _, tt := range tests {
+		_, bindings, err := parsePorts([]string{tt.spec}, nil)
+		if tt.errSub != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.errSub) || !strings.Contains(err.Error(), "--publish") {
+				t.Errorf("-p %s: err = %v, want --publish ... %q", tt.spec, err, tt.errSub)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("-p %s: %v", tt.spec, err)
+			continue
+		}
+		var got []string
+		for p, bs := range bindings {
+			for _, b := range bs {
+				ip := ""
+				if b.HostIP.IsValid() {
+					ip = b.HostIP.String()
+				}
+				got = append(got, p.String()+"="+ip+":"+b.HostPort)
+			}
+		}
+		slices.Sort(got)
+		if strings.Join(got, " ") != tt.want {
+			t.Errorf("-p %s: bindings %q, want %q", tt.spec, got, tt.want)
 		}
 	}
 }

@@ -595,12 +595,7 @@ func (e *Engine) etcFiles(ctx context.Context, c *Container, hostname string) (m
 		}
 		hosts.Extra = append(hosts.Extra, he)
 	}
-	// Checked at start; a linked container that stopped since (a connect
-	// re-renders the files) leaves its entries out.
-	links, _ := e.bridgeLinks(ctx, c)
-	for _, l := range links {
-		hosts.Extra = append(hosts.Extra, l.hostsLines()...)
-	}
+	hosts.Extra = append(hosts.Extra, e.linkHostEntries(ctx, c)...)
 	if h.NetworkMode.IsHost() {
 		// The host's own files, as Docker gives them.
 		b, _ := os.ReadFile("/etc/hosts")
@@ -887,35 +882,76 @@ func (e *Engine) bridgeLinks(ctx context.Context, c *Container) ([]link, error) 
 	}
 	var out []link
 	for _, l := range c.HostConfig.Links {
-		name, alias, err := parseLink(l)
+		lk, err := e.bridgeLink(ctx, m, c, l)
 		if err != nil {
 			return nil, err
-		}
-		child, err := e.linkedContainer(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		switch child.State.Status {
-		case StatusRunning, StatusPaused, StatusRestarting:
-		default:
-			return nil, fmt.Errorf("%w: Cannot link to a non running container: /%s AS /%s/%s", ErrConflict, child.Name, c.Name, alias)
-		}
-		eps, err := m.Endpoints(ctx, child.ID)
-		if err != nil {
-			return nil, netError(err)
-		}
-		lk := link{alias: alias, child: child}
-		for _, ep := range eps {
-			if ep.NetworkName == network.NameBridge {
-				lk.ipv4, lk.ipv6 = ep.IPv4.Addr(), ep.IPv6.Addr()
-			}
-		}
-		if !lk.ipv4.IsValid() {
-			return nil, fmt.Errorf("%w: Cannot link to /%s, as it does not belong to the default network", ErrConflict, child.Name)
 		}
 		out = append(out, lk)
 	}
 	return out, nil
+}
+
+// bridgeLink resolves one link of bridgeLinks.
+func (e *Engine) bridgeLink(ctx context.Context, m *network.Manager, c *Container, l string) (link, error) {
+	name, alias, err := parseLink(l)
+	if err != nil {
+		return link{}, err
+	}
+	child, err := e.linkedContainer(ctx, name)
+	if err != nil {
+		return link{}, err
+	}
+	switch child.State.Status {
+	case StatusRunning, StatusPaused, StatusRestarting:
+	default:
+		return link{}, fmt.Errorf("%w: Cannot link to a non running container: /%s AS /%s/%s", ErrConflict, child.Name, c.Name, alias)
+	}
+	eps, err := m.Endpoints(ctx, child.ID)
+	if err != nil {
+		return link{}, netError(err)
+	}
+	lk := link{alias: alias, child: child}
+	for _, ep := range eps {
+		if ep.NetworkName == network.NameBridge {
+			lk.ipv4, lk.ipv6 = ep.IPv4.Addr(), ep.IPv6.Addr()
+		}
+	}
+	if !lk.ipv4.IsValid() {
+		return link{}, fmt.Errorf("%w: Cannot link to /%s, as it does not belong to the default network", ErrConflict, child.Name)
+	}
+	return lk, nil
+}
+
+// linkHostEntries are the /etc/hosts entries of a container's links on the
+// default bridge. They are checked at start (bridgeLinks); on a later
+// render (network connect, disconnect) a linked container that stopped or
+// went since keeps the entries the file has for its alias, as Docker's
+// do (it only ever updates them), and the others are rendered anew.
+func (e *Engine) linkHostEntries(ctx context.Context, c *Container) []resolv.HostEntry {
+	if len(c.HostConfig.Links) == 0 || string(c.HostConfig.NetworkMode) != network.NameBridge {
+		return nil
+	}
+	m, err := e.network()
+	if err != nil {
+		return nil
+	}
+	var current []byte
+	var out []resolv.HostEntry
+	for _, l := range c.HostConfig.Links {
+		if lk, err := e.bridgeLink(ctx, m, c, l); err == nil {
+			out = append(out, lk.hostsLines()...)
+			continue
+		}
+		_, alias, err := parseLink(l)
+		if err != nil {
+			continue
+		}
+		if current == nil {
+			current, _ = os.ReadFile(filepath.Join(e.containerDir(c.ID), "hosts"))
+		}
+		out = append(out, resolv.HostsEntries(current, alias)...)
+	}
+	return out
 }
 
 // userNetworkLinks are the links of a container on a user-defined network,
@@ -931,6 +967,129 @@ func userNetworkLinks(c *Container) map[string]string {
 		}
 	}
 	return out
+}
+
+// updateLinkers points the /etc/hosts entries of the running containers
+// that link to c (--link on the default bridge) at c's address, after c
+// started again with another one, as Docker does (its daemon calls
+// UpdateHostsEntry on each linking container's sandbox when the linked one
+// joins the bridge): the lines whose first name is the link's alias get the
+// new address; the rest of each file is left as it is. Only a container
+// that ran before can have linkers (a link needs it running).
+func (e *Engine) updateLinkers(ctx context.Context, c *Container) {
+	if string(c.HostConfig.NetworkMode) != network.NameBridge {
+		return
+	}
+	m, err := e.network()
+	if err != nil {
+		return
+	}
+	eps, err := m.Endpoints(ctx, c.ID)
+	if err != nil {
+		return
+	}
+	var v4, v6 netip.Addr
+	for _, ep := range eps {
+		if ep.NetworkName == network.NameBridge {
+			v4, v6 = ep.IPv4.Addr(), ep.IPv6.Addr()
+		}
+	}
+	if !v4.IsValid() {
+		return
+	}
+	ids, _ := e.listIDs()
+	for _, id := range ids {
+		if id == c.ID {
+			continue
+		}
+		// Only records that name c are decoded (a whole record costs a
+		// good part of a millisecond).
+		b, err := os.ReadFile(filepath.Join(e.containerDir(id), "container.json"))
+		if err != nil || !bytes.Contains(b, []byte(c.Name)) {
+			continue
+		}
+		p, err := readContainer(e, id)
+		if err != nil || !running(p) || string(p.HostConfig.NetworkMode) != network.NameBridge {
+			continue
+		}
+		for _, l := range p.HostConfig.Links {
+			name, alias, err := parseLink(l)
+			if err != nil || name != c.Name {
+				continue
+			}
+			path := filepath.Join(e.containerDir(p.ID), "hosts")
+			old, err := os.ReadFile(path)
+			if err != nil {
+				continue
+			}
+			if b := resolv.UpdateHostsAddr(old, alias, v4, v6); !bytes.Equal(b, old) {
+				if err := rewriteInPlace(path, b); err != nil {
+					e.log.Warn("update /etc/hosts of a linking container", "container", p.ID, "link", l, "err", err)
+				}
+			}
+		}
+	}
+}
+
+// renameLinks is a container's links (Docker's "/CHILD:/PARENT/ALIAS")
+// after a container was renamed from old to name: as the linked container
+// (CHILD) and as the linking one (PARENT). Docker's link graph holds
+// containers, not names, so its links survive a rename, and inspect shows
+// the new names.
+func renameLinks(links []string, old, name string) []string {
+	if len(links) == 0 {
+		return links
+	}
+	out := make([]string, len(links))
+	for i, l := range links {
+		child, parent, ok := strings.Cut(l, ":")
+		if ok && child == "/"+old {
+			child = "/" + name
+		}
+		if rest, isOld := strings.CutPrefix(parent, "/"+old+"/"); ok && isOld {
+			parent = "/" + name + "/" + rest
+		}
+		if ok {
+			l = child + ":" + parent
+		}
+		out[i] = l
+	}
+	return out
+}
+
+// renameInLinkers renames the container id (from old to name) in the
+// links of the containers on the default bridge that link to it, so that
+// they find it at their next start (see renameLinks). Their /etc/hosts
+// keep the old name until then, as in Docker. Call with the names lock
+// held (a container's lock comes after it).
+func (e *Engine) renameInLinkers(ctx context.Context, id, old, name string) {
+	ids, _ := e.listIDs()
+	for _, pid := range ids {
+		if pid == id {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(e.containerDir(pid), "container.json"))
+		if err != nil || !bytes.Contains(b, []byte(old)) {
+			continue
+		}
+		p, err := readContainer(e, pid)
+		if err != nil || string(p.HostConfig.NetworkMode) != network.NameBridge ||
+			slices.Equal(renameLinks(p.HostConfig.Links, old, name), p.HostConfig.Links) {
+			continue
+		}
+		err = e.saveLocked(ctx, p, func(cur *Container) {
+			// Only the linked container's part: the linking one is not
+			// renamed.
+			for i, l := range cur.HostConfig.Links {
+				if child, parent, ok := strings.Cut(l, ":"); ok && child == "/"+old {
+					cur.HostConfig.Links[i] = "/" + name + ":" + parent
+				}
+			}
+		})
+		if err != nil {
+			e.log.Warn("rename a linked container in the links of another", "container", pid, "err", err)
+		}
+	}
 }
 
 // hostsLines are the /etc/hosts entries of a link: "ALIAS HOSTNAME NAME"

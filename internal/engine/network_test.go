@@ -61,3 +61,21 @@ func TestLinkEnv(t *testing.T) {
 		t.Errorf("env(client) =\n%q\nwant\n%q", got, want)
 	}
 }
+
+func TestRenameLinks(t *testing.T) {
+	tests := []struct {
+		links []string
+		want  []string
+	}{
+		{nil, nil},
+		{[]string{"/web:/cli/db"}, []string{"/web2:/cli/db"}},                          // web is the linked container
+		{[]string{"/db:/web/db", "/x:/web/y"}, []string{"/db:/web2/db", "/x:/web2/y"}}, // web links to others
+		{[]string{"/webx:/cli/web"}, []string{"/webx:/cli/web"}},                       // another name, the alias alone
+		{[]string{"/web:/web/self"}, []string{"/web2:/web2/self"}},
+	}
+	for _, tt := range tests {
+		if got := renameLinks(slices.Clone(tt.links), "web", "web2"); !slices.Equal(got, tt.want) {
+			t.Errorf("renameLinks(%q, web -> web2) = %q, want %q", tt.links, got, tt.want)
+		}
+	}
+}

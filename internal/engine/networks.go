@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -152,7 +155,7 @@ func (e *Engine) NetworkConnect(ctx context.Context, netRef, ctrRef string, s *m
 		return err
 	}
 	if running(c) {
-		e.refreshHosts(ctx, c)
+		e.refreshEtcFiles(ctx, c)
 	}
 	e.Emit(events.NetworkEventType, events.ActionConnect, nw.ID, map[string]string{"name": nw.Name, "type": nw.Driver, "container": c.ID})
 	return nil
@@ -202,7 +205,7 @@ func (e *Engine) NetworkDisconnect(ctx context.Context, netRef, ctrRef string, f
 		return err
 	}
 	if running(c) {
-		e.refreshHosts(ctx, c)
+		e.refreshEtcFiles(ctx, c)
 	}
 	e.Emit(events.NetworkEventType, events.ActionDisconnect, nw.ID, map[string]string{"name": nw.Name, "type": nw.Driver, "container": c.ID})
 	return nil
@@ -216,23 +219,78 @@ func running(c *Container) bool {
 	return false
 }
 
-// refreshHosts rewrites a running container's /etc/hosts after its
-// addresses changed, in place: the container sees the file through a bind
-// mount of this inode.
-func (e *Engine) refreshHosts(ctx context.Context, c *Container) {
+// refreshEtcFiles rewrites a running container's /etc/hosts and
+// /etc/resolv.conf after its networks changed, in place: the container
+// sees the files through bind mounts of these inodes.
+//
+// resolv.conf follows the networks as in Docker (libnetwork's
+// Sandbox.rebuildDNS on a join): joining a user-defined network switches
+// it to the embedded DNS server. Leaving that network switches it to the
+// next user-defined network's server, or back to the host's resolvers:
+// Docker keeps its 127.0.0.11 resolver for the container's life, while
+// berth's server listens on the network's gateway and goes with it. A
+// resolv.conf the user changed is left alone, as Docker does.
+func (e *Engine) refreshEtcFiles(ctx context.Context, c *Container) {
 	hostname := c.Config.Hostname
 	if hostname == "" {
 		hostname = e.utsHostname(ctx, c)
 	}
 	files, err := e.etcFiles(ctx, c, hostname)
 	if err != nil {
-		e.log.Warn("render /etc/hosts", "container", c.ID, "err", err)
+		e.log.Warn("render /etc/hosts and /etc/resolv.conf", "container", c.ID, "err", err)
 		return
 	}
-	f, err := os.OpenFile(filepath.Join(e.containerDir(c.ID), "hosts"), os.O_WRONLY|os.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	dir := e.containerDir(c.ID)
+	if err := rewriteInPlace(filepath.Join(dir, "hosts"), files["/etc/hosts"]); err != nil {
+		e.log.Warn("rewrite /etc/hosts", "container", c.ID, "err", err)
+	}
+	rc := filepath.Join(dir, "resolv.conf")
+	if userModified(rc) {
+		return
+	}
+	if err := rewriteInPlace(rc, files["/etc/resolv.conf"]); err != nil {
+		e.log.Warn("rewrite /etc/resolv.conf", "container", c.ID, "err", err)
+		return
+	}
+	if err := writeFileAtomic(rc+".hash", hashOf(files["/etc/resolv.conf"]), 0o600); err != nil {
+		e.log.Warn("record the hash of /etc/resolv.conf", "container", c.ID, "err", err)
+	}
+}
+
+// rewriteInPlace replaces the content of the file at path, keeping its
+// inode (a bind mount's source); a missing file is left missing.
+func rewriteInPlace(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
-		return
+		return err
 	}
-	defer f.Close()
-	f.Write(files["/etc/hosts"])
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// hashOf is the hash recorded next to a file berth wrote (PATH.hash).
+func hashOf(b []byte) []byte {
+	sum := sha256.Sum256(b)
+	return []byte(hex.EncodeToString(sum[:]))
+}
+
+// userModified says the file at path is not what berth last wrote there
+// (PATH.hash). Without a hash (a container started by an older berth)
+// the file counts as berth's, as in Docker.
+func userModified(path string) bool {
+	want, err := os.ReadFile(path + ".hash")
+	if err != nil {
+		return false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	return !bytes.Equal(hashOf(b), want)
 }

@@ -268,9 +268,13 @@ func (e *Engine) Rename(ctx context.Context, ref, name string) error {
 		return fmt.Errorf("%w: Conflict. The container name \"/%s\" is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", ErrConflict, name, id)
 	}
 	old := c.Name
-	if err := e.saveLocked(ctx, c, func(cur *Container) { cur.Name = name }); err != nil {
+	if err := e.saveLocked(ctx, c, func(cur *Container) {
+		cur.Name = name
+		cur.HostConfig.Links = renameLinks(cur.HostConfig.Links, old, name)
+	}); err != nil {
 		return err
 	}
+	e.renameInLinkers(ctx, c.ID, old, name)
 	e.containerEvent(c, events.ActionRename, map[string]string{"oldName": "/" + old})
 	return nil
 }

@@ -125,6 +125,9 @@ func (e *Engine) start(ctx context.Context, id string, o StartOptions) (failed *
 		return nil, fmt.Errorf("start container %s: %w", c.Name, err)
 	}
 	step("network connected")
+	if !c.State.StartedAt.IsZero() { // started before: linking containers may follow its new address
+		e.updateLinkers(ctx, c)
+	}
 	spec, err := e.renderSpec(ctx, c, rootfs)
 	if err != nil {
 		return nil, err
@@ -380,6 +383,12 @@ func (e *Engine) writeEtcFiles(ctx context.Context, c *Container) (map[string]st
 			return nil, err
 		}
 		out[dst] = p
+	}
+	// What berth wrote, to leave alone a resolv.conf the user changed when
+	// the networks change (refreshEtcFiles).
+	rc := filepath.Join(dir, "resolv.conf")
+	if err := writeFileAtomic(rc+".hash", hashOf(files["/etc/resolv.conf"]), 0o600); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

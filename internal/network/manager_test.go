@@ -367,14 +367,15 @@ func TestPortRequests(t *testing.T) {
 		network.MustParsePort("80/tcp"):  {{HostPort: "8080"}, {HostIP: ip("127.0.0.1"), HostPort: "9090"}},
 		network.MustParsePort("53/udp"):  {{HostPort: ""}},
 		network.MustParsePort("443/tcp"): {{HostPort: "8443-8450"}},
+		network.MustParsePort("81/tcp"):  {{HostPort: "0"}}, // any free port (Docker)
 	}
 	exposed := network.PortSet{network.MustParsePort("80/tcp"): {}, network.MustParsePort("22/tcp"): {}}
 	tests := []struct {
 		publishAll bool
 		want       []string
 	}{
-		{false, []string{"8080:80/tcp", "127.0.0.1:9090:80/tcp", "8443-8450:443/tcp", "0:53/udp"}},
-		{true, []string{"8080:80/tcp", "127.0.0.1:9090:80/tcp", "8443-8450:443/tcp", "0:53/udp", "0:22/tcp"}},
+		{false, []string{"8080:80/tcp", "127.0.0.1:9090:80/tcp", "0:81/tcp", "8443-8450:443/tcp", "0:53/udp"}},
+		{true, []string{"8080:80/tcp", "127.0.0.1:9090:80/tcp", "0:81/tcp", "8443-8450:443/tcp", "0:53/udp", "0:22/tcp"}},
 	}
 	for _, tt := range tests {
 		reqs, err := PortRequests(bindings, exposed, tt.publishAll)
@@ -393,7 +394,7 @@ func TestPortRequests(t *testing.T) {
 		!strings.Contains(err.Error(), "IPv6 loopback is not supported") {
 		t.Errorf("PortRequests([::1]:8080:80) = %v, want ErrInvalid naming IPv6 loopback", err)
 	}
-	for _, hp := range []string{"x", "0", "70000", "9000-8000"} {
+	for _, hp := range []string{"x", "0-10", "70000", "9000-8000"} {
 		if _, err := PortRequests(network.PortMap{network.MustParsePort("80/tcp"): {{HostPort: hp}}}, nil, false); !errors.Is(err, ErrInvalid) {
 			t.Errorf("PortRequests(host port %q) = %v, want ErrInvalid", hp, err)
 		}

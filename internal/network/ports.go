@@ -37,8 +37,9 @@ func (r PortRequest) String() string {
 }
 
 // PortRequests turns a container's Docker port configuration into
-// requests: every binding of -p (HostPort "", "8080" or "8000-8010"), and
-// with -P every exposed port without a binding, to a random host port.
+// requests: every binding of -p (HostPort "" or "0": any free port;
+// "8080"; or "8000-8010"), and with -P every exposed port without a
+// binding, to a random host port.
 func PortRequests(bindings network.PortMap, exposed network.PortSet, publishAll bool) ([]PortRequest, error) {
 	var out []PortRequest
 	add := func(p network.Port, b network.PortBinding) error {
@@ -56,7 +57,8 @@ func PortRequests(bindings network.PortMap, exposed network.PortSet, publishAll 
 			// route_localnet): a rule would be a black hole.
 			return fmt.Errorf("%w: --publish [::1]:%s:%s: publishing on IPv6 loopback is not supported: the kernel does not route DNATed packets from ::1; publish on 127.0.0.1, or on every address and connect to 127.0.0.1 or a global IPv6 address of the host", ErrInvalid, b.HostPort, p)
 		}
-		if b.HostPort != "" {
+		// Host port "0" is any free port, as "" (Docker's reading).
+		if b.HostPort != "" && b.HostPort != "0" {
 			lo, hi, isRange := strings.Cut(b.HostPort, "-")
 			l, err := strconv.ParseUint(lo, 10, 16)
 			if err != nil || l == 0 {

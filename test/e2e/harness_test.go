@@ -346,8 +346,8 @@ func (e *env) storeEntries() []string {
 
 // dockerd is a private Docker daemon for tests that check compatibility
 // with Docker itself: its own data root, exec root and socket under a temp
-// dir, no bridge and no iptables, stopped (with the containerd it starts)
-// and unmounted when the test ends.
+// dir, no iptables (and no bridge unless asked), stopped (with the
+// containerd it starts) and unmounted when the test ends.
 type dockerd struct {
 	t    *testing.T
 	dir  string
@@ -358,6 +358,14 @@ type dockerd struct {
 // startDockerd starts a private dockerd, or skips the test when Docker is
 // not installed (Debian: docker.io).
 func startDockerd(t *testing.T) *dockerd {
+	t.Helper()
+	return startDockerdWith(t, "--bridge=none")
+}
+
+// startDockerdWith is startDockerd with the default bridge given by
+// bridgeFlag: "--bridge=none" for none, "" for Docker's docker0 (172.17/16,
+// in the suite's throwaway network namespace; still no iptables).
+func startDockerdWith(t *testing.T, bridgeFlag string) *dockerd {
 	t.Helper()
 	bin, err := exec.LookPath("dockerd")
 	if err != nil {
@@ -376,10 +384,14 @@ func startDockerd(t *testing.T) *dockerd {
 	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--config-file", filepath.Join(dir, "daemon.json"),
+	args := []string{"--config-file", filepath.Join(dir, "daemon.json"),
 		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
-		"--pidfile", filepath.Join(dir, "docker.pid"), "-H", "unix://"+d.sock,
-		"--bridge=none", "--iptables=false", "--ip-masq=false", "--log-level", "warn")
+		"--pidfile", filepath.Join(dir, "docker.pid"), "-H", "unix://" + d.sock,
+		"--iptables=false", "--ip-masq=false", "--log-level", "warn"}
+	if bridgeFlag != "" {
+		args = append(args, bridgeFlag)
+	}
+	cmd := exec.Command(bin, args...)
 	logf, err := os.Create(filepath.Join(dir, "dockerd.log"))
 	if err != nil {
 		t.Fatal(err)

@@ -347,8 +347,8 @@ func TestNetworkPublish(t *testing.T) {
 	}
 
 	// -P publishes the exposed ports on free host ports; a range gives one
-	// port of it.
-	all := e.runD("--name", "all", "-P", "--expose", "80", "-p", "18090-18095:8080", box, "httpd", "-f", "-p", "80", "-h", "/etc")
+	// port of it; host port 0 is any free one (Docker's reading).
+	all := e.runD("--name", "all", "-P", "--expose", "80", "-p", "18090-18095:8080", "-p", "127.0.0.1:0:81", box, "httpd", "-f", "-p", "80", "-h", "/etc")
 	hostPort := strings.TrimPrefix(strings.TrimSpace(e.ok("port", "all", "80")), "0.0.0.0:")
 	if n := atoi(hostPort); n < 1024 {
 		t.Errorf("-P: port all 80 = %q, want a port of the ephemeral range", hostPort)
@@ -359,6 +359,9 @@ func TestNetworkPublish(t *testing.T) {
 	}
 	if n := atoi(strings.TrimPrefix(strings.TrimSpace(e.ok("port", "all", "8080")), "0.0.0.0:")); n < 18090 || n > 18095 {
 		t.Errorf("-p 18090-18095:8080 published on %d", n)
+	}
+	if out := strings.TrimSpace(e.ok("port", "all", "81")); !strings.HasPrefix(out, "127.0.0.1:") || atoi(strings.TrimPrefix(out, "127.0.0.1:")) < 1024 {
+		t.Errorf("-p 127.0.0.1:0:81: port all 81 = %q, want 127.0.0.1:PORT of the ephemeral range", out)
 	}
 
 	// A host port that is taken: refused, and nothing is created.
@@ -572,6 +575,20 @@ func TestNetworkConnect(t *testing.T) {
 			t.Errorf("peer resolves %s: %q", name, out)
 		}
 	}
+	// web, started on the default bridge, now uses the embedded DNS server
+	// (Docker: the sandbox's resolver starts on the join and rewrites
+	// resolv.conf), and resolves peer by name.
+	peerIP := e.endpoint(peer, "side").IPAddress.String()
+	if out, code, _ := e.shAny(web, "nslookup peer"); code != 0 || !strings.Contains(out, peerIP) {
+		t.Errorf("connected: web resolves peer: %q (resolv.conf:\n%s)", out, e.sh(web, "cat /etc/resolv.conf"))
+	}
+	// A resolv.conf the user changed is left alone, as in Docker.
+	mod := e.runD("--name", "mod", box, "sleep", "1000")
+	e.sh(mod, "echo 'nameserver 192.0.2.53' > /etc/resolv.conf")
+	e.ok("network", "connect", "side", "mod")
+	if out := e.sh(mod, "cat /etc/resolv.conf"); out != "nameserver 192.0.2.53\n" {
+		t.Errorf("connected: a resolv.conf the user wrote was changed to:\n%s", out)
+	}
 	if in, _ := e.inspectC(web); len(in.NetworkSettings.Networks) != 2 || in.NetworkSettings.Networks["side"].IPAddress.String() != "10.124.0.99" {
 		t.Errorf("inspect after connect: %+v", in.NetworkSettings.Networks)
 	}
@@ -581,6 +598,11 @@ func TestNetworkConnect(t *testing.T) {
 	e.ok("network", "disconnect", "side", "web")
 	if _, code, _ := e.shAny(web, "ip addr show eth1"); code == 0 {
 		t.Errorf("disconnected: web still has eth1")
+	}
+	// The embedded server was on side's gateway: back to the host's
+	// resolvers (Docker keeps 127.0.0.11, which its daemon still serves).
+	if out := e.sh(web, "cat /etc/resolv.conf"); strings.Contains(out, "10.124.0.1") || strings.Contains(out, "ndots:0") {
+		t.Errorf("disconnected from its only user-defined network: web's resolv.conf still names the embedded server:\n%s", out)
 	}
 	if out, code, _ := e.shAny(peer, "nslookup web"); code == 0 && strings.Contains(out, "10.124.0.99") {
 		t.Errorf("disconnected: peer still resolves web: %q", out)
@@ -602,6 +624,14 @@ func TestNetworkConnect(t *testing.T) {
 	}
 	if r := e.run(nil, "network", "connect", "side", e.runD("--net", "host", box, "sleep", "1000")); r.code == 0 {
 		t.Errorf("connect of a --net host container: %v", r)
+	}
+	// peer leaves the network whose gateway served its DNS: it moves to
+	// the server of the other user-defined network it is on.
+	e.ok("network", "create", "--subnet", "10.125.0.0/24", "side2")
+	e.ok("network", "connect", "side2", "peer")
+	e.ok("network", "disconnect", "side", "peer")
+	if out := e.sh(peer, "cat /etc/resolv.conf"); !strings.Contains(out, "nameserver 10.125.0.1\n") {
+		t.Errorf("peer left side for side2: resolv.conf:\n%s", out)
 	}
 }
 
@@ -861,7 +891,39 @@ func TestNetworkLinks(t *testing.T) {
 		t.Errorf("after the refused start, host links %v, want web's only", hostLinksOf)
 	}
 
+	// web starts again with another address: the /etc/hosts of a running
+	// container linking to it follows (Docker updates it at web's start).
+	lk := e.runD("--name", "lk", "--link", "web:db", box, "sleep", "1000")
+	e.ok("stop", "-t", "0", "web")
+	e.runD(box, "sleep", "1000") // takes web's address
+	e.ok("start", "web")
+	ip2 := e.endpoint(web, "bridge").IPAddress.String()
+	if ip2 == ip {
+		t.Errorf("web restarted with its old address %s: the test needs another", ip)
+	}
+	if out := e.sh(lk, "grep -w db /etc/hosts"); out != ip2+"\tdb "+web[:12]+" web\n" {
+		t.Errorf("after web restarted on %s, lk's /etc/hosts has %q", ip2, out)
+	}
+	// Renames keep the links (Docker's link graph holds containers):
+	// inspect shows the new names and lk starts again with web renamed.
+	e.ok("rename", "web", "web2")
+	e.ok("rename", "lk", "lk2")
+	if c, _ := e.inspectC(lk); !slices.Equal(c.HostConfig.Links, []string{"/web2:/lk2/db"}) {
+		t.Errorf("after renames, inspect lk2 HostConfig.Links = %q, want [/web2:/lk2/db]", c.HostConfig.Links)
+	}
+	e.ok("restart", "-t", "0", "lk2")
+	if out := e.sh(lk, "grep -w db /etc/hosts"); out != ip2+"\tdb "+web[:12]+" web2\n" {
+		t.Errorf("lk2 restarted with a link to the renamed web2: /etc/hosts has %q", out)
+	}
+
 	e.ok("network", "create", "--subnet", "10.124.0.0/24", "lnet")
+	// A connect re-renders /etc/hosts: the entries of a linked container
+	// that stopped since stay, as Docker's do.
+	e.ok("stop", "-t", "0", "web2")
+	e.ok("network", "connect", "lnet", "lk2")
+	if out := e.sh(lk, "grep -w db /etc/hosts"); out != ip2+"\tdb "+web[:12]+" web2\n" {
+		t.Errorf("lk2 connected to lnet while web2 is stopped: /etc/hosts has %q", out)
+	}
 	srv := e.runD("--name", "srv", "--network", "lnet", box, "sleep", "1000")
 	cli := e.runD("--name", "cli", "--network", "lnet", "--link", "srv:backend", "--link", "nosuch:later", box, "sleep", "1000")
 	out, code, _ := e.shAny(cli, "nslookup backend | sed -n '/^Name:/,$p' | grep -m1 Address | cut -d' ' -f2")
@@ -943,5 +1005,85 @@ func TestNetworkConnectLink(t *testing.T) {
 	}
 	if r := e.fails("network", "connect", "--link", "lcli:x", "bridge", "lsrv"); r.code != 1 || !strings.Contains(r.stderr, "links are only supported for user-defined networks") {
 		t.Errorf("connect --link to the default bridge: %v", r)
+	}
+}
+
+// TestNetworkDockerParity runs the same scenario on berth and on Docker
+// (skipped where dockerd is not installed): a container of the default
+// bridge connected later to a user-defined network resolves that network's
+// containers by name (its resolv.conf switches to the embedded server); a
+// container linking to another sees it at its new address once it starts
+// again; renaming either keeps the link, with the new names in inspect and
+// in /etc/hosts after a restart.
+func TestNetworkDockerParity(t *testing.T) {
+	e := newNetEnv(t)
+	d := startDockerdWith(t, "")
+	if out, err := d.run("import", busyboxTar, "e2e/parity:1"); err != nil {
+		t.Fatalf("docker import: %v\n%s", err, out)
+	}
+	berth := func(args ...string) (string, error) {
+		r := e.run(nil, args...)
+		if r.code != 0 {
+			return r.stdout + r.stderr, fmt.Errorf("berth %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
+		}
+		return r.stdout, nil
+	}
+	t.Run("berth", func(t *testing.T) { networkParity(t, berth, box, "10.126.0") })
+	t.Run("docker", func(t *testing.T) { networkParity(t, d.run, "e2e/parity:1", "10.127.0") })
+}
+
+// networkParity is TestNetworkDockerParity's scenario on one engine: run
+// runs its CLI, img is its busybox image, net24 the first three bytes of
+// the user-defined network's subnet.
+func networkParity(t *testing.T, run func(args ...string) (string, error), img, net24 string) {
+	must := func(args ...string) string {
+		t.Helper()
+		out, err := run(args...)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return out
+	}
+	t.Cleanup(func() {
+		run("rm", "-f", "ppeer", "pweb", "pweb2", "plk", "plk2", "pfill")
+		run("network", "rm", "pnet")
+	})
+	must("network", "create", "--subnet", net24+".0/24", "pnet")
+	must("run", "-d", "--name", "ppeer", "--network", "pnet", img, "sleep", "1000")
+	must("run", "-d", "--name", "pweb", img, "sleep", "1000")
+	before := must("exec", "pweb", "cat", "/etc/resolv.conf")
+	must("network", "connect", "pnet", "pweb")
+	after := must("exec", "pweb", "cat", "/etc/resolv.conf")
+	if after == before || !strings.Contains(after, "ndots:0") {
+		t.Errorf("resolv.conf after connect to a user-defined network:\n%s\nbefore:\n%s", after, before)
+	}
+	if out, err := run("exec", "pweb", "nslookup", "ppeer"); err != nil || !strings.Contains(out, "Address: "+net24+".") {
+		t.Errorf("connected: pweb resolves ppeer: %v\n%s", err, out)
+	}
+
+	bridgeIP := func(ctr string) string {
+		return strings.TrimSpace(must("inspect", "-f", "{{.NetworkSettings.Networks.bridge.IPAddress}}", ctr))
+	}
+	id := strings.TrimSpace(must("inspect", "-f", "{{.Id}}", "pweb"))
+	must("run", "-d", "--name", "plk", "--link", "pweb:db", img, "sleep", "1000")
+	old := bridgeIP("pweb")
+	must("stop", "-t", "0", "pweb")
+	must("run", "-d", "--name", "pfill", img, "sleep", "1000")
+	must("start", "pweb")
+	ip := bridgeIP("pweb")
+	if ip == old {
+		t.Errorf("pweb started again on its old address %s: the scenario needs another", ip)
+	}
+	if out := must("exec", "plk", "cat", "/etc/hosts"); !strings.Contains(out, ip+"\tdb "+id[:12]+" pweb\n") {
+		t.Errorf("after pweb restarted on %s, plk's /etc/hosts:\n%s", ip, out)
+	}
+	must("rename", "pweb", "pweb2")
+	must("rename", "plk", "plk2")
+	if out := strings.TrimSpace(must("inspect", "-f", "{{json .HostConfig.Links}}", "plk2")); out != `["/pweb2:/plk2/db"]` {
+		t.Errorf("after renames, plk2's HostConfig.Links = %s", out)
+	}
+	must("restart", "-t", "0", "plk2")
+	if out := must("exec", "plk2", "cat", "/etc/hosts"); !strings.Contains(out, ip+"\tdb "+id[:12]+" pweb2\n") {
+		t.Errorf("plk2 restarted after the renames: /etc/hosts:\n%s", out)
 	}
 }

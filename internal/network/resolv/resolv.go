@@ -97,6 +97,49 @@ func RenderHosts(h Hosts) []byte {
 	return b.Bytes()
 }
 
+// UpdateHostsAddr gives the /etc/hosts content hosts with the address of
+// every entry whose first name is name replaced: IPv4 entries by v4, IPv6
+// ones by v6 (when valid). Docker does this to a linking container's file
+// when the linked one gets a new address (libnetwork's etchosts.Update).
+func UpdateHostsAddr(hosts []byte, name string, v4, v6 netip.Addr) []byte {
+	lines := bytes.SplitAfter(hosts, []byte("\n"))
+	var b bytes.Buffer
+	for _, l := range lines {
+		addr, names, ok := bytes.Cut(l, []byte("\t"))
+		f := strings.Fields(string(names))
+		old, err := netip.ParseAddr(string(addr))
+		if !ok || err != nil || len(f) == 0 || f[0] != name {
+			b.Write(l)
+			continue
+		}
+		switch {
+		case old.Is4() && v4.IsValid():
+			addr = []byte(v4.String())
+		case old.Is6() && v6.IsValid():
+			addr = []byte(v6.String())
+		}
+		b.Write(addr)
+		b.WriteByte('\t')
+		b.Write(names)
+	}
+	return b.Bytes()
+}
+
+// HostsEntries are the entries of the /etc/hosts content hosts whose first
+// name is name, with all their names.
+func HostsEntries(hosts []byte, name string) []HostEntry {
+	var out []HostEntry
+	for _, l := range strings.Split(string(hosts), "\n") {
+		addr, names, ok := strings.Cut(l, "\t")
+		a, err := netip.ParseAddr(addr)
+		f := strings.Fields(names)
+		if ok && err == nil && len(f) > 0 && f[0] == name {
+			out = append(out, HostEntry{Name: strings.Join(f, " "), Addr: a})
+		}
+	}
+	return out
+}
+
 // RenderHostname renders /etc/hostname.
 func RenderHostname(hostname string) []byte { return []byte(hostname + "\n") }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -137,5 +138,44 @@ func TestParseAddHost(t *testing.T) {
 func TestRenderHostname(t *testing.T) {
 	if got := string(RenderHostname("web")); got != "web\n" {
 		t.Errorf("RenderHostname(web) = %q", got)
+	}
+}
+
+func TestUpdateHostsAddr(t *testing.T) {
+	hosts := "127.0.0.1\tlocalhost\n" +
+		"::1\tlocalhost ip6-localhost ip6-loopback\n" +
+		"172.30.0.2\tdb web1 web\n" +
+		"fd00::2\tdb web1 web\n" +
+		"172.30.0.5\tdbx other\n" +
+		"172.30.0.2\tweb db\n" +
+		"# 172.30.0.2\tdb\n" +
+		"172.30.0.3\tself"
+	want := "127.0.0.1\tlocalhost\n" +
+		"::1\tlocalhost ip6-localhost ip6-loopback\n" +
+		"172.30.0.9\tdb web1 web\n" +
+		"fd00::9\tdb web1 web\n" +
+		"172.30.0.5\tdbx other\n" +
+		"172.30.0.2\tweb db\n" + // db is not the first name
+		"# 172.30.0.2\tdb\n" +
+		"172.30.0.3\tself"
+	if got := string(UpdateHostsAddr([]byte(hosts), "db", netip.MustParseAddr("172.30.0.9"), netip.MustParseAddr("fd00::9"))); got != want {
+		t.Errorf("UpdateHostsAddr(db) =\n%s\nwant\n%s", got, want)
+	}
+	// Without an IPv6 address the IPv6 entry keeps its own.
+	got := string(UpdateHostsAddr([]byte(hosts), "db", netip.MustParseAddr("172.30.0.9"), netip.Addr{}))
+	if !strings.Contains(got, "fd00::2\tdb web1 web\n") || !strings.Contains(got, "172.30.0.9\tdb web1 web\n") {
+		t.Errorf("UpdateHostsAddr(db, no IPv6) =\n%s", got)
+	}
+}
+
+func TestHostsEntries(t *testing.T) {
+	hosts := "127.0.0.1\tlocalhost\n172.30.0.2\tdb web1 web\nfd00::2\tdb web1 web\n172.30.0.5\tdbx\n# 172.30.0.2\tdb\n"
+	got := HostsEntries([]byte(hosts), "db")
+	want := []HostEntry{{Name: "db web1 web", Addr: netip.MustParseAddr("172.30.0.2")}, {Name: "db web1 web", Addr: netip.MustParseAddr("fd00::2")}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("HostsEntries(db) = %v, want %v", got, want)
+	}
+	if got := HostsEntries(nil, "db"); got != nil {
+		t.Errorf("HostsEntries(nil) = %v", got)
 	}
 }
