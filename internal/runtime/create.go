@@ -59,6 +59,11 @@ func (r *Runtime) prepare(id string, o *CreateOpts) (*prepared, error) {
 	if err := CheckID(id); err != nil {
 		return nil, err
 	}
+	// Before anything exists: exec into the container needs the C stage
+	// even when create does not.
+	if err := checkNsenter(); err != nil {
+		return nil, err
+	}
 	bundle, err := filepath.Abs(o.Bundle)
 	if err != nil {
 		return nil, err

@@ -185,8 +185,6 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 			return nil, nil, err
 		}
 		defer stage0.Close()
-	} else if err := checkNsenter(); err != nil {
-		return nil, nil, err
 	}
 	exe, err := sealedExe()
 	if err != nil {
