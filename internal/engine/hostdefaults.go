@@ -32,8 +32,27 @@ const (
 // on pure v2. It returns the warnings, for the user. As Docker's, the
 // range of --blkio-weight is checked only where the weight is kept.
 func adaptHostConfig(h *container.HostConfig, s hostSupport) ([]string, error) {
-	var warnings []string
 	r := &h.Resources
+	warnings, err := discardUnsupported(r, s)
+	if err != nil {
+		return warnings, err
+	}
+	if r.Memory > 0 && r.MemorySwap == 0 {
+		r.MemorySwap = 2 * r.Memory
+	}
+	if h.CgroupnsMode == "" {
+		h.CgroupnsMode = container.CgroupnsModeHost
+		if s.unified {
+			h.CgroupnsMode = container.CgroupnsModePrivate
+		}
+	}
+	return warnings, nil
+}
+
+// discardUnsupported drops, with Docker's warnings, the settings of r the
+// host cannot apply, then checks the range of a kept --blkio-weight.
+func discardUnsupported(r *container.Resources, s hostSupport) ([]string, error) {
+	var warnings []string
 	if r.Memory > 0 && r.MemorySwap != -1 && !s.swapLimit {
 		warnings = append(warnings, warnNoSwapLimit)
 		r.MemorySwap = -1
@@ -44,15 +63,6 @@ func adaptHostConfig(h *container.HostConfig, s hostSupport) ([]string, error) {
 	}
 	if r.BlkioWeight > 0 && (r.BlkioWeight < 10 || r.BlkioWeight > 1000) {
 		return warnings, fmt.Errorf("%w: --blkio-weight: %d: range of blkio weight is from 10 to 1000", ErrInvalid, r.BlkioWeight)
-	}
-	if r.Memory > 0 && r.MemorySwap == 0 {
-		r.MemorySwap = 2 * r.Memory
-	}
-	if h.CgroupnsMode == "" {
-		h.CgroupnsMode = container.CgroupnsModeHost
-		if s.unified {
-			h.CgroupnsMode = container.CgroupnsModePrivate
-		}
 	}
 	return warnings, nil
 }
@@ -84,17 +94,9 @@ func currentHostSupport() hostSupport {
 // host cannot apply is discarded with a warning, and a memory limit above
 // the recorded memory+swap limit needs a new --memory-swap with it.
 func adaptUpdate(id string, h *container.HostConfig, r *container.Resources, s hostSupport) ([]string, error) {
-	var warnings []string
-	if r.Memory > 0 && r.MemorySwap != -1 && !s.swapLimit {
-		warnings = append(warnings, warnNoSwapLimit)
-		r.MemorySwap = -1
-	}
-	if r.BlkioWeight > 0 && !s.blkioWeight {
-		warnings = append(warnings, warnNoBlkioWeight)
-		r.BlkioWeight = 0
-	}
-	if r.BlkioWeight > 0 && (r.BlkioWeight < 10 || r.BlkioWeight > 1000) {
-		return warnings, fmt.Errorf("%w: --blkio-weight: %d: range of blkio weight is from 10 to 1000", ErrInvalid, r.BlkioWeight)
+	warnings, err := discardUnsupported(r, s)
+	if err != nil {
+		return warnings, err
 	}
 	swap := h.MemorySwap
 	if swap == 0 && h.Memory > 0 {
