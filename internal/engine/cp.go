@@ -88,25 +88,11 @@ func liveRoot(c *Container) (*os.File, error) {
 // ending in "/." copies its content); a file lands in an existing DST
 // directory or becomes the file DST.
 func (e *Engine) CopyFrom(ctx context.Context, ref, src, dst string, o CopyOptions) error {
-	c, err := e.Lookup(ctx, ref)
-	if err != nil {
-		return err
-	}
-	root, release, err := e.containerRoot(ctx, c)
+	s, contentOnly, release, err := e.openCopySource(ctx, ref, src, o)
 	if err != nil {
 		return err
 	}
 	defer release()
-	contentOnly := src == "." || strings.HasSuffix(src, "/.")
-	flags := unix.O_PATH
-	if !o.FollowLink && !contentOnly && !strings.HasSuffix(src, "/") {
-		flags |= unix.O_NOFOLLOW // the link itself
-	}
-	s, err := fsroot.Open(root, src, flags)
-	if err != nil {
-		return fmt.Errorf("%w: Could not find the file %s in container %s", ErrNotFound, src, c.Name)
-	}
-	defer s.Close()
 	var st unix.Stat_t
 	if err := unix.Fstat(int(s.Fd()), &st); err != nil {
 		return err
@@ -162,6 +148,33 @@ func (e *Engine) CopyFrom(ctx context.Context, ref, src, dst string, o CopyOptio
 		return err
 	}
 	return out.Close()
+}
+
+// openCopySource resolves the container's SRC for cp (inside its root: a
+// symlink planted in the container cannot lead out) and returns it as an
+// O_PATH descriptor, whether SRC names a directory's content ("/."), and
+// what undoes it all. A symlink is opened itself unless FollowLink or SRC
+// ends in "/" or "/.".
+func (e *Engine) openCopySource(ctx context.Context, ref, src string, o CopyOptions) (*os.File, bool, func(), error) {
+	c, err := e.Lookup(ctx, ref)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	root, release, err := e.containerRoot(ctx, c)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	contentOnly := src == "." || strings.HasSuffix(src, "/.")
+	flags := unix.O_PATH
+	if !o.FollowLink && !contentOnly && !strings.HasSuffix(src, "/") {
+		flags |= unix.O_NOFOLLOW // the link itself
+	}
+	s, err := fsroot.Open(root, src, flags)
+	if err != nil {
+		release()
+		return nil, false, nil, fmt.Errorf("%w: Could not find the file %s in container %s", ErrNotFound, src, c.Name)
+	}
+	return s, contentOnly, func() { s.Close(); release() }, nil
 }
 
 // readlinkFd reads the target of the symlink an O_PATH descriptor holds.
@@ -256,25 +269,11 @@ func copyTree(ctx context.Context, src, dst string) error {
 // after SRC's last element (a directory's below "NAME/"), or, for SRC
 // ending in "/.", after the directory's content alone.
 func (e *Engine) CopyFromArchive(ctx context.Context, ref, src string, w io.Writer, o CopyOptions) error {
-	c, err := e.Lookup(ctx, ref)
-	if err != nil {
-		return err
-	}
-	root, release, err := e.containerRoot(ctx, c)
+	s, contentOnly, release, err := e.openCopySource(ctx, ref, src, o)
 	if err != nil {
 		return err
 	}
 	defer release()
-	contentOnly := src == "." || strings.HasSuffix(src, "/.")
-	flags := unix.O_PATH
-	if !o.FollowLink && !contentOnly && !strings.HasSuffix(src, "/") {
-		flags |= unix.O_NOFOLLOW
-	}
-	s, err := fsroot.Open(root, src, flags)
-	if err != nil {
-		return fmt.Errorf("%w: Could not find the file %s in container %s", ErrNotFound, src, c.Name)
-	}
-	defer s.Close()
 	fi, err := os.Stat(fsroot.FdPath(s)) // the descriptor's own inode, a symlink included
 	if err != nil {
 		return err
