@@ -56,31 +56,27 @@ enum {
 
 static int sync_fd = -1;
 
+// write_full writes all of buf to the parent, or ends the process: with
+// the parent gone there is no one to report to.
+static void write_full(const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len > 0) {
+		ssize_t n = write(sync_fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(1);
+		p += n;
+		len -= n;
+	}
+}
+
 static void send_msg(uint32_t type, const void *data, uint32_t len)
 {
 	uint32_t hdr[2] = {type, len};
-	const char *p = (const char *)hdr;
-	size_t left = sizeof(hdr);
-	while (left > 0) {
-		ssize_t n = write(sync_fd, p, left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			_exit(1);
-		p += n;
-		left -= n;
-	}
-	p = data;
-	left = len;
-	while (left > 0) {
-		ssize_t n = write(sync_fd, p, left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			_exit(1);
-		p += n;
-		left -= n;
-	}
+	write_full(hdr, sizeof(hdr));
+	write_full(data, len);
 }
 
 __attribute__((noreturn, format(printf, 1, 2))) static void bail(const char *fmt, ...)
