@@ -68,7 +68,12 @@ func TestExecDetachPidFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("exec pid file holds %q: %v", data, err)
 	}
-	if cmdline := readFile(t, fmt.Sprintf("/proc/%d/cmdline", pid)); cmdline != "sleep\x00999999\x00" {
+	// A runtime may return once execve has closed its close-on-exec fds, a
+	// moment before the kernel has set up the new argument area: the
+	// cmdline is empty until then (runc was seen there), so wait it out.
+	cmdlinePath := fmt.Sprintf("/proc/%d/cmdline", pid)
+	waitFor(t, "the exec'd process's cmdline", func() bool { return readFile(t, cmdlinePath) != "" })
+	if cmdline := readFile(t, cmdlinePath); cmdline != "sleep\x00999999\x00" {
 		t.Errorf("exec pid file names %d whose cmdline is %q, want the exec'd sleep", pid, cmdline)
 	}
 	if got := readFile(t, fmt.Sprintf("/proc/%d/cgroup", pid)); got != readFile(t, fmt.Sprintf("/proc/%d/cgroup", c.initPid())) {
