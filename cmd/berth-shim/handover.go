@@ -22,6 +22,7 @@ type handover struct {
 	state    handState
 	changed  chan struct{} // a state change, for wait
 	del      *deletion     // the runtime's delete of the final exit (see deletion)
+	removed  bool          // the taker removed the container (exit-removed)
 }
 
 type handState int
@@ -135,13 +136,22 @@ func (h *handover) take() error {
 	return nil
 }
 
-// done is the exit-handled request of the taker.
-func (h *handover) done() {
+// done is the exit-handled request of the taker, or exit-removed
+// (removed): then the monitor removes the run directory at the end.
+func (h *handover) done(removed bool) {
 	h.mu.Lock()
 	if h.state == handTaken {
+		h.removed = removed
 		h.set(handDone)
 	}
 	h.mu.Unlock()
+}
+
+// removedByTaker reports whether the taker removed the container.
+func (h *handover) removedByTaker() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.state == handDone && h.removed
 }
 
 // abandon is called when the taker's connection ends: unless it said the

@@ -21,7 +21,7 @@ func TestHandover(t *testing.T) {
 			if err := h.take(); err != nil {
 				t.Errorf("take after offer: %v", err)
 			}
-			h.done()
+			h.done(false)
 		}, true},
 		{"taken and abandoned", func(h *handover) {
 			h.claim(c, nil)
@@ -32,7 +32,7 @@ func TestHandover(t *testing.T) {
 		{"done without take", func(h *handover) {
 			h.claim(c, nil)
 			h.offer()
-			h.done()
+			h.done(false)
 			_ = h.take()
 			h.abandon()
 		}, false},

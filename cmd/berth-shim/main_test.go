@@ -234,3 +234,27 @@ func TestReplayEndsWhereLiveOutputStarts(t *testing.T) {
 		t.Errorf("client received %q, want the log then the live output, each once", got[:n])
 	}
 }
+
+func TestMountBelow(t *testing.T) {
+	mountinfo := []byte(`21 26 0:20 / /proc rw,relatime - proc proc rw
+30 26 0:40 / /run/berth/containers/abc/rootfs rw - overlay overlay rw
+31 26 0:41 / /run/berth/containers/abcd rw - tmpfs tmpfs rw
+32 26 0:42 / /run/berth/containers/with\040space/x rw - tmpfs tmpfs rw
+`)
+	tests := []struct {
+		dir  string
+		want string
+	}{
+		{"/run/berth/containers/abc", "/run/berth/containers/abc/rootfs"},
+		{"/run/berth/containers/abcd", "/run/berth/containers/abcd"},
+		{"/run/berth/containers/ab", ""}, // a prefix of a name is not a parent
+		{"/run/berth/containers/with space", "/run/berth/containers/with space/x"},
+		{"/run/berth/containers/xyz", ""},
+	}
+	for _, tt := range tests {
+		got, ok := mountBelow(mountinfo, tt.dir)
+		if got != tt.want || ok != (tt.want != "") {
+			t.Errorf("mountBelow(%q) = %q, %v; want %q", tt.dir, got, ok, tt.want)
+		}
+	}
+}

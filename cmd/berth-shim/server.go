@@ -194,11 +194,11 @@ func (s *shim) control(conn *os.File) {
 			} else {
 				taker = true
 			}
-		case req.ExitHandled:
+		case req.ExitHandled, req.ExitRemoved:
 			if !taker {
 				msg = "exit-handled: the exit was not taken on this connection"
 			} else {
-				s.hand.done()
+				s.hand.done(req.ExitRemoved)
 			}
 		case req.KillAfter > 0:
 			s.killAfter(req.KillAfter)

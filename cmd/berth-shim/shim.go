@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -419,7 +420,7 @@ func (s *shim) stopOutput() {
 func (s *shim) monitor() {
 	var backoff protocol.Backoff
 	restarts := 0
-	handedOver := false
+	handedOver, removeDir := false, false
 	for {
 		ws := s.reaper.wait(s.init)
 		s.ended.Add(1)
@@ -450,6 +451,8 @@ func (s *shim) monitor() {
 			handedOver = s.hand.wait()
 			if err := del.wait(); err != nil {
 				s.warn(err.Error())
+			} else if handedOver && s.hand.removedByTaker() {
+				removeDir = true
 			}
 			break
 		}
@@ -485,6 +488,68 @@ func (s *shim) monitor() {
 		s.exitCommand()
 	}
 	s.removeSockets()
+	if removeDir {
+		s.removeRunDir()
+	}
+}
+
+// removeRunDir removes the run directory of a container that the client
+// which recorded its exit removed (exit-removed), now that the runtime is
+// done with it: the bundle, the logs, the state files. Nothing below a
+// mount point is touched: a root filesystem or a volume still mounted
+// there keeps the directory for the engine's sweep of orphan run
+// directories.
+func (s *shim) removeRunDir() {
+	dir := filepath.Clean(s.cfg.dir)
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		s.warn("keep the run directory: " + err.Error())
+		return
+	}
+	if p, ok := mountBelow(mounts, dir); ok {
+		s.warn("keep the run directory: " + p + " is mounted")
+		return
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		s.warn("remove the run directory: " + err.Error())
+	}
+}
+
+// mountBelow returns a mount point of mountinfo at or below dir.
+func mountBelow(mountinfo []byte, dir string) (string, bool) {
+	for len(mountinfo) > 0 {
+		line := mountinfo
+		if i := bytes.IndexByte(mountinfo, '\n'); i >= 0 {
+			line, mountinfo = mountinfo[:i], mountinfo[i+1:]
+		} else {
+			mountinfo = nil
+		}
+		f := bytes.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		p := unescapeMountPath(f[4])
+		if p == dir || len(p) > len(dir) && p[:len(dir)] == dir && p[len(dir)] == '/' {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountPath(s []byte) string {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(string(s[i+1:i+4]), 8, 8); err == nil {
+				out = append(out, byte(n))
+				i += 3
+				continue
+			}
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
 }
 
 // killAfter kills every process of the current run if it still runs

@@ -21,6 +21,7 @@ import (
 	"github.com/berthproject/berth/internal/image"
 	"github.com/berthproject/berth/internal/image/progress"
 	"github.com/berthproject/berth/internal/reference"
+	"github.com/berthproject/berth/internal/shim"
 	"github.com/berthproject/berth/internal/snapshot"
 )
 
@@ -264,6 +265,7 @@ func imageError(ref string, err error) error {
 // made are removed too: it lists them in the directory before it makes
 // them (anonVolumesFile). Call it with the names lock held.
 func (e *Engine) removeUnfinishedCreates(ctx context.Context) {
+	e.removeOrphanRunDirs(ctx)
 	ids, _ := e.listIDs()
 	for _, id := range ids {
 		if _, err := os.Stat(filepath.Join(e.containerDir(id), "container.json")); !errors.Is(err, os.ErrNotExist) {
@@ -273,6 +275,40 @@ func (e *Engine) removeUnfinishedCreates(ctx context.Context) {
 		e.unmountRootfs(id)
 		e.removeOrphanVolumes(ctx, id)
 		e.removeLeftovers(ctx, id)
+	}
+}
+
+// removeOrphanRunDirs removes the run directories that belong to no
+// container and that no monitor uses: an --rm container removed by the
+// foreground run that recorded its exit leaves its run directory, the
+// runtime's state and the cgroup to its monitor (removeStopped), and a
+// monitor killed before it finished leaves them behind. Call it with the
+// names lock held (no create makes a container directory meanwhile).
+func (e *Engine) removeOrphanRunDirs(ctx context.Context) {
+	ents, err := os.ReadDir(filepath.Join(e.opts.State, "containers"))
+	if err != nil {
+		return
+	}
+	for _, ent := range ents {
+		id := ent.Name()
+		if !ent.IsDir() || len(id) != 64 {
+			continue
+		}
+		if _, err := os.Lstat(e.containerDir(id)); !errors.Is(err, os.ErrNotExist) {
+			continue // a container's (or unknown: leave it)
+		}
+		if shim.Alive(e.runDir(id)) {
+			continue // its monitor is still at it
+		}
+		e.log.Info("removing what a removed container's monitor left", "container", id[:12])
+		e.deleteRuntimeLeftover(ctx, id)
+		e.unmountRootfs(id)
+		if mounted(e.rootfsDir(id)) || !e.unmountIDMapped(id) {
+			continue // never remove what is below a mount
+		}
+		if err := os.RemoveAll(e.runDir(id)); err != nil {
+			e.log.Warn("remove the runtime directory of a removed container", "container", id[:12], "err", err)
+		}
 	}
 }
 

@@ -452,20 +452,14 @@ func (e *Engine) removeStopped(ctx context.Context, c *Container) error {
 	}
 	ctx = context.WithoutCancel(ctx)
 	// In a FinishRun the container's monitor deletes it from the runtime
-	// meanwhile (see FinishRun). The record and the layer, which the
-	// runtime does not use, go while it does; the runtime's state, the
-	// cgroup and the run directory (the runtime logs there) only once
-	// it is done. What the monitor's delete did need not be done again.
-	waitRuntime := monitorDelete(ctx)
-	if waitRuntime == nil {
+	// meanwhile (see FinishRun): the runtime's state, the cgroup and the
+	// run directory (the bundle; the runtime logs there) are left to it,
+	// and this command returns without waiting for that process. If the
+	// monitor dies first, the next create finds the run directory without
+	// a container and finishes the job (removeOrphanRunDirs).
+	mh := monitorDelete(ctx)
+	if mh == nil {
 		e.removeRuntimeState(ctx, cur)
-	} else {
-		// Not to return (on an error) before the monitor's delete ends.
-		defer func() {
-			if waitRuntime != nil {
-				_ = waitRuntime()
-			}
-		}()
 	}
 	e.unmountRootfs(cur.ID)
 	e.disconnectNetworks(ctx, cur.ID)
@@ -478,18 +472,12 @@ func (e *Engine) removeStopped(ctx context.Context, c *Container) error {
 	if err := os.Remove(filepath.Join(e.containerDir(cur.ID), "container.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if waitRuntime != nil {
-		if err := e.Driver.Remove(ctx, cur.ID); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
-			e.log.Warn("remove the layer of a removed container", "container", cur.ID[:12], "err", err)
-		}
-		err := waitRuntime()
-		waitRuntime = nil
-		if err != nil {
-			e.log.Debug("the monitor's runtime delete", "container", cur.ID[:12], "err", err)
-			e.removeRuntimeState(ctx, cur)
-		}
+	if mh != nil {
+		e.removeStore(ctx, cur.ID)
+		mh.removed = true
+	} else {
+		e.removeLeftovers(ctx, cur.ID)
 	}
-	e.removeLeftovers(ctx, cur.ID)
 	e.containerEvent(cur, events.ActionDestroy, nil)
 	return nil
 }
@@ -509,6 +497,20 @@ func (e *Engine) removeLeftovers(ctx context.Context, id string) {
 	}
 	if err := os.RemoveAll(e.runDir(id)); err != nil {
 		e.log.Warn("remove the runtime directory of a removed container", "container", id[:12], "err", err)
+	}
+	if err := os.RemoveAll(e.containerDir(id)); err != nil {
+		e.log.Warn("remove the directory of a removed container", "container", id[:12], "err", err)
+	}
+}
+
+// removeStore is removeLeftovers without the run directory, which the
+// container's monitor removes once the runtime is done with it (an --rm
+// container whose exit a foreground run recorded: see removeStopped).
+func (e *Engine) removeStore(ctx context.Context, id string) {
+	e.disconnectNetworks(ctx, id)
+	if err := e.Driver.Remove(ctx, id); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+		e.log.Warn("remove the layer of a removed container", "container", id[:12], "err", err)
+		return
 	}
 	if err := os.RemoveAll(e.containerDir(id)); err != nil {
 		e.log.Warn("remove the directory of a removed container", "container", id[:12], "err", err)

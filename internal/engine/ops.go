@@ -293,16 +293,24 @@ func (e *Engine) Cleanup(ctx context.Context, id string) error {
 }
 
 // monitorDeleteKey marks the context of a FinishRun: its value, a
-// func() error, waits for the runtime delete the container's monitor runs
-// while this process records the exit; it fails when that delete failed or
-// is not known to be done (removeStopped then deletes what is left).
+// *monitorHandover, stands for the runtime delete the container's monitor
+// runs while this process records the exit.
 type monitorDeleteKey struct{}
 
-// monitorDelete returns, in a FinishRun, the wait for the monitor's
-// runtime delete (nil elsewhere).
-func monitorDelete(ctx context.Context) func() error {
-	wait, _ := ctx.Value(monitorDeleteKey{}).(func() error)
-	return wait
+// monitorHandover is the monitor's side of a FinishRun.
+type monitorHandover struct {
+	// removed is set by an --rm removal that left the rest to the
+	// monitor: once its delete is done, the monitor removes the run
+	// directory (with the runtime's logs and the bundle) itself, and
+	// nobody waits for that.
+	removed bool
+}
+
+// monitorDelete returns, in a FinishRun, the monitor's side (nil
+// elsewhere).
+func monitorDelete(ctx context.Context) *monitorHandover {
+	h, _ := ctx.Value(monitorDeleteKey{}).(*monitorHandover)
+	return h
 }
 
 // CleanupStart is Cleanup for the runs of the start startID, the monitor's

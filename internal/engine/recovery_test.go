@@ -237,3 +237,48 @@ func TestRemoveUnfinishedCreateVolumes(t *testing.T) {
 		t.Errorf("the other container: %v", err)
 	}
 }
+
+// TestRemoveOrphanRunDirs: the sweep of a create removes a run directory
+// that belongs to no container once no monitor uses it (an --rm
+// container's monitor killed before it finished), deleting the runtime's
+// state of it first; it leaves alone the run directory of a container and
+// one whose monitor is still at work.
+func TestRemoveOrphanRunDirs(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "runtime.log")
+	rt := filepath.Join(dir, "runtime")
+	if err := os.WriteFile(rt, []byte("#!/bin/sh\necho \"$@\" >>"+log+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Open(Options{Root: filepath.Join(dir, "root"), State: filepath.Join(dir, "state"), Runtime: rt, Driver: "native"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	orphan, busy := newID(), newID()
+	for _, id := range []string{orphan, busy} {
+		if err := os.MkdirAll(filepath.Join(e.runDir(id), "sub"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(e.runtimeRoot(), orphan), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	fakeMonitor(t, e.runDir(busy))
+	kept := testRecord(t, e, State{Status: StatusExited})
+
+	e.removeUnfinishedCreates(context.Background())
+
+	if _, err := os.Stat(e.runDir(orphan)); !os.IsNotExist(err) {
+		t.Errorf("the orphan run directory: %v, want it removed", err)
+	}
+	b, _ := os.ReadFile(log)
+	if want := "--root " + e.runtimeRoot() + " delete --force " + orphan + "\n"; string(b) != want {
+		t.Errorf("runtime calls %q, want %q", b, want)
+	}
+	for what, id := range map[string]string{"of a live monitor": busy, "of a container": kept.ID} {
+		if _, err := os.Stat(e.runDir(id)); err != nil {
+			t.Errorf("the run directory %s: %v, want it kept", what, err)
+		}
+	}
+}

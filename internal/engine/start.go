@@ -409,15 +409,21 @@ func (e *Engine) FinishRun(ctx context.Context, id string) (code int, ok bool) {
 	defer h.Close()
 	// Not to be cut short by an interrupt: the exit would be half recorded.
 	// The monitor deletes the container from the runtime meanwhile: an
-	// --rm removal waits for that (removeStopped), a plain record
-	// needs nothing of the runtime, and Done waits for the monitor's exit.
-	ctx = context.WithValue(context.WithoutCancel(ctx), monitorDeleteKey{}, h.WaitDeleted)
+	// --rm removal leaves the runtime's part to it (removeStopped), a
+	// plain record needs nothing of the runtime, and Done waits for the
+	// monitor's exit.
+	mh := &monitorHandover{}
+	ctx = context.WithValue(context.WithoutCancel(ctx), monitorDeleteKey{}, mh)
 	if err := e.Cleanup(ctx, id); err != nil {
 		e.log.Warn("record the container's exit; its monitor does", "container", id[:12], "err", err)
 		return 0, false
 	}
 	_, _ = e.takeTombstone(id) // an --rm container's, for a Wait: this is the waiter
-	if err := h.Done(); err != nil {
+	done := h.Done
+	if mh.removed {
+		done = h.Removed
+	}
+	if err := done(); err != nil {
 		e.log.Warn("tell the monitor the exit is recorded", "container", id[:12], "err", err)
 	}
 	return h.Exit.ExitCode, true

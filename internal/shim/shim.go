@@ -435,14 +435,6 @@ func (h *ExitHandover) request(req protocol.Request) error {
 	return nil
 }
 
-// WaitDeleted waits until the runtime has deleted the container (the
-// monitor deletes it while the caller records the exit). An error says the
-// delete failed, or the monitor does not tell (an older one, which deleted
-// it before it handed the exit over): the caller checks for itself.
-func (h *ExitHandover) WaitDeleted() error {
-	return h.request(protocol.Request{WaitDeleted: true})
-}
-
 // monitorExitTimeout bounds Done's wait for the monitor, which has nothing
 // left to do but finish the runtime's delete and remove its sockets.
 const monitorExitTimeout = 5 * time.Second
@@ -465,6 +457,17 @@ func (h *ExitHandover) Done() error {
 			}
 		}
 	}
+	unix.Close(h.pidfd)
+	h.pidfd = -1
+	return err
+}
+
+// Removed is Done for a container the caller removed (--rm): the monitor
+// removes the run directory once its runtime delete is done, and the
+// caller returns at once (it does not wait for the monitor's exit).
+func (h *ExitHandover) Removed() error {
+	err := h.request(protocol.Request{ExitRemoved: true})
+	h.conn.Close()
 	unix.Close(h.pidfd)
 	h.pidfd = -1
 	return err

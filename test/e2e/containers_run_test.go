@@ -92,6 +92,28 @@ func TestRunRm(t *testing.T) {
 	if left := e.ok("ps", "-aq"); left != "" {
 		t.Errorf("run --rm left %q", left)
 	}
+	// The container's monitor deletes it from the runtime and removes its
+	// run directory after the run returned (the run does not wait for
+	// that process): nothing is left once it is gone.
+	waitFor(t, "the monitor of the foreground --rm container to exit", func() bool {
+		for _, pid := range pidsMentioning(e.state) {
+			if strings.Contains(cmdline(pid), "berth-shim") {
+				return false
+			}
+		}
+		return true
+	})
+	for _, sub := range []string{"containers", "runtime"} {
+		if ents, _ := os.ReadDir(filepath.Join(e.state, sub)); len(ents) > 0 {
+			t.Errorf("after run --rm, %s holds %s", filepath.Join(e.state, sub), ents[0].Name())
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(e.root, "containers"))
+	for _, ent := range ents {
+		if ent.IsDir() {
+			t.Errorf("after run --rm, the store's containers directory holds %s", ent.Name())
+		}
+	}
 	id := e.runD("--rm", box, "sh", "-c", "sleep 0.3")
 	waitFor(t, "the --rm -d container to be removed", func() bool { return e.ok("ps", "-aq") == "" })
 	e.monitorGone(id)

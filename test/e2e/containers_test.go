@@ -187,12 +187,25 @@ func (e *ctrEnv) cleanup() {
 		}
 	}
 	for id := range e.ids {
+		// The monitor of an --rm container that a foreground run
+		// removed finishes the runtime's delete after the run returned.
+		e.monitorGone(id)
 		for _, l := range e.leaks(id) {
 			t.Errorf("after rm -f of %s: %s", id[:12], l)
 		}
 		forceClean(t, id)
 	}
-	// Any process still naming this test's directories is one of ours.
+	// Any process still naming this test's directories is one of ours
+	// (once the monitors of --rm containers that foreground runs removed
+	// have finished their work).
+	waitFor(t, "the test's container monitors to exit", func() bool {
+		for _, pid := range pidsMentioning(e.state) {
+			if strings.Contains(cmdline(pid), "berth-shim") {
+				return false
+			}
+		}
+		return true
+	})
 	for _, dir := range []string{e.dir, e.state} {
 		for _, pid := range pidsMentioning(dir) {
 			t.Errorf("process %d (%s) outlived the test", pid, cmdline(pid))

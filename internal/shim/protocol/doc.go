@@ -132,19 +132,26 @@
 //	  | records the exit (the exit command's   |
 //	  | work, in its own process) while the    |
 //	  | runtime deletes the container          |
-//	  |-- {"wait-deleted":true} -------------->| (optional: before removing what
-//	  |<------------ {"ok":true} or {"error"} -| the runtime used) once deleted
+//	  |-- {"wait-deleted":true} -------------->| (optional) once deleted
+//	  |<------------ {"ok":true} or {"error"} -|
 //	  |-- {"exit-handled":true} -------------->|
 //	  |<----------------------- {"ok":true} ---| no exit command; after the
 //	  |                                        | delete: sockets removed, exit 0
 //
 // The runtime's delete (a process start) thus overlaps the claimant's
-// work; the claimant waits for it with wait-deleted before it removes the
-// container's files or cgroup, and for the monitor's exit (which follows
-// the delete) before it reports the container gone. wait-deleted answers
-// the delete's failure as an error. Without a claimant the monitor deletes
-// before it ends the clients' output, so that what they do next finds the
-// runtime done.
+// work. A claimant that keeps the container waits for the monitor's exit
+// (which follows the delete) after exit-handled, so that what it does next
+// finds the runtime done; wait-deleted waits for the delete alone and
+// answers its failure as an error. A claimant that removed the container
+// (--rm) says exit-removed instead of exit-handled and returns at once:
+// the container is gone for the engine (record, layer, name), and the
+// monitor, once the runtime's delete succeeded, removes the run directory
+// (the bundle, its own files) unless something is still mounted below it.
+// A run directory left without a container and without a live monitor (a
+// failed delete, a monitor killed meanwhile) is removed by the engine's
+// next create, which deletes the runtime's state first. Without a claimant
+// the monitor deletes before it ends the clients' output, so that what
+// they do next finds the runtime done.
 //
 // take-exit is refused unless the final exit waits to be taken (so a
 // client whose output ended early, or that comes after the 10 s, gets an

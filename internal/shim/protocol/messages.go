@@ -76,6 +76,10 @@ type Request struct {
 	// exit over; ExitHandled: it has recorded it (see "Exit hand-over").
 	TakeExit    bool
 	ExitHandled bool
+	// ExitRemoved is ExitHandled for a container the client removed
+	// (--rm): the monitor removes its run directory once the runtime's
+	// delete is done, and the client need not wait for that.
+	ExitRemoved bool
 	// WaitDeleted: the client that took the exit waits until the runtime
 	// has deleted the container (see "Exit hand-over").
 	WaitDeleted bool
@@ -88,7 +92,7 @@ type Request struct {
 // count is how many requests r holds.
 func (r Request) count() int {
 	n := 0
-	for _, on := range []bool{r.Resize != nil, r.CloseStdin, r.TakeExit, r.ExitHandled, r.WaitDeleted, r.KillAfter > 0} {
+	for _, on := range []bool{r.Resize != nil, r.CloseStdin, r.TakeExit, r.ExitHandled, r.ExitRemoved, r.WaitDeleted, r.KillAfter > 0} {
 		if on {
 			n++
 		}
@@ -111,6 +115,8 @@ func (r Request) Append(dst []byte) []byte {
 		return append(dst, `{"take-exit":true}`+"\n"...)
 	case r.ExitHandled:
 		return append(dst, `{"exit-handled":true}`+"\n"...)
+	case r.ExitRemoved:
+		return append(dst, `{"exit-removed":true}`+"\n"...)
 	case r.WaitDeleted:
 		return append(dst, `{"wait-deleted":true}`+"\n"...)
 	case r.KillAfter > 0:
@@ -155,7 +161,7 @@ func ParseRequest(line []byte) (Request, error) {
 				return &FieldError{Field: string(name), Err: syntaxError("expected a positive integer")}
 			}
 			r.KillAfter = time.Duration(n) * time.Millisecond
-		case "close-stdin", "take-exit", "exit-handled", "wait-deleted":
+		case "close-stdin", "take-exit", "exit-handled", "exit-removed", "wait-deleted":
 			b, err := Bool(v)
 			if err != nil {
 				return &FieldError{Field: string(name), Err: err}
@@ -167,6 +173,8 @@ func ParseRequest(line []byte) (Request, error) {
 				r.TakeExit = b
 			case "exit-handled":
 				r.ExitHandled = b
+			case "exit-removed":
+				r.ExitRemoved = b
 			default:
 				r.WaitDeleted = b
 			}
@@ -189,7 +197,7 @@ func ParseRequest(line []byte) (Request, error) {
 
 var (
 	errUnknownRequest = &SyntaxError{Msg: "unknown request"}
-	errEmptyRequest   = &SyntaxError{Msg: `empty request: want "resize", "close-stdin", "take-exit", "exit-handled", "wait-deleted" or "kill-after-ms"`}
+	errEmptyRequest   = &SyntaxError{Msg: `empty request: want "resize", "close-stdin", "take-exit", "exit-handled", "exit-removed", "wait-deleted" or "kill-after-ms"`}
 	errTwoRequests    = &SyntaxError{Msg: "one request per line"}
 )
 
