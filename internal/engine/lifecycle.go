@@ -128,7 +128,7 @@ func (e *Engine) reconcileLocked(ctx context.Context, c *Container) (*Container,
 		// finish its job.
 		e.deleteRuntimeLeftover(ctx, c.ID)
 		e.unmountRootfs(c.ID)
-		e.disconnectNetworks(ctx, c.ID)
+		e.disconnectContainer(ctx, c)
 		e.applyExit(c, ex)
 		return c, writeContainer(e, c)
 	}
@@ -137,7 +137,7 @@ func (e *Engine) reconcileLocked(ctx context.Context, c *Container) (*Container,
 	// stopped with what is known.
 	_ = e.runtime(ctx, "delete", "--force", c.ID)
 	e.unmountRootfs(c.ID)
-	e.disconnectNetworks(ctx, c.ID)
+	e.disconnectContainer(ctx, c)
 	c.State.Status = StatusExited
 	c.State.Pid = 0
 	c.State.ExitCode = 255
@@ -462,7 +462,7 @@ func (e *Engine) removeStopped(ctx context.Context, c *Container) error {
 		e.removeRuntimeState(ctx, cur)
 	}
 	e.unmountRootfs(cur.ID)
-	e.disconnectNetworks(ctx, cur.ID)
+	e.disconnectContainer(ctx, cur)
 	if mounted(e.rootfsDir(cur.ID)) {
 		return fmt.Errorf("remove container %s: its root filesystem %s is still mounted", cur.Name, e.rootfsDir(cur.ID))
 	}

@@ -414,6 +414,18 @@ func (e *Engine) disconnectNetworks(ctx context.Context, id string) {
 	os.RemoveAll(users)
 }
 
+// disconnectContainer is disconnectNetworks for a container whose record
+// is at hand. A network mode other than bridge cannot have endpoints
+// (network connect refuses it): without a network namespace file there is
+// nothing to detach, and the network records (a read of some 2 ms in a
+// fresh process) are not read to make sure.
+func (e *Engine) disconnectContainer(ctx context.Context, c *Container) {
+	if !bridgeMode(c.HostConfig) {
+		e.setDetached(c.ID, true)
+	}
+	e.disconnectNetworks(ctx, c.ID)
+}
+
 // detached reports whether this process found id without network
 // namespace and endpoints (see netState.detached).
 func (e *Engine) detached(id string) bool {

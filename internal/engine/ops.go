@@ -374,7 +374,7 @@ func (e *Engine) CleanupStart(ctx context.Context, id, startID string) error {
 		return err
 	}
 	e.unmountRootfs(id)
-	e.disconnectNetworks(ctx, id)
+	e.disconnectContainer(ctx, c)
 	// Stopped while waiting to restart: the die of this exit was told.
 	told := c.State.Status == StatusRestarting && c.State.FinishedAt.Equal(ex.FinishedAt)
 	// Recorded already, by a foreground run that took the exit over from

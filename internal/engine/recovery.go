@@ -183,7 +183,7 @@ func (e *Engine) undoStart(ctx context.Context, c *Container) {
 		_ = os.RemoveAll(state)
 	}
 	e.unmountRootfs(c.ID)
-	e.disconnectNetworks(ctx, c.ID)
+	e.disconnectContainer(ctx, c)
 	for _, f := range []string{"exit.json", "init.pid", "shim.pid", "stopped", "attach.sock", "control.sock", "console.sock"} {
 		os.Remove(filepath.Join(dir, f))
 	}
