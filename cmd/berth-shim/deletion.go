@@ -1,10 +1,10 @@
 package main
 
 // deletion is the container's final `runtime delete`. With a claimant it
-// runs while the claimant records the exit: the claimant waits for it
-// (wait-deleted) only before it removes what the runtime used, so that
-// the runtime's process start (some 20 ms here) overlaps the client's work
-// (see package protocol, "Exit hand-over").
+// runs while the claimant records the exit, so that the runtime's process
+// start (some 20 ms here) overlaps the client's work; a claimant may wait
+// for it (wait-deleted), and one that removed the container leaves it to
+// the monitor (see package protocol, "Exit hand-over").
 type deletion struct {
 	done chan struct{} // closed when the runtime is done
 	err  error         // the delete's failure; read after done

@@ -443,9 +443,9 @@ func (s *shim) monitor() {
 				break
 			}
 			// The claimant records the exit while the runtime deletes
-			// the container; it waits for the delete (wait-deleted)
-			// before it removes what the runtime used, and for this
-			// process's exit (after the delete) before it exits.
+			// the container. One that keeps the container waits for
+			// this process's exit (after the delete); one that removed
+			// it (exit-removed) leaves the run directory to us.
 			go func() { del.finish(s.runtimeSimple("delete", "--force", s.cfg.id)) }()
 			s.out.closeClients()
 			handedOver = s.hand.wait()

@@ -435,6 +435,14 @@ func (h *ExitHandover) request(req protocol.Request) error {
 	return nil
 }
 
+// WaitDeleted waits until the runtime has deleted the container (the
+// monitor deletes it while the caller records the exit). An error says the
+// delete failed, or the monitor does not tell (an older one, which deleted
+// it before it handed the exit over): the caller checks for itself.
+func (h *ExitHandover) WaitDeleted() error {
+	return h.request(protocol.Request{WaitDeleted: true})
+}
+
 // monitorExitTimeout bounds Done's wait for the monitor, which has nothing
 // left to do but finish the runtime's delete and remove its sockets.
 const monitorExitTimeout = 5 * time.Second
