@@ -72,10 +72,11 @@ func mountRootfsTmpfs(t *testing.T, e *Engine, id string) string {
 func fakeMonitor(t *testing.T, dir string) int {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", "sleep 1000", "berth-shim", "--dir", dir)
+	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true} // the sleep goes with the shell
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() { unix.Kill(-cmd.Process.Pid, unix.SIGKILL); cmd.Wait() })
 	pid := cmd.Process.Pid
 	if err := os.WriteFile(filepath.Join(dir, "shim.pid"), []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
