@@ -238,6 +238,11 @@ func (e *Engine) Unpause(ctx context.Context, ref string) error {
 
 // Restart stops (like Stop) and starts the container again.
 func (e *Engine) Restart(ctx context.Context, ref string, timeout *int) error {
+	// A restart is finished once begun, as Docker's daemon finishes it
+	// when its client goes: cancelled between the stop and the start
+	// (Ctrl-C during the stop's timeout), it would leave the container
+	// stopped.
+	ctx = context.WithoutCancel(ctx)
 	if err := e.Stop(ctx, ref, timeout); err != nil {
 		return err
 	}

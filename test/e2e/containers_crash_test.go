@@ -87,6 +87,35 @@ func TestCrashKillStopCLI(t *testing.T) {
 	e.ok("stop", "-t", "0", "stubborn")
 }
 
+// TestRestartInterrupted: Ctrl-C (or SIGTERM) of `restart` while its stop
+// waits for a container that ignores the stop signal does not leave the
+// container stopped: the restart finishes, as Docker's daemon finishes it
+// when its client goes.
+func TestRestartInterrupted(t *testing.T) {
+	e := newCtrEnv(t)
+	id := e.runD("--name", "stubborn", box, "sh", "-c", `trap "" TERM; exec sleep 1000`)
+	before := e.cstate(id)
+	since := time.Now().Unix()
+	rs := e.start("restart", "-t", "1", "stubborn")
+	waitFor(t, "restart to send SIGTERM", func() bool {
+		r := e.run(nil, "events", "--since", fmt.Sprint(since), "--until", fmt.Sprint(time.Now().Unix()+1),
+			"--filter", "container=stubborn", "--filter", "event=kill", "--format", "{{.Actor.Attributes.signal}}")
+		return strings.Contains(r.stdout, "15")
+	})
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		if err := rs.cmd.Process.Signal(sig); err != nil {
+			t.Fatalf("signal restart: %v", err)
+		}
+	}
+	if code := rs.wait(t); code != 0 {
+		t.Errorf("interrupted restart exited %d (stderr %q), want 0", code, rs.stderr.String())
+	}
+	after := e.cstate(id)
+	if !after.Running || after.Pid == before.Pid || after.StartedAt == before.StartedAt || !alive(after.Pid) {
+		t.Errorf("after an interrupted restart: %+v, want running again with a new process (before %+v)", after, before)
+	}
+}
+
 // TestCrashKillCLIAnyPoint: kill -9 of `run -d` at any moment leaves a
 // consistent store: every container listed is in a real state, and rm -f
 // removes them without leftovers.
