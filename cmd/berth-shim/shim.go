@@ -517,13 +517,7 @@ func (s *shim) removeRunDir() {
 
 // mountBelow returns a mount point of mountinfo at or below dir.
 func mountBelow(mountinfo []byte, dir string) (string, bool) {
-	for len(mountinfo) > 0 {
-		line := mountinfo
-		if i := bytes.IndexByte(mountinfo, '\n'); i >= 0 {
-			line, mountinfo = mountinfo[:i], mountinfo[i+1:]
-		} else {
-			mountinfo = nil
-		}
+	for line := range bytes.Lines(mountinfo) {
 		f := bytes.Fields(line)
 		if len(f) < 5 {
 			continue

@@ -62,11 +62,7 @@ func TestCrashKillStopCLI(t *testing.T) {
 	st := e.start("stop", "-t", "2", "stubborn")
 	// The stop signal is sent (its kill event is written) after the
 	// monitor has the deadline.
-	waitFor(t, "stop to send SIGTERM", func() bool {
-		r := e.run(nil, "events", "--since", fmt.Sprint(since), "--until", fmt.Sprint(time.Now().Unix()+1),
-			"--filter", "container=stubborn", "--filter", "event=kill", "--format", "{{.Actor.Attributes.signal}}")
-		return strings.Contains(r.stdout, "15")
-	})
+	e.waitSigterm("stubborn", since)
 	if err := syscall.Kill(-st.cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill the stop's process group: %v", err)
 	}
@@ -97,11 +93,7 @@ func TestRestartInterrupted(t *testing.T) {
 	before := e.cstate(id)
 	since := time.Now().Unix()
 	rs := e.start("restart", "-t", "1", "stubborn")
-	waitFor(t, "restart to send SIGTERM", func() bool {
-		r := e.run(nil, "events", "--since", fmt.Sprint(since), "--until", fmt.Sprint(time.Now().Unix()+1),
-			"--filter", "container=stubborn", "--filter", "event=kill", "--format", "{{.Actor.Attributes.signal}}")
-		return strings.Contains(r.stdout, "15")
-	})
+	e.waitSigterm("stubborn", since)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		if err := rs.cmd.Process.Signal(sig); err != nil {
 			t.Fatalf("signal restart: %v", err)
@@ -114,6 +106,17 @@ func TestRestartInterrupted(t *testing.T) {
 	if !after.Running || after.Pid == before.Pid || after.StartedAt == before.StartedAt || !alive(after.Pid) {
 		t.Errorf("after an interrupted restart: %+v, want running again with a new process (before %+v)", after, before)
 	}
+}
+
+// waitSigterm waits for the kill event of a SIGTERM to container name
+// since the Unix time since.
+func (e *ctrEnv) waitSigterm(name string, since int64) {
+	e.t.Helper()
+	waitFor(e.t, "SIGTERM to be sent to "+name, func() bool {
+		r := e.run(nil, "events", "--since", fmt.Sprint(since), "--until", fmt.Sprint(time.Now().Unix()+1),
+			"--filter", "container="+name, "--filter", "event=kill", "--format", "{{.Actor.Attributes.signal}}")
+		return strings.Contains(r.stdout, "15")
+	})
 }
 
 // TestCrashKillCLIAnyPoint: kill -9 of `run -d` at any moment leaves a
