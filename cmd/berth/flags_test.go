@@ -1,10 +1,14 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/berthproject/berth/internal/engine"
 )
 
 // stringArrayVarP behaves as pflag's StringArrayVarP: values taken whole
@@ -34,5 +38,22 @@ func TestStringArrayFlag(t *testing.T) {
 	}
 	if a.FlagUsages() != b.FlagUsages() {
 		t.Fatalf("help:\n%s\npflag's:\n%s", a.FlagUsages(), b.FlagUsages())
+	}
+}
+
+func TestUserMessage(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("%w: No such container: x", engine.ErrNotFound), "No such container: x"},
+		{fmt.Errorf("%w: Conflict. The container name \"/x\" is already in use", engine.ErrConflict), `Conflict. The container name "/x" is already in use`},
+		{fmt.Errorf("start container x: %w: bad", engine.ErrInvalid), "start container x: invalid argument: bad"}, // only in front
+		{errors.New("not found: not one of ours"), "not found: not one of ours"},
+	}
+	for _, tt := range tests {
+		if got := userMessage(tt.err); got != tt.want {
+			t.Errorf("userMessage(%q) = %q, want %q", tt.err, got, tt.want)
+		}
 	}
 }

@@ -69,8 +69,22 @@ func main() {
 			os.Exit(code)
 		}
 	}
-	fmt.Fprintln(os.Stderr, "Error:", err)
+	fmt.Fprintln(os.Stderr, "Error:", userMessage(err))
 	os.Exit(code)
+}
+
+// userMessage is err's message without the engine's kind in front ("not
+// found: No such container: x" reads "No such container: x", as Docker
+// says it): the kinds choose exit codes and API statuses, the words are
+// the message's own.
+func userMessage(err error) string {
+	msg := err.Error()
+	for _, kind := range []error{engine.ErrNotFound, engine.ErrConflict, engine.ErrInvalid} {
+		if errors.Is(err, kind) {
+			msg = strings.TrimPrefix(msg, kind.Error()+": ")
+		}
+	}
+	return msg
 }
 
 func newApp(g *globals) *cli.App {
