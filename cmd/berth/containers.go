@@ -17,6 +17,7 @@ import (
 	"github.com/berthproject/berth/internal/cli"
 	"github.com/berthproject/berth/internal/console"
 	"github.com/berthproject/berth/internal/engine"
+	"github.com/berthproject/berth/internal/reference"
 )
 
 // containerCommands are the container verbs, at the top level and in the
@@ -262,11 +263,39 @@ func (f *runFlags) create(ctx context.Context, g *globals, cmd *cli.Command, arg
 	if err != nil {
 		return nil, nil, err
 	}
-	ctr, err := e.Create(ctx, engine.CreateOptions{
+	pf := pullProgress(os.Stderr)
+	if f.quiet {
+		pf = nil
+	}
+	o := engine.CreateOptions{
 		Name: f.name, Config: cfg, HostConfig: host, Pull: f.pull, Platform: f.platform,
-		Progress: pullProgress(os.Stderr), NetworkingConfig: nc, CheckPorts: checkPorts,
+		Progress: pf, NetworkingConfig: nc, CheckPorts: checkPorts,
 		Warn: func(msg string) { fmt.Fprintf(os.Stderr, "WARNING: %s\n", msg) },
-	})
+	}
+	if f.pull != engine.PullMissing {
+		ctr, err := e.Create(ctx, o)
+		return e, ctr, err
+	}
+	// As docker-cli: an image that is not here is announced, pulled with
+	// pull's output on stderr, and the create tried again.
+	o.Pull = engine.PullNever
+	ctr, err := e.Create(ctx, o)
+	if !errors.Is(err, engine.ErrNoSuchImage) {
+		return e, ctr, err
+	}
+	r, err := reference.Parse(cfg.Image)
+	if err != nil {
+		return e, nil, err
+	}
+	r = r.WithDefaultTag()
+	if !f.quiet {
+		fmt.Fprintf(os.Stderr, "Unable to find image '%s' locally\n", r.Familiar())
+	}
+	po := pullOptions{platform: f.platform, forRun: true, quiet: f.quiet}
+	if err := pullImage(ctx, e.Images, r.String(), po, os.Stderr); err != nil {
+		return e, nil, err
+	}
+	ctr, err = e.Create(ctx, o)
 	return e, ctr, err
 }
 

@@ -21,6 +21,7 @@ import (
 type pullOptions struct {
 	quiet    bool
 	platform string
+	forRun   bool // the pull of run and create: no final reference line
 }
 
 // pullImage pulls name and prints what Docker prints: the layers' progress
@@ -65,7 +66,9 @@ func pullImage(ctx context.Context, s *image.Store, name string, o pullOptions, 
 			fmt.Fprintf(out, "Status: Downloaded newer image for %s\n", ref.Familiar())
 		}
 	}
-	fmt.Fprintln(out, ref.String())
+	if !o.forRun {
+		fmt.Fprintln(out, ref.String())
+	}
 	return nil
 }
 

@@ -35,6 +35,7 @@ type runFlags struct {
 	deviceCgroupRules, attach, links                                                             []string
 	logDriver                                                                                    string
 	ip6                                                                                          string
+	quiet                                                                                        bool // no pull output
 }
 
 // networking turns --ip, --ip6, --network-alias and --mac-address into the
@@ -154,6 +155,7 @@ func (f *runFlags) register(fs *pflag.FlagSet, withDetach bool) {
 	stringArrayVarP(fs, &f.groupAdd, "group-add", "", "additional group")
 	stringArrayVarP(fs, &f.sysctl, "sysctl", "", "namespaced kernel parameter (KEY=VALUE)")
 	fs.StringVar(&f.pull, "pull", "missing", "pull the image: missing, always or never")
+	fs.BoolVarP(&f.quiet, "quiet", "q", false, "suppress the pull output")
 	fs.StringVar(&f.platform, "platform", "", "platform of the image (os/arch[/variant])")
 	fs.StringVar(&f.cgroupParent, "cgroup-parent", "", "parent cgroup of the container")
 	fs.StringVar(&f.runtime, "runtime", "", "OCI runtime for this container")

@@ -27,6 +27,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
 	ErrInvalid  = errors.New("invalid argument")
+	// ErrNoSuchImage marks, with ErrNotFound, the failure of a create whose
+	// image is not in the store (--pull never, or before docker-cli's pull).
+	ErrNoSuchImage = errors.New("No such image")
 )
 
 // containerSchema is the version of container.json; bump it with a

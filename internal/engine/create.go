@@ -252,7 +252,7 @@ func imageError(ref string, err error) error {
 		if r, perr := reference.Parse(ref); perr == nil {
 			ref = r.WithDefaultTag().Familiar()
 		}
-		return fmt.Errorf("%w: No such image: %s", ErrNotFound, ref)
+		return fmt.Errorf("%w: %w: %s", ErrNotFound, ErrNoSuchImage, ref)
 	}
 	return err
 }

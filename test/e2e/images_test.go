@@ -86,6 +86,26 @@ func TestImportPushPull(t *testing.T) {
 		t.Errorf("history = %q, want one entry: the import with its message", hist)
 	}
 
+	// run of an image that is not here: docker-cli's announcement and the
+	// pull's lines on stderr, the container's output alone on stdout.
+	e.ok("rmi", remote)
+	r := e.run(nil, "run", "--rm", remote, "echo", "ran")
+	if r.code != 0 || r.stdout != "ran\n" {
+		t.Errorf("run of a missing image: %v, want it pulled and run", r)
+	}
+	for _, want := range []string{"Unable to find image '" + remote + "' locally\n", "v1: Pulling from e2e/busybox\n", "Digest: " + pushed + "\n", "Status: Downloaded newer image for " + remote + "\n"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("run's stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if slices.Contains(lines(r.stderr), remote) {
+		t.Errorf("run's stderr has pull's final reference line:\n%s", r.stderr)
+	}
+	e.ok("rmi", remote)
+	if r := e.run(nil, "run", "--rm", "-q", remote, "echo", "ran"); r.code != 0 || r.stdout != "ran\n" || r.stderr != "" {
+		t.Errorf("run -q of a missing image: %v, want it pulled and run without a word on stderr", r)
+	}
+
 	out = e.ok("pull", remote)
 	if !strings.Contains(out, "Status: Image is up to date for "+remote+"\n") {
 		t.Errorf("second pull does not say the image is up to date:\n%s", out)
