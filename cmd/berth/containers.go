@@ -272,30 +272,41 @@ func (f *runFlags) create(ctx context.Context, g *globals, cmd *cli.Command, arg
 		Progress: pf, NetworkingConfig: nc, CheckPorts: checkPorts,
 		Warn: func(msg string) { fmt.Fprintf(os.Stderr, "WARNING: %s\n", msg) },
 	}
-	if f.pull != engine.PullMissing {
+	// As docker-cli: the pull of an image that is not here (announced) or
+	// of --pull always prints pull's output on stderr, then the create is
+	// made with the image at hand.
+	pull := func(announce bool) error {
+		r, err := reference.Parse(cfg.Image)
+		if err != nil {
+			return err
+		}
+		r = r.WithDefaultTag()
+		if announce && !f.quiet {
+			fmt.Fprintf(os.Stderr, "Unable to find image '%s' locally\n", r.Familiar())
+		}
+		po := pullOptions{platform: f.platform, forRun: true, quiet: f.quiet}
+		return pullImage(ctx, e.Images, r.String(), po, os.Stderr)
+	}
+	switch f.pull {
+	case engine.PullAlways:
+		if err := pull(false); err != nil {
+			return e, nil, err
+		}
+	case engine.PullMissing:
+		o.Pull = engine.PullNever
+		ctr, err := e.Create(ctx, o)
+		if !errors.Is(err, engine.ErrNoSuchImage) {
+			return e, ctr, err
+		}
+		if err := pull(true); err != nil {
+			return e, nil, err
+		}
+	default: // never, or a policy Create refuses with its message
 		ctr, err := e.Create(ctx, o)
 		return e, ctr, err
 	}
-	// As docker-cli: an image that is not here is announced, pulled with
-	// pull's output on stderr, and the create tried again.
 	o.Pull = engine.PullNever
 	ctr, err := e.Create(ctx, o)
-	if !errors.Is(err, engine.ErrNoSuchImage) {
-		return e, ctr, err
-	}
-	r, err := reference.Parse(cfg.Image)
-	if err != nil {
-		return e, nil, err
-	}
-	r = r.WithDefaultTag()
-	if !f.quiet {
-		fmt.Fprintf(os.Stderr, "Unable to find image '%s' locally\n", r.Familiar())
-	}
-	po := pullOptions{platform: f.platform, forRun: true, quiet: f.quiet}
-	if err := pullImage(ctx, e.Images, r.String(), po, os.Stderr); err != nil {
-		return e, nil, err
-	}
-	ctr, err = e.Create(ctx, o)
 	return e, ctr, err
 }
 

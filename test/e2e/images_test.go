@@ -105,6 +105,11 @@ func TestImportPushPull(t *testing.T) {
 	if r := e.run(nil, "run", "--rm", "-q", remote, "echo", "ran"); r.code != 0 || r.stdout != "ran\n" || r.stderr != "" {
 		t.Errorf("run -q of a missing image: %v, want it pulled and run without a word on stderr", r)
 	}
+	r = e.run(nil, "run", "--rm", "--pull", "always", remote, "true")
+	if r.code != 0 || !strings.Contains(r.stderr, "v1: Pulling from e2e/busybox\n") ||
+		!strings.Contains(r.stderr, "Status: Image is up to date for "+remote+"\n") || strings.Contains(r.stderr, "Unable to find") {
+		t.Errorf("run --pull always of an image that is here: %v, want pull's lines (up to date) and no announcement", r)
+	}
 
 	out = e.ok("pull", remote)
 	if !strings.Contains(out, "Status: Image is up to date for "+remote+"\n") {
