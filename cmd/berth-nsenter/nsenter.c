@@ -5,11 +5,16 @@
 // thread, which a Go program never is (the kernel refuses setns(CLONE_NEWUSER)
 // and setns to a mount namespace to a multithreaded process), and then
 // executes the runtime binary, passed as a descriptor, as the Go side of the
-// init. The protocol is described in internal/nsenter/doc.go.
+// init. For an exec'd process that needs nothing the Go side alone does (a
+// terminal, a seccomp agent, scheduling, labels), it finishes the process
+// itself and executes the user's program directly (finish_exec): the Go
+// start-up of the runtime binary was most of an exec's time. The protocol is
+// described in internal/nsenter/doc.go.
 //
 // Usage (by berth-runtime only): berth-nsenter EXE_FD, with _BERTH_INIT=SYNC_FD
-// in the environment. EXE_FD is the sealed runtime binary; SYNC_FD the
-// bootstrap socket, which the runtime binary inherits under the same name.
+// in the environment. EXE_FD is the sealed runtime binary ("-" when the
+// bootstrap carries the process to exec); SYNC_FD the bootstrap socket, which
+// the runtime binary inherits under the same name.
 
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,7 +27,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/openat2.h>
+#include <linux/seccomp.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -43,7 +53,18 @@ enum {
 	REC_FORK = 4,         // u32: 1 = fork so that the child enters pid/time namespaces
 	REC_END = 5,          // end of the bootstrap
 	REC_JOIN_USER = 6,    // string: path of the user namespace to join, before any other
+	// The process to exec (finish_exec); REC_EXEC_ARGV makes it one.
+	REC_EXEC_ARGV = 7,     // NUL-terminated strings: the arguments
+	REC_EXEC_ENV = 8,      // NUL-terminated strings: the environment
+	REC_EXEC_CWD = 9,      // string: the working directory, inside the root
+	REC_EXEC_USER = 10,    // u32 uid, gid, umask (UMASK_KEEP: keep), count, then the additional gids
+	REC_EXEC_RLIMIT = 11,  // u32 resource, u32 index in process.rlimits, u64 soft, u64 hard
+	REC_EXEC_CAPS = 12,    // u32 last cap, u32 0, u64 bounding, effective, permitted, inheritable, ambient
+	REC_EXEC_NNP = 13,     // (empty) set no_new_privs
+	REC_EXEC_SECCOMP = 14, // u32 filter flags, u32 0, then the BPF program
+	REC_EXEC_PRESERVE = 15, // u32 descriptors from 3 on that the process keeps
 };
+#define UMASK_KEEP 0xffffffffu
 enum {
 	MSG_USERMAP = 101, // stage0 -> parent: write my uid/gid maps
 	MSG_USERMAP_ACK = 102,
@@ -52,7 +73,8 @@ enum {
 };
 
 #define MAX_JOINS 16
-#define MAX_REC 4096
+#define MAX_REC (1 << 20)
+#define MAX_RLIMITS 32
 
 static int sync_fd = -1;
 
@@ -79,23 +101,36 @@ static void send_msg(uint32_t type, const void *data, uint32_t len)
 	write_full(data, len);
 }
 
-__attribute__((noreturn, format(printf, 1, 2))) static void bail(const char *fmt, ...)
+// report sends fmt's message, then ": " and err's text unless err is 0, as
+// MSG_ERROR and ends the process. go_words words err as Go does (lower
+// case: "no such file or directory"), for messages that stand where the Go
+// init's would.
+__attribute__((noreturn, format(printf, 3, 0))) static void report(int err, int go_words, const char *fmt, va_list ap)
 {
-	char buf[512];
-	int saved = errno;
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof(buf) - 64, fmt, ap);
-	va_end(ap);
+	char buf[1024];
+	int n = vsnprintf(buf, sizeof(buf) - 128, fmt, ap);
 	if (n < 0)
 		n = 0;
-	if (n > (int)sizeof(buf) - 64)
-		n = sizeof(buf) - 64;
-	if (saved != 0)
-		n += snprintf(buf + n, 64, ": %s", strerror(saved));
+	if (n > (int)sizeof(buf) - 128)
+		n = sizeof(buf) - 128;
+	if (err != 0) {
+		int m = snprintf(buf + n, 128, ": %s", strerror(err));
+		if (go_words && m > 2 && buf[n + 2] >= 'A' && buf[n + 2] <= 'Z')
+			buf[n + 2] += 'a' - 'A';
+		n += m < 128 ? m : 127;
+	}
 	if (sync_fd >= 0)
 		send_msg(MSG_ERROR, buf, n);
 	_exit(1);
+}
+
+// bail reports a failure of the namespace stage, with errno's text.
+__attribute__((noreturn, format(printf, 1, 2))) static void bail(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	report(saved, 0, fmt, ap);
 }
 
 static int read_full(void *buf, size_t len)
@@ -164,6 +199,298 @@ __attribute__((noreturn)) static void exec_runtime(int exe_fd, char **envp)
 	bail("nsenter: execute the runtime binary");
 }
 
+// The process finish_exec makes, from the REC_EXEC_* records.
+struct exec_proc {
+	char **argv, **envp;
+	char *cwd;
+	uint32_t uid, gid, umask, ngroups;
+	gid_t *groups;
+	int nrlimits;
+	struct {
+		uint32_t resource, index;
+		struct rlimit lim;
+	} rlimits[MAX_RLIMITS];
+	int have_caps;
+	uint32_t last_cap;
+	uint64_t bounding, effective, permitted, inheritable, ambient;
+	int nnp;
+	int have_seccomp;
+	uint32_t seccomp_flags;
+	struct sock_fprog seccomp;
+	uint32_t preserve;
+};
+
+// fail reports a failure to make the exec'd process, worded as the Go init
+// words it ("...: no such file or directory").
+__attribute__((noreturn, format(printf, 2, 3))) static void fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	report(err, 1, fmt, ap);
+}
+
+// strings splits NUL-terminated strings into a NULL-terminated vector.
+static char **strings(char *data, uint32_t len)
+{
+	size_t n = 0;
+	for (uint32_t i = 0; i < len; i++)
+		n += data[i] == '\0';
+	char **v = calloc(n + 1, sizeof(char *));
+	if (v == NULL)
+		_exit(1);
+	size_t k = 0;
+	for (uint32_t i = 0; i < len && k < n; k++) {
+		v[k] = data + i;
+		i += strlen(data + i) + 1;
+	}
+	return v;
+}
+
+static uint32_t get32(const char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static uint64_t get64(const char *p)
+{
+	uint64_t v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+// exec_record takes one REC_EXEC_* record into x; it reports whether typ was
+// one. data stays referenced.
+static int exec_record(struct exec_proc *x, uint32_t typ, char *data, uint32_t len)
+{
+	switch (typ) {
+	case REC_EXEC_ARGV:
+		x->argv = strings(data, len);
+		return 1;
+	case REC_EXEC_ENV:
+		x->envp = strings(data, len);
+		return 1;
+	case REC_EXEC_CWD:
+		x->cwd = data;
+		return 1;
+	case REC_EXEC_USER:
+		if (len < 16 || (len - 16) / 4 != get32(data + 12) || (len - 16) % 4 != 0)
+			bail("nsenter: bad user record");
+		x->uid = get32(data), x->gid = get32(data + 4), x->umask = get32(data + 8);
+		x->ngroups = get32(data + 12);
+		x->groups = calloc(x->ngroups + 1, sizeof(gid_t));
+		if (x->groups == NULL)
+			_exit(1);
+		for (uint32_t i = 0; i < x->ngroups; i++)
+			x->groups[i] = get32(data + 16 + 4 * i);
+		return 1;
+	case REC_EXEC_RLIMIT:
+		if (len != 24 || x->nrlimits == MAX_RLIMITS)
+			bail("nsenter: bad rlimit record");
+		x->rlimits[x->nrlimits].resource = get32(data);
+		x->rlimits[x->nrlimits].index = get32(data + 4);
+		x->rlimits[x->nrlimits].lim.rlim_cur = get64(data + 8);
+		x->rlimits[x->nrlimits].lim.rlim_max = get64(data + 16);
+		x->nrlimits++;
+		return 1;
+	case REC_EXEC_CAPS:
+		if (len != 48)
+			bail("nsenter: bad capabilities record");
+		x->have_caps = 1;
+		x->last_cap = get32(data);
+		x->bounding = get64(data + 8), x->effective = get64(data + 16), x->permitted = get64(data + 24);
+		x->inheritable = get64(data + 32), x->ambient = get64(data + 40);
+		return 1;
+	case REC_EXEC_NNP:
+		x->nnp = 1;
+		return 1;
+	case REC_EXEC_SECCOMP:
+		if (len < 8 + sizeof(struct sock_filter) || (len - 8) % sizeof(struct sock_filter) != 0 ||
+		    (len - 8) / sizeof(struct sock_filter) > BPF_MAXINSNS)
+			bail("nsenter: bad seccomp record");
+		x->have_seccomp = 1;
+		x->seccomp_flags = get32(data);
+		x->seccomp.len = (len - 8) / sizeof(struct sock_filter);
+		x->seccomp.filter = (struct sock_filter *)(data + 8); // calloc'd: aligned
+		return 1;
+	case REC_EXEC_PRESERVE:
+		if (len != 4)
+			bail("nsenter: bad preserve record");
+		x->preserve = get32(data);
+		return 1;
+	}
+	return 0;
+}
+
+// executable is Go's check of a candidate program: it exists (following
+// links), is not a directory and has an execute bit.
+static int executable(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return errno;
+	if (S_ISDIR(st.st_mode))
+		return EISDIR;
+	if ((st.st_mode & 0111) == 0)
+		return EACCES;
+	return 0;
+}
+
+// look_path finds the program to run the way the Go side's lookPath does:
+// a name with a slash as it is, else the first executable match along the
+// container's PATH.
+static char *look_path(const char *name, char **envp)
+{
+	if (strchr(name, '/') != NULL) {
+		int err = executable(name);
+		if (err == ENOENT || err == ENOTDIR)
+			fail(err, "exec: \"%s\": stat %s", name, name);
+		if (err == EISDIR)
+			fail(0, "exec: \"%s\": is a directory", name);
+		if (err != 0)
+			fail(err, "exec: \"%s\"", name);
+		return (char *)name;
+	}
+	const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	for (char **e = envp; *e != NULL; e++) {
+		if (strncmp(*e, "PATH=", 5) == 0)
+			path = *e + 5;
+	}
+	for (const char *p = path;; p++) {
+		const char *end = strchr(p, ':');
+		size_t dlen = end != NULL ? (size_t)(end - p) : strlen(p);
+		char *cand = malloc(dlen + strlen(name) + 3);
+		if (cand == NULL)
+			_exit(1);
+		if (dlen == 0)
+			sprintf(cand, "%s", name); // an empty entry is the working directory
+		else
+			sprintf(cand, "%.*s/%s", (int)dlen, p, name);
+		if (executable(cand) == 0)
+			return cand;
+		free(cand);
+		if (end == NULL)
+			break;
+		p = end;
+	}
+	fail(0, "exec: \"%s\": executable file not found in $PATH", name);
+}
+
+// chdir_in_root changes to cwd resolved inside the container's root (we are
+// in its mount namespace): no symlink or magic link such as /proc/self/fd/N
+// leads out of it (the leaked-fd escape, CVE-2024-21626).
+static void chdir_in_root(const char *cwd)
+{
+	int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		fail(errno, "process.cwd \"%s\"", cwd);
+	struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+	int fd = syscall(SYS_openat2, root, cwd, &how, sizeof(how));
+	if (fd < 0)
+		fail(errno, "process.cwd \"%s\"", cwd);
+	if (fchdir(fd) < 0)
+		fail(errno, "process.cwd \"%s\"", cwd);
+	close(fd);
+	close(root);
+	char wd[2];
+	if (getcwd(wd, sizeof(wd)) == NULL && errno != ERANGE)
+		fail(0, "process.cwd \"%s\": resolves outside the container", cwd);
+}
+
+static void load_seccomp(struct exec_proc *x)
+{
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, x->seccomp_flags, &x->seccomp) != 0)
+		fail(errno, "linux.seccomp: seccomp(SECCOMP_SET_MODE_FILTER, flags %#x)", x->seccomp_flags);
+}
+
+// set_caps sets the effective, permitted and inheritable sets, then the
+// ambient one (only what is permitted and inheritable, as runc does).
+static void set_caps(struct exec_proc *x)
+{
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct data[2] = {
+		{(uint32_t)x->effective, (uint32_t)x->permitted, (uint32_t)x->inheritable},
+		{(uint32_t)(x->effective >> 32), (uint32_t)(x->permitted >> 32), (uint32_t)(x->inheritable >> 32)},
+	};
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		fail(errno, "process.capabilities: set capabilities");
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		fail(errno, "process.capabilities: clear ambient capabilities");
+	for (uint32_t c = 0; c <= x->last_cap && c < 64; c++) {
+		uint64_t bit = 1ull << c;
+		if (!(x->ambient & bit) || !(x->permitted & bit) || !(x->inheritable & bit))
+			continue;
+		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
+			fail(errno, "process.capabilities: raise ambient capability %u (it must be permitted and inheritable)", c);
+	}
+}
+
+// finish_exec makes this process the exec'd one, in the order the Go init
+// uses (internal/runtime/process.go, prepareProcess and finish): limits,
+// umask, program lookup, working directory, early seccomp, bounding set,
+// user, capabilities, no_new_privs, late seccomp, descriptors, execve. The
+// parent reads EOF on the bootstrap socket once execve succeeded.
+__attribute__((noreturn)) static void finish_exec(struct exec_proc *x)
+{
+	prctl(PR_SET_NAME, "berth:exec", 0, 0, 0);
+	if (x->argv == NULL || x->argv[0] == NULL || x->cwd == NULL)
+		bail("nsenter: incomplete process");
+	if (x->envp == NULL)
+		x->envp = strings("", 0);
+	for (int i = 0; i < x->nrlimits; i++) {
+		if (prlimit(0, x->rlimits[i].resource, &x->rlimits[i].lim, NULL) < 0) {
+			int err = errno;
+			if (err == EPERM) {
+				struct rlimit cur = {0, 0};
+				prlimit(0, x->rlimits[i].resource, NULL, &cur);
+				fail(err, "process.rlimits[%u]: raising the hard limit from %llu to %llu needs CAP_SYS_RESOURCE",
+				     x->rlimits[i].index, (unsigned long long)cur.rlim_max, (unsigned long long)x->rlimits[i].lim.rlim_max);
+			}
+			fail(err, "process.rlimits[%u]", x->rlimits[i].index);
+		}
+	}
+	if (x->umask != UMASK_KEEP)
+		umask(x->umask);
+	char *path = look_path(x->argv[0], x->envp);
+	chdir_in_root(x->cwd);
+	// Without no_new_privs a filter needs CAP_SYS_ADMIN: load it while we
+	// have it; with it, as late as possible.
+	if (x->have_seccomp && !x->nnp)
+		load_seccomp(x);
+	if (x->have_caps) {
+		for (uint32_t c = 0; c <= x->last_cap && c < 64; c++) {
+			if (x->bounding & (1ull << c))
+				continue;
+			if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+				fail(errno, "process.capabilities.bounding: drop capability %u from the bounding set", c);
+		}
+	}
+	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+		fail(errno, "keep capabilities");
+	if (syscall(SYS_setgroups, x->ngroups, x->groups) < 0 && !(errno == EPERM && x->ngroups == 0))
+		fail(errno, "process.user.additionalGids");
+	if (syscall(SYS_setresgid, x->gid, x->gid, x->gid) < 0)
+		fail(errno, "process.user.gid %u", x->gid);
+	if (syscall(SYS_setresuid, x->uid, x->uid, x->uid) < 0)
+		fail(errno, "process.user.uid %u", x->uid);
+	if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+		fail(errno, "clear keep capabilities");
+	if (x->have_caps)
+		set_caps(x);
+	if (x->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		fail(errno, "process.noNewPrivileges");
+	if (x->have_seccomp && x->nnp)
+		load_seccomp(x);
+	// Nothing of the runtime may leak into the container: every descriptor
+	// above stdio and the preserved ones (the bootstrap socket too) is
+	// closed by execve.
+	if (syscall(SYS_close_range, 3 + x->preserve, ~0u, CLOSE_RANGE_CLOEXEC) < 0)
+		fail(errno, "close runtime file descriptors");
+	execve(path, x->argv, x->envp);
+	fail(errno, "exec %s", path);
+}
+
 int main(int argc, char **argv, char **envp)
 {
 	const char *env = getenv("_BERTH_INIT");
@@ -172,13 +499,13 @@ int main(int argc, char **argv, char **envp)
 		return 2;
 	}
 	sync_fd = atoi(env);
-	int exe_fd = atoi(argv[1]);
-	if (sync_fd < 3 || exe_fd < 3) {
+	int exe_fd = strcmp(argv[1], "-") == 0 ? -1 : atoi(argv[1]);
+	if (sync_fd < 3 || (exe_fd < 3 && exe_fd != -1)) {
 		fprintf(stderr, "berth-nsenter: bad descriptors\n");
 		return 2;
 	}
 	// The runtime binary must not stay open in the process it becomes.
-	if (fcntl(exe_fd, F_SETFD, FD_CLOEXEC) < 0)
+	if (exe_fd >= 0 && fcntl(exe_fd, F_SETFD, FD_CLOEXEC) < 0)
 		bail("nsenter: runtime binary descriptor %d", exe_fd);
 	prctl(PR_SET_NAME, "berth:nsenter", 0, 0, 0);
 
@@ -187,6 +514,7 @@ int main(int argc, char **argv, char **envp)
 	int njoins = 0;
 	char *offsets = NULL;
 	char *userns = NULL;
+	struct exec_proc x = {.umask = UMASK_KEEP};
 
 	for (;;) {
 		uint32_t hdr[2];
@@ -220,6 +548,8 @@ int main(int argc, char **argv, char **envp)
 			offsets = data;
 			break;
 		default:
+			if (exec_record(&x, hdr[0], data, hdr[1]))
+				break;
 			errno = 0;
 			bail("nsenter: unknown bootstrap record %u", hdr[0]);
 		}
@@ -295,6 +625,8 @@ int main(int argc, char **argv, char **envp)
 	}
 	if (offsets != NULL)
 		write_file("/proc/self/timens_offsets", offsets, strlen(offsets));
+	if (x.argv == NULL && exe_fd < 0)
+		bail("nsenter: neither a runtime binary nor a process to execute");
 
 	if (do_fork) {
 		// CLONE_PARENT: the init becomes a child of the runtime process,
@@ -311,5 +643,7 @@ int main(int argc, char **argv, char **envp)
 		int32_t p = getpid();
 		send_msg(MSG_PID, &p, sizeof(p));
 	}
+	if (x.argv != NULL)
+		finish_exec(&x);
 	exec_runtime(exe_fd, envp);
 }

@@ -39,4 +39,17 @@
 //
 // From then on the same socket carries the Go-side protocol of package
 // runtime (the init configuration, hook requests, ready and error messages).
+//
+// An exec'd process that needs nothing only the Go init does (a terminal, a
+// seccomp agent, scheduling or I/O priority, a personality, AppArmor or
+// SELinux labels) is finished by berth-nsenter itself: the bootstrap then
+// carries it as REC_EXEC_* records (Process: argv, environment, working
+// directory, user and groups, umask, rlimits, capability sets,
+// no_new_privs, the seccomp filter compiled by the runtime, preserved
+// descriptors), the runtime binary is not passed ("-" in its place), and
+// after MSG_PID the child makes the process in the Go init's order and
+// executes the user's program; the parent reads EOF once execve succeeded
+// (every descriptor but stdio and the preserved ones is close-on-exec by
+// then) or MSG_ERROR, worded as the Go init words it. The Go start-up of the
+// runtime binary was most of an exec's time (38.8 -> 28 ms here).
 package nsenter

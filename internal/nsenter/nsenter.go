@@ -16,12 +16,21 @@ const EnvInit = "_BERTH_INIT"
 
 // Record types; keep in sync with cmd/berth-nsenter/nsenter.c.
 const (
-	recCloneFlags  = 1
-	recJoin        = 2
-	recTimeOffsets = 3
-	recFork        = 4
-	recEnd         = 5
-	recJoinUser    = 6
+	recCloneFlags   = 1
+	recJoin         = 2
+	recTimeOffsets  = 3
+	recFork         = 4
+	recEnd          = 5
+	recJoinUser     = 6
+	recExecArgv     = 7
+	recExecEnv      = 8
+	recExecCwd      = 9
+	recExecUser     = 10
+	recExecRlimit   = 11
+	recExecCaps     = 12
+	recExecNNP      = 13
+	recExecSeccomp  = 14
+	recExecPreserve = 15
 
 	msgUsermap    = 101
 	msgUsermapAck = 102
@@ -57,6 +66,91 @@ type Bootstrap struct {
 	Unshare     uintptr  // CLONE_NEW* flags to create after the joins
 	TimeOffsets string   // content for /proc/self/timens_offsets
 	Fork        bool     // fork once more so the init enters pid and time namespaces
+	// Exec, when set, is a process the C stage finishes and executes
+	// itself, instead of executing the runtime binary as its Go init.
+	Exec *Process
+}
+
+// Process is an exec'd process as the C stage makes it: in the order of
+// the Go init (limits, umask, program lookup along the container's PATH,
+// working directory inside the root, early seccomp, bounding set, user,
+// capabilities, no_new_privs, late seccomp, descriptors), then execve. The
+// parent reads EOF on the bootstrap socket once execve succeeded, an error
+// record otherwise.
+type Process struct {
+	Args, Env      []string
+	Cwd            string
+	UID, GID       uint32
+	Umask          *uint32 // nil: keep
+	AdditionalGids []uint32
+	Rlimits        []Rlimit
+	Caps           *CapSets // nil: leave the capabilities as they are
+	NoNewPrivs     bool
+	Seccomp        []byte // the filter in the kernel's layout (seccomp.Program.Raw); nil: none
+	SeccompFlags   uint32
+	PreserveFds    int
+}
+
+// Rlimit is one process.rlimits entry; Index is its place there, for
+// messages.
+type Rlimit struct {
+	Resource, Index uint32
+	Soft, Hard      uint64
+}
+
+// CapSets are the five capability sets as masks; LastCap is the kernel's
+// highest capability.
+type CapSets struct {
+	LastCap                                              uint32
+	Bounding, Effective, Permitted, Inheritable, Ambient uint64
+}
+
+// umaskKeep is the C stage's "no umask".
+const umaskKeep = 0xffffffff
+
+func nulStrings(v []string) []byte {
+	var b []byte
+	for _, s := range v {
+		b = append(append(b, s...), 0)
+	}
+	return b
+}
+
+func u64(v uint64) []byte { return binary.NativeEndian.AppendUint64(nil, v) }
+
+// encode renders p as REC_EXEC_* records.
+func (p *Process) encode(put func(uint32, []byte)) {
+	put(recExecArgv, nulStrings(p.Args))
+	put(recExecEnv, nulStrings(p.Env))
+	put(recExecCwd, []byte(p.Cwd))
+	umask := uint32(umaskKeep)
+	if p.Umask != nil {
+		umask = *p.Umask
+	}
+	user := append(append(append(u32(p.UID), u32(p.GID)...), u32(umask)...), u32(uint32(len(p.AdditionalGids)))...)
+	for _, g := range p.AdditionalGids {
+		user = append(user, u32(g)...)
+	}
+	put(recExecUser, user)
+	for _, r := range p.Rlimits {
+		put(recExecRlimit, append(append(append(u32(r.Resource), u32(r.Index)...), u64(r.Soft)...), u64(r.Hard)...))
+	}
+	if c := p.Caps; c != nil {
+		b := append(u32(c.LastCap), u32(0)...)
+		for _, m := range []uint64{c.Bounding, c.Effective, c.Permitted, c.Inheritable, c.Ambient} {
+			b = append(b, u64(m)...)
+		}
+		put(recExecCaps, b)
+	}
+	if p.NoNewPrivs {
+		put(recExecNNP, nil)
+	}
+	if p.Seccomp != nil {
+		put(recExecSeccomp, append(append(u32(p.SeccompFlags), u32(0)...), p.Seccomp...))
+	}
+	if p.PreserveFds > 0 {
+		put(recExecPreserve, u32(uint32(p.PreserveFds)))
+	}
 }
 
 // WriteRecord writes one protocol record.
@@ -107,6 +201,9 @@ func (b *Bootstrap) Encode() []byte {
 	}
 	if b.Fork {
 		put(recFork, u32(1))
+	}
+	if b.Exec != nil {
+		b.Exec.encode(put)
 	}
 	put(recEnd, nil)
 	return []byte(sb.String())

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -131,5 +132,56 @@ func TestReadRecordLimit(t *testing.T) {
 	hdr := binary.NativeEndian.AppendUint32(binary.NativeEndian.AppendUint32(nil, 1), maxRecord+1)
 	if _, _, err := ReadRecord(bytes.NewReader(hdr)); err == nil || !strings.Contains(err.Error(), "too long") {
 		t.Errorf("ReadRecord of an oversized record = %v", err)
+	}
+}
+
+// A process for the C stage to finish comes after the namespace records, in
+// the layout nsenter.c reads: NUL-terminated strings, native-endian
+// integers, optional records only when set.
+func TestEncodeProcess(t *testing.T) {
+	umask := uint32(0o027)
+	p := &Process{
+		Args: []string{"sh", "-c", "id"}, Env: []string{"PATH=/bin", "A="}, Cwd: "/tmp",
+		UID: 1000, GID: 1001, Umask: &umask, AdditionalGids: []uint32{5, 6},
+		Rlimits:    []Rlimit{{Resource: 7, Index: 2, Soft: 256, Hard: 1 << 40}},
+		Caps:       &CapSets{LastCap: 40, Bounding: 1, Effective: 2, Permitted: 3, Inheritable: 4, Ambient: 5},
+		NoNewPrivs: true, Seccomp: []byte("12345678"), SeccompFlags: 9, PreserveFds: 2,
+	}
+	types, payloads := records(t, (&Bootstrap{Join: []string{"/proc/1/ns/mnt"}, Fork: true, Exec: p}).Encode())
+	want := []uint32{recJoin, recFork, recExecArgv, recExecEnv, recExecCwd, recExecUser, recExecRlimit,
+		recExecCaps, recExecNNP, recExecSeccomp, recExecPreserve, recEnd}
+	if !slices.Equal(types, want) {
+		t.Fatalf("record types %v, want %v", types, want)
+	}
+	u := func(b string, i int) uint32 { return binary.NativeEndian.Uint32([]byte(b)[4*i:]) }
+	u64 := func(b string, off int) uint64 { return binary.NativeEndian.Uint64([]byte(b)[off:]) }
+	if payloads[2] != "sh\x00-c\x00id\x00" || payloads[3] != "PATH=/bin\x00A=\x00" || payloads[4] != "/tmp" {
+		t.Errorf("argv %q env %q cwd %q", payloads[2], payloads[3], payloads[4])
+	}
+	if user := payloads[5]; len(user) != 24 || u(user, 0) != 1000 || u(user, 1) != 1001 || u(user, 2) != 0o027 ||
+		u(user, 3) != 2 || u(user, 4) != 5 || u(user, 5) != 6 {
+		t.Errorf("user record %x", user)
+	}
+	if rl := payloads[6]; len(rl) != 24 || u(rl, 0) != 7 || u(rl, 1) != 2 || u64(rl, 8) != 256 || u64(rl, 16) != 1<<40 {
+		t.Errorf("rlimit record %x", rl)
+	}
+	if c := payloads[7]; len(c) != 48 || u(c, 0) != 40 || u64(c, 8) != 1 || u64(c, 16) != 2 || u64(c, 24) != 3 ||
+		u64(c, 32) != 4 || u64(c, 40) != 5 {
+		t.Errorf("capabilities record %x", c)
+	}
+	if s := payloads[9]; u(s, 0) != 9 || s[8:] != "12345678" {
+		t.Errorf("seccomp record %x", s)
+	}
+	if u(payloads[10], 0) != 2 {
+		t.Errorf("preserve record %x", payloads[10])
+	}
+
+	// The optional records are left out; a missing umask is "keep".
+	types, payloads = records(t, (&Bootstrap{Exec: &Process{Args: []string{"true"}, Cwd: "/"}}).Encode())
+	if want := []uint32{recExecArgv, recExecEnv, recExecCwd, recExecUser, recEnd}; !slices.Equal(types, want) {
+		t.Errorf("minimal process: record types %v, want %v", types, want)
+	}
+	if got := u(payloads[3], 2); got != umaskKeep {
+		t.Errorf("umask without one = %#x, want %#x (keep)", got, uint32(umaskKeep))
 	}
 }

@@ -11,8 +11,11 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/berthproject/berth/internal/caps"
 	"github.com/berthproject/berth/internal/console"
+	"github.com/berthproject/berth/internal/nsenter"
 	"github.com/berthproject/berth/internal/ocispec"
+	"github.com/berthproject/berth/internal/seccomp"
 )
 
 // ExecOpts are the options of exec besides the process itself.
@@ -77,6 +80,7 @@ func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
 		has[n.Type] = specs.LinuxNamespace{Type: n.Type, Path: path}
 	}
 	boot := bootstrapFor(&specs.Linux{}, has, "")
+	boot.Exec = finishInC(spec, p, seccompProg, o.PreserveFds)
 
 	var extra []*os.File
 	var consoleRecv *os.File
@@ -126,22 +130,24 @@ func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
 		return -1, err
 	}
 	defer c.conn.Close()
-	cfg := newInitConfig("exec", id, st.Bundle, spec, p, seccompProg)
-	cfg.HostPid, cfg.InitPid, cfg.PreserveFds = c.pid, st.Pid, o.PreserveFds
-	if p.Terminal {
-		cfg.ConsoleFd = fds[0]
-	}
-	if listenerAt >= 0 {
-		cfg.ListenerFd = fds[listenerAt]
-	}
-	b, err := cfg.MarshalBinary()
-	if err != nil {
-		c.kill()
-		return -1, err
-	}
-	if err := writeMsg(c.conn, msgConfig, b); err != nil {
-		c.kill()
-		return -1, fmt.Errorf("send exec config: %w", err)
+	if boot.Exec == nil { // the Go init finishes the process: its configuration
+		cfg := newInitConfig("exec", id, st.Bundle, spec, p, seccompProg)
+		cfg.HostPid, cfg.InitPid, cfg.PreserveFds = c.pid, st.Pid, o.PreserveFds
+		if p.Terminal {
+			cfg.ConsoleFd = fds[0]
+		}
+		if listenerAt >= 0 {
+			cfg.ListenerFd = fds[listenerAt]
+		}
+		b, err := cfg.MarshalBinary()
+		if err != nil {
+			c.kill()
+			return -1, err
+		}
+		if err := writeMsg(c.conn, msgConfig, b); err != nil {
+			c.kill()
+			return -1, fmt.Errorf("send exec config: %w", err)
+		}
 	}
 	for _, f := range extra {
 		f.Close()
@@ -177,6 +183,58 @@ func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
 	stop := forwardSignals(c.pid)
 	defer stop()
 	return c.wait()
+}
+
+// EnvExecInit set to "go" makes every exec'd process go through the Go
+// init, as those finishInC turns down do (for tests of that path).
+const EnvExecInit = "BERTH_RUNTIME_EXEC_INIT"
+
+// finishInC returns p as berth-nsenter makes it itself, or nil when p needs
+// the Go init: a terminal, a seccomp agent (notify), scheduling or I/O
+// priority, a personality, an AppArmor or SELinux label. The C stage then
+// executes the program directly: the Go start-up of the runtime binary was
+// most of an exec's time. Anything it cannot encode (an unknown rlimit or
+// capability, a filter the kernel cannot load) is left to the Go init too,
+// which reports it as it always has.
+func finishInC(spec *specs.Spec, p *specs.Process, seccompProg []byte, preserve int) *nsenter.Process {
+	if os.Getenv(EnvExecInit) == "go" || p.Terminal || p.Scheduler != nil || p.IOPriority != nil ||
+		p.ApparmorProfile != "" || p.SelinuxLabel != "" {
+		return nil
+	}
+	if l := spec.Linux; l != nil && (l.Personality != nil || l.Seccomp != nil && l.Seccomp.ListenerPath != "") {
+		return nil
+	}
+	x := &nsenter.Process{
+		Args: p.Args, Env: p.Env, Cwd: p.Cwd, UID: p.User.UID, GID: p.User.GID, Umask: p.User.Umask,
+		AdditionalGids: p.User.AdditionalGids, NoNewPrivs: p.NoNewPrivileges, PreserveFds: preserve,
+	}
+	for i, rl := range p.Rlimits {
+		res, ok := rlimitNums[rl.Type]
+		if !ok {
+			return nil
+		}
+		x.Rlimits = append(x.Rlimits, nsenter.Rlimit{Resource: uint32(res), Index: uint32(i), Soft: rl.Soft, Hard: rl.Hard})
+	}
+	if p.Capabilities != nil {
+		sets, err := caps.Parse("process.capabilities", p.Capabilities)
+		if err != nil {
+			return nil
+		}
+		x.Caps = &nsenter.CapSets{LastCap: uint32(caps.LastCap()), Bounding: sets.Bounding, Effective: sets.Effective,
+			Permitted: sets.Permitted, Inheritable: sets.Inheritable, Ambient: sets.Ambient}
+	}
+	if len(seccompProg) > 0 {
+		var prog seccomp.Program
+		if err := prog.UnmarshalBinary(seccompProg); err != nil {
+			return nil
+		}
+		flags, filter, err := prog.Raw()
+		if err != nil {
+			return nil
+		}
+		x.Seccomp, x.SeccompFlags = filter, flags
+	}
+	return x
 }
 
 func sameNS(a, b string) bool {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/internal/nsenter"
+	"github.com/berthproject/berth/internal/seccomp"
 )
 
 func TestCheckID(t *testing.T) {
@@ -222,5 +223,90 @@ func TestDirectFor(t *testing.T) {
 	l.TimeOffsets = map[string]specs.LinuxTimeOffset{"monotonic": {Secs: 1}}
 	if d := directFor(l, has); d != nil {
 		t.Errorf("time offsets: started without the C stage")
+	}
+}
+
+// finishInC takes the usual exec'd process to the C stage, with every
+// attribute encoded, and leaves to the Go init what only it does.
+func TestFinishInC(t *testing.T) {
+	umask := uint32(0o077)
+	base := func() *specs.Process {
+		return &specs.Process{
+			Args: []string{"sh"}, Env: []string{"PATH=/bin"}, Cwd: "/w",
+			User:            specs.User{UID: 1, GID: 2, AdditionalGids: []uint32{3}, Umask: &umask},
+			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 10, Hard: 20}},
+			Capabilities:    &specs.LinuxCapabilities{Bounding: []string{"CAP_KILL", "CAP_CHOWN"}, Effective: []string{"CAP_KILL"}},
+			NoNewPrivileges: true,
+		}
+	}
+	spec := &specs.Spec{Linux: &specs.Linux{}}
+	prog, err := seccomp.Compile(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
+		Syscalls: []specs.LinuxSyscall{{Names: []string{"mkdir"}, Action: specs.ActErrno}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	progBytes, err := prog.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := finishInC(spec, base(), progBytes, 2)
+	if x == nil {
+		t.Fatal("the usual exec'd process went to the Go init")
+	}
+	if !reflect.DeepEqual(x.Args, []string{"sh"}) || x.Cwd != "/w" || x.UID != 1 || x.GID != 2 || *x.Umask != 0o077 ||
+		!reflect.DeepEqual(x.AdditionalGids, []uint32{3}) || !x.NoNewPrivs || x.PreserveFds != 2 {
+		t.Errorf("process %+v", x)
+	}
+	if want := []nsenter.Rlimit{{Resource: unix.RLIMIT_NOFILE, Index: 0, Soft: 10, Hard: 20}}; !reflect.DeepEqual(x.Rlimits, want) {
+		t.Errorf("rlimits %+v, want %+v", x.Rlimits, want)
+	}
+	if c := x.Caps; c == nil || c.Bounding != 1<<unix.CAP_KILL|1<<unix.CAP_CHOWN || c.Effective != 1<<unix.CAP_KILL || c.Permitted != 0 {
+		t.Errorf("capabilities %+v", c)
+	}
+	if len(x.Seccomp) != 8*len(prog.Filter) {
+		t.Errorf("seccomp filter of %d bytes, want %d instructions of 8", len(x.Seccomp), len(prog.Filter))
+	}
+	if x := finishInC(spec, &specs.Process{Args: []string{"true"}, Cwd: "/"}, nil, 0); x == nil || x.Caps != nil || x.Seccomp != nil {
+		t.Errorf("a process without capabilities or filter: %+v, want neither touched", x)
+	}
+
+	notify, err := seccomp.Compile(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
+		ListenerPath: "/agent", Syscalls: []specs.LinuxSyscall{{Names: []string{"mkdir"}, Action: specs.ActNotify}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notifyBytes, _ := notify.MarshalBinary()
+	goInit := map[string]func(*specs.Spec, *specs.Process) []byte{
+		"terminal":    func(_ *specs.Spec, p *specs.Process) []byte { p.Terminal = true; return nil },
+		"scheduler":   func(_ *specs.Spec, p *specs.Process) []byte { p.Scheduler = &specs.Scheduler{}; return nil },
+		"io priority": func(_ *specs.Spec, p *specs.Process) []byte { p.IOPriority = &specs.LinuxIOPriority{}; return nil },
+		"apparmor":    func(_ *specs.Spec, p *specs.Process) []byte { p.ApparmorProfile = "x"; return nil },
+		"selinux":     func(_ *specs.Spec, p *specs.Process) []byte { p.SelinuxLabel = "x"; return nil },
+		"personality": func(s *specs.Spec, _ *specs.Process) []byte {
+			s.Linux.Personality = &specs.LinuxPersonality{}
+			return nil
+		},
+		"agent": func(s *specs.Spec, _ *specs.Process) []byte {
+			s.Linux.Seccomp = &specs.LinuxSeccomp{ListenerPath: "/x"}
+			return nil
+		},
+		"notify": func(*specs.Spec, *specs.Process) []byte { return notifyBytes },
+		"rlimit": func(_ *specs.Spec, p *specs.Process) []byte { p.Rlimits[0].Type = "RLIMIT_BOGUS"; return nil },
+		"capability": func(_ *specs.Spec, p *specs.Process) []byte {
+			p.Capabilities.Effective = []string{"CAP_BOGUS"}
+			return nil
+		},
+		"bad filter": func(*specs.Spec, *specs.Process) []byte { return []byte("junk") },
+	}
+	for name, adapt := range goInit {
+		s, p := &specs.Spec{Linux: &specs.Linux{}}, base()
+		filter := adapt(s, p)
+		if x := finishInC(s, p, filter, 0); x != nil {
+			t.Errorf("%s: finished in the C stage, want the Go init", name)
+		}
+	}
+	t.Setenv(EnvExecInit, "go")
+	if x := finishInC(spec, base(), nil, 0); x != nil {
+		t.Errorf("%s=go: finished in the C stage, want the Go init", EnvExecInit)
 	}
 }

@@ -186,11 +186,13 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 		}
 		defer stage0.Close()
 	}
-	exe, err := sealedExe()
-	if err != nil {
-		return nil, nil, err
+	var exe *os.File // the runtime binary, but for a process the C stage finishes itself
+	if o.direct != nil || o.boot.Exec == nil {
+		if exe, err = sealedExe(); err != nil {
+			return nil, nil, err
+		}
+		defer exe.Close()
 	}
-	defer exe.Close()
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("socketpair: %w", err)
@@ -231,8 +233,11 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 	var sys *syscall.SysProcAttr
 	if d := o.direct; d == nil {
 		// Stage0 executes the runtime binary, and closes it on exec.
-		path, argv = "/proc/self/fd/"+strconv.Itoa(int(stage0.Fd())), []string{NsenterName, strconv.Itoa(len(files))}
-		files = append(files, exe.Fd())
+		path, argv = "/proc/self/fd/"+strconv.Itoa(int(stage0.Fd())), []string{NsenterName, "-"}
+		if exe != nil {
+			argv[1] = strconv.Itoa(len(files))
+			files = append(files, exe.Fd())
+		}
 	} else {
 		for i, f := range d.files {
 			d.joins[i].Fd = len(files)

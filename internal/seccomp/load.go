@@ -1,6 +1,7 @@
 package seccomp
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
@@ -51,6 +52,30 @@ func flagNames(f uint32) string {
 		return "none"
 	}
 	return strings.Join(out, "|")
+}
+
+// Raw returns what Load would pass to seccomp(2), after the checks Load
+// makes: the flags and the filter in the kernel's layout (struct
+// sock_filter, native byte order), for a process that loads it without Go
+// (berth-nsenter finishing an exec'd process). A program with a notify
+// rule is refused: its listener needs Load.
+func (p *Program) Raw() (flags uint32, filter []byte, err error) {
+	if p.Notify {
+		return 0, nil, errors.New("load seccomp filter: a notify filter needs its listener: use Load")
+	}
+	if err := p.check(); err != nil {
+		return 0, nil, fmt.Errorf("load seccomp filter: %w", err)
+	}
+	if err := p.CheckKernel(); err != nil {
+		return 0, nil, fmt.Errorf("load seccomp filter: %w", err)
+	}
+	filter = make([]byte, 0, 8*len(p.Filter))
+	for _, f := range p.Filter {
+		filter = binary.NativeEndian.AppendUint16(filter, f.Code)
+		filter = append(filter, f.Jt, f.Jf)
+		filter = binary.NativeEndian.AppendUint32(filter, f.K)
+	}
+	return p.loadFlags(), filter, nil
 }
 
 // CheckKernel asks the running kernel (SECCOMP_GET_ACTION_AVAIL) whether it

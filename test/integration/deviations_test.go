@@ -46,6 +46,12 @@ var updateNoUnits = deviation{[]string{"crun"}, "(1.8.1) `update --memory` takes
 
 var listTableNames = deviation{[]string{"crun"}, "(1.8.1) `list` prints NAME and PATH columns instead of runc's ID ... OWNER"}
 
+var runcExecUmaskRlimits = deviation{[]string{"runc"},
+	"(1.1.5) ignores process.user.umask of an exec'd process (0022 stays) and gives it a soft RLIMIT_NOFILE equal to the hard one"}
+
+var execErrorWords = deviation{[]string{"runc", "crun"},
+	"word the failures of exec (a missing program, a directory, a bad cwd) their own way"}
+
 var execEnvReplaces = deviation{[]string{"crun"},
 	"(1.8.1) `exec --env` replaces the container's environment instead of adding to it (PATH is lost)"}
 
