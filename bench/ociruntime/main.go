@@ -1,6 +1,7 @@
 // Command ociruntime benchmarks OCI runtimes side by side on one bundle:
-// `run` of /bin/true (the whole lifecycle in one command) and
-// create + start + delete --force (each phase timed), interleaved round by
+// `run` of /bin/true (the whole lifecycle in one command),
+// create + start + delete --force (each phase timed) and `exec` of /bin/true
+// into a running container of the same bundle, interleaved round by
 // round with a rotating order, reporting medians, min/max, the median of the
 // per-round ratios to the first runtime, and each runtime's peak memory
 // (max RSS of the runtime process and what it waited for, from wait4).
@@ -78,10 +79,25 @@ func main() {
 	}
 	bundle := filepath.Join(tmp, "bundle")
 	check(makeBundle(bundle, rts[0], *args, *seccompProfile))
+	// exec needs a container that runs: the same bundle with a sleep.
+	sleeper := filepath.Join(tmp, "sleeper")
+	check(makeBundle(sleeper, rts[0], `["sleep", "1000000"]`, *seccompProfile))
+	for _, rt := range rts {
+		root := filepath.Join(tmp, "state", rt.name)
+		if _, err := timeCmd(rt.bin, "--root", root, "run", "--detach", "--bundle", sleeper, "ob-sleeper"); err != nil {
+			fatal(fmt.Sprintf("%s run --detach: %v", rt.name, err))
+		}
+		cleanups = append(cleanups, func() { _, _ = timeCmd(rt.bin, "--root", root, "delete", "--force", "ob-sleeper") })
+	}
+	defer func() {
+		for _, f := range cleanups {
+			f()
+		}
+	}()
 
 	type key struct{ rt, metric string }
 	res := map[key][]sample{}
-	metrics := []string{"run", "create", "start", "delete", "lifecycle"}
+	metrics := []string{"run", "create", "start", "delete", "lifecycle", "exec"}
 	n := 0
 	loadBefore := loadavg()
 	for round := 0; round < *warmup+*runs; round++ {
@@ -100,9 +116,14 @@ func main() {
 					fatal(fmt.Sprintf("%s %s: %v", rt.name, a[0], err))
 				}
 			}
+			ex, err := timeCmd(rt.bin, "--root", root, "exec", "ob-sleeper", "/bin/true")
+			if err != nil {
+				fatal(fmt.Sprintf("%s exec: %v", rt.name, err))
+			}
 			if round < *warmup {
 				continue
 			}
+			res[key{rt.name, "exec"}] = append(res[key{rt.name, "exec"}], ex)
 			res[key{rt.name, "run"}] = append(res[key{rt.name, "run"}], s)
 			res[key{rt.name, "create"}] = append(res[key{rt.name, "create"}], phases[0])
 			res[key{rt.name, "start"}] = append(res[key{rt.name, "start"}], phases[1])
@@ -333,7 +354,14 @@ func check(err error) {
 	}
 }
 
+// cleanups undo what the benchmark left running (the exec containers),
+// also when it fails.
+var cleanups []func()
+
 func fatal(msg string) {
 	fmt.Fprintln(os.Stderr, "ociruntime:", msg)
+	for _, f := range cleanups {
+		f()
+	}
 	os.Exit(1)
 }
