@@ -386,12 +386,25 @@ static void chdir_in_root(const char *cwd)
 	if (root < 0)
 		fail(errno, "process.cwd \"%s\"", cwd);
 	struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
-	int fd = syscall(SYS_openat2, root, cwd, &how, sizeof(how));
-	if (fd < 0)
-		fail(errno, "process.cwd \"%s\"", cwd);
-	if (fchdir(fd) < 0)
-		fail(errno, "process.cwd \"%s\"", cwd);
-	close(fd);
+	int fd;
+	do
+		fd = syscall(SYS_openat2, root, cwd, &how, sizeof(how));
+	while (fd < 0 && (errno == EAGAIN || errno == EINTR));
+	if (fd < 0 && errno == ENOSYS) {
+		// Before Linux 5.6. No host directory of the runtime is open
+		// here (stdio, the preserved descriptors and ours only), so the
+		// magic links of /proc/self/fd lead nowhere the process could
+		// not go anyway; the getcwd check below still catches a cwd
+		// outside the root.
+		if (chdir(cwd) < 0)
+			fail(errno, "process.cwd \"%s\"", cwd);
+	} else {
+		if (fd < 0)
+			fail(errno, "process.cwd \"%s\": openat2 %s", cwd, cwd);
+		if (fchdir(fd) < 0)
+			fail(errno, "process.cwd \"%s\"", cwd);
+		close(fd);
+	}
 	close(root);
 	char wd[2];
 	if (getcwd(wd, sizeof(wd)) == NULL && errno != ERANGE)
@@ -426,6 +439,22 @@ static void set_caps(struct exec_proc *x)
 	}
 }
 
+// rlimit_name is a resource's name in process.rlimits, for messages.
+static const char *rlimit_name(uint32_t res)
+{
+	static const char *names[] = {
+		[RLIMIT_CPU] = "RLIMIT_CPU", [RLIMIT_FSIZE] = "RLIMIT_FSIZE", [RLIMIT_DATA] = "RLIMIT_DATA",
+		[RLIMIT_STACK] = "RLIMIT_STACK", [RLIMIT_CORE] = "RLIMIT_CORE", [RLIMIT_RSS] = "RLIMIT_RSS",
+		[RLIMIT_NPROC] = "RLIMIT_NPROC", [RLIMIT_NOFILE] = "RLIMIT_NOFILE", [RLIMIT_MEMLOCK] = "RLIMIT_MEMLOCK",
+		[RLIMIT_AS] = "RLIMIT_AS", [RLIMIT_LOCKS] = "RLIMIT_LOCKS", [RLIMIT_SIGPENDING] = "RLIMIT_SIGPENDING",
+		[RLIMIT_MSGQUEUE] = "RLIMIT_MSGQUEUE", [RLIMIT_NICE] = "RLIMIT_NICE", [RLIMIT_RTPRIO] = "RLIMIT_RTPRIO",
+		[RLIMIT_RTTIME] = "RLIMIT_RTTIME",
+	};
+	if (res < sizeof(names) / sizeof(names[0]) && names[res] != NULL)
+		return names[res];
+	return "?";
+}
+
 // finish_exec makes this process the exec'd one, in the order the Go init
 // uses (internal/runtime/process.go, prepareProcess and finish): limits,
 // umask, program lookup, working directory, early seccomp, bounding set,
@@ -444,10 +473,11 @@ __attribute__((noreturn)) static void finish_exec(struct exec_proc *x)
 			if (err == EPERM) {
 				struct rlimit cur = {0, 0};
 				prlimit(0, x->rlimits[i].resource, NULL, &cur);
-				fail(err, "process.rlimits[%u]: raising the hard limit from %llu to %llu needs CAP_SYS_RESOURCE",
-				     x->rlimits[i].index, (unsigned long long)cur.rlim_max, (unsigned long long)x->rlimits[i].lim.rlim_max);
+				fail(err, "process.rlimits[%u] (%s): raising the hard limit from %llu to %llu needs CAP_SYS_RESOURCE",
+				     x->rlimits[i].index, rlimit_name(x->rlimits[i].resource), (unsigned long long)cur.rlim_max,
+				     (unsigned long long)x->rlimits[i].lim.rlim_max);
 			}
-			fail(err, "process.rlimits[%u]", x->rlimits[i].index);
+			fail(err, "process.rlimits[%u] (%s)", x->rlimits[i].index, rlimit_name(x->rlimits[i].resource));
 		}
 	}
 	if (x->umask != UMASK_KEEP)
@@ -631,6 +661,12 @@ int main(int argc, char **argv, char **envp)
 	if (do_fork) {
 		// CLONE_PARENT: the init becomes a child of the runtime process,
 		// which can wait for it (run, exec) or leave it to its subreaper.
+		// The child may write to the socket at once (an error of an exec
+		// it finishes itself): it waits on this pipe, which our exit
+		// closes, so that MSG_PID comes first and whole.
+		int sent[2];
+		if (pipe2(sent, O_CLOEXEC) < 0)
+			bail("nsenter: pipe");
 		pid_t pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
 		if (pid < 0)
 			bail("nsenter: clone the init process");
@@ -639,6 +675,11 @@ int main(int argc, char **argv, char **envp)
 			send_msg(MSG_PID, &p, sizeof(p));
 			_exit(0);
 		}
+		close(sent[1]);
+		char c;
+		while (read(sent[0], &c, 1) < 0 && errno == EINTR)
+			;
+		close(sent[0]);
 	} else {
 		int32_t p = getpid();
 		send_msg(MSG_PID, &p, sizeof(p));
