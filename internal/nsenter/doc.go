@@ -32,7 +32,8 @@
 //	                                    ambient to survive the execve)
 //	                                    write REC_TIME_OFFSETS
 //	                                    REC_FORK: clone(CLONE_PARENT), the
-//	                                    child goes on; the parent sends:
+//	                                    child goes on once the parent, which
+//	                                    sends this, has exited (a pipe):
 //	                          <-------- MSG_PID (host pid of the init)
 //	                                    execveat(runtime binary) --------> Init
 //	                          <-------- MSG_ERROR text, at any step, then exit(1)
