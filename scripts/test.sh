@@ -8,7 +8,7 @@
 # Environment: SKIP_QEMU=1 skips the VM, SKIP_REFERENCE=1 skips runc.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-apt_install build-essential busybox-static jq iproute2 runc containerd util-linux cpio qemu-system-x86 linux-image-amd64
+apt_install build-essential busybox-static jq iproute2 nftables runc containerd util-linux cpio qemu-system-x86 linux-image-amd64
 ensure_go
 cd "$BERTH_DIR"
 export GOFLAGS=${GOFLAGS:-}
