@@ -27,11 +27,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/capability.h>
+#include <linux/keyctl.h>
+#include <linux/mount.h>
 #include <linux/filter.h>
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -63,6 +66,11 @@ enum {
 	REC_EXEC_NNP = 13,     // (empty) set no_new_privs
 	REC_EXEC_SECCOMP = 14, // u32 filter flags, u32 0, then the BPF program
 	REC_EXEC_PRESERVE = 15, // u32 descriptors from 3 on that the process keeps
+	// A container init (finish_create): u32 exec fifo descriptor (O_PATH),
+	// u32 number of procfs contexts to make, then the session keyring's
+	// name ("" for none).
+	REC_CREATE = 16,
+	REC_ROOTFS_DONE = 17, // parent -> init: the rootfs is in place, "/" pivoted
 };
 #define UMASK_KEEP 0xffffffffu
 enum {
@@ -70,13 +78,19 @@ enum {
 	MSG_USERMAP_ACK = 102,
 	MSG_PID = 103,   // stage0 -> parent: i32 pid of the init (host view)
 	MSG_ERROR = 104, // stage0 -> parent: string
+	MSG_PROCFS = 105, // init -> parent: u32 count, the fsopen("proc") descriptors attached
+	MSG_READY = 204,  // init -> parent: the process is made, waiting for start (the Go side's msgReady)
 };
 
 #define MAX_JOINS 16
 #define MAX_REC (1 << 20)
 #define MAX_RLIMITS 32
+#define MAX_PROCFS 8
 
 static int sync_fd = -1;
+// fifo_fd, once set, is the exec fifo opened by start: errors go there as
+// plain text, as the Go init writes them.
+static int fifo_fd = -1;
 
 // write_full writes all of buf to the parent, or ends the process: with
 // the parent gone there is no one to report to.
@@ -119,8 +133,13 @@ __attribute__((noreturn, format(printf, 3, 0))) static void report(int err, int 
 			buf[n + 2] += 'a' - 'A';
 		n += m < 128 ? m : 127;
 	}
-	if (sync_fd >= 0)
+	if (fifo_fd >= 0) {
+		if (write(fifo_fd, buf, n) < 0) {
+			// start sees the bare "0" and says the process did not start
+		}
+	} else if (sync_fd >= 0) {
 		send_msg(MSG_ERROR, buf, n);
+	}
 	_exit(1);
 }
 
@@ -455,14 +474,13 @@ static const char *rlimit_name(uint32_t res)
 	return "?";
 }
 
-// finish_exec makes this process the exec'd one, in the order the Go init
-// uses (internal/runtime/process.go, prepareProcess and finish): limits,
-// umask, program lookup, working directory, early seccomp, bounding set,
-// user, capabilities, no_new_privs, late seccomp, descriptors, execve. The
-// parent reads EOF on the bootstrap socket once execve succeeded.
-__attribute__((noreturn)) static void finish_exec(struct exec_proc *x)
+// prepare_proc makes this process the one to execute, in the order the Go
+// init uses (internal/runtime/process.go, prepareProcess): limits, umask,
+// program lookup, working directory, early seccomp, bounding set, user,
+// capabilities, no_new_privs. It returns the program's path; exec_proc
+// does the rest.
+static char *prepare_proc(struct exec_proc *x)
 {
-	prctl(PR_SET_NAME, "berth:exec", 0, 0, 0);
 	if (x->argv == NULL || x->argv[0] == NULL || x->cwd == NULL)
 		bail("nsenter: incomplete process");
 	if (x->envp == NULL)
@@ -510,6 +528,13 @@ __attribute__((noreturn)) static void finish_exec(struct exec_proc *x)
 		set_caps(x);
 	if (x->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		fail(errno, "process.noNewPrivileges");
+	return path;
+}
+
+// exec_proc is the end of the Go init's finish: the late seccomp filter,
+// the descriptors, execve.
+__attribute__((noreturn)) static void exec_proc(struct exec_proc *x, char *path)
+{
 	if (x->have_seccomp && x->nnp)
 		load_seccomp(x);
 	// Nothing of the runtime may leak into the container: every descriptor
@@ -519,6 +544,100 @@ __attribute__((noreturn)) static void finish_exec(struct exec_proc *x)
 		fail(errno, "close runtime file descriptors");
 	execve(path, x->argv, x->envp);
 	fail(errno, "exec %s", path);
+}
+
+// finish_exec makes this process the exec'd one and executes it. The
+// parent reads EOF on the bootstrap socket once execve succeeded.
+__attribute__((noreturn)) static void finish_exec(struct exec_proc *x)
+{
+	prctl(PR_SET_NAME, "berth:exec", 0, 0, 0);
+	exec_proc(x, prepare_proc(x));
+}
+
+// A container init that berth-nsenter finishes itself (REC_CREATE): the
+// runtime builds the root filesystem from a thread of its own in our mount
+// namespace and pivots into it, which moves our root too.
+struct create {
+	int on;
+	int fifo;          // the exec fifo, O_PATH
+	uint32_t nprocfs;  // procfs contexts to make for the runtime
+	char *keyring;     // session keyring to join ("" for none)
+};
+
+// send_fds sends MSG_PROCFS with fds attached.
+static void send_fds(int *fds, uint32_t n)
+{
+	uint32_t msg[3] = {MSG_PROCFS, 4, n};
+	struct iovec iov = {msg, sizeof(msg)};
+	char cbuf[CMSG_SPACE(sizeof(int) * MAX_PROCFS)];
+	memset(cbuf, 0, sizeof(cbuf));
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (n > 0) {
+		mh.msg_control = cbuf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+	}
+	ssize_t r;
+	do
+		r = sendmsg(sync_fd, &mh, MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+	if (r != (ssize_t)sizeof(msg))
+		_exit(1);
+}
+
+// start_create does what the Go init does before its rootfs work that
+// only the container's own process can: the session keyring, a new
+// session, and procfs contexts of its pid namespace (a procfs shows the
+// pid namespace of its mounter, and the runtime's thread is not in ours).
+static void start_create(struct create *cr)
+{
+	if (cr->keyring[0] != '\0' && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, cr->keyring) < 0 && errno != ENOSYS)
+		fail(errno, "join session keyring");
+	if (setsid() < 0)
+		fail(errno, "setsid");
+	int fds[MAX_PROCFS];
+	for (uint32_t i = 0; i < cr->nprocfs; i++) {
+		fds[i] = syscall(SYS_fsopen, "proc", FSOPEN_CLOEXEC);
+		if (fds[i] < 0)
+			bail("nsenter: fsopen proc");
+	}
+	send_fds(fds, cr->nprocfs);
+	for (uint32_t i = 0; i < cr->nprocfs; i++)
+		close(fds[i]);
+}
+
+// finish_create waits for the runtime's rootfs, makes the process, reports
+// ready and waits on the exec fifo for start, as the Go init does
+// (internal/runtime/init.go, initContainer).
+__attribute__((noreturn)) static void finish_create(struct exec_proc *x, struct create *cr)
+{
+	prctl(PR_SET_NAME, "berth:init", 0, 0, 0);
+	uint32_t hdr[2];
+	if (read_full(hdr, sizeof(hdr)) < 0 || hdr[0] != REC_ROOTFS_DONE || hdr[1] != 0)
+		_exit(1); // the runtime failed, and reports it, or went away
+	char *path = prepare_proc(x);
+	send_msg(MSG_READY, NULL, 0);
+	close(sync_fd);
+	sync_fd = -1;
+	// Blocks until start opens the read end. The process user opens it:
+	// the fifo is 0622.
+	char name[32];
+	snprintf(name, sizeof(name), "/proc/self/fd/%d", cr->fifo);
+	int fd;
+	do
+		fd = open(name, O_WRONLY | O_CLOEXEC);
+	while (fd < 0 && errno == EINTR);
+	if (fd < 0)
+		_exit(1);
+	close(cr->fifo);
+	if (write(fd, "0", 1) != 1)
+		_exit(1);
+	fifo_fd = fd;
+	exec_proc(x, path);
 }
 
 int main(int argc, char **argv, char **envp)
@@ -545,6 +664,7 @@ int main(int argc, char **argv, char **envp)
 	char *offsets = NULL;
 	char *userns = NULL;
 	struct exec_proc x = {.umask = UMASK_KEEP};
+	struct create cr = {0};
 
 	for (;;) {
 		uint32_t hdr[2];
@@ -576,6 +696,14 @@ int main(int argc, char **argv, char **envp)
 			break;
 		case REC_TIME_OFFSETS:
 			offsets = data;
+			break;
+		case REC_CREATE:
+			if (hdr[1] < 8 || get32(data + 4) > MAX_PROCFS)
+				bail("nsenter: bad create record");
+			cr.on = 1;
+			cr.fifo = get32(data);
+			cr.nprocfs = get32(data + 4);
+			cr.keyring = data + 8; // calloc'd one longer: NUL-terminated
 			break;
 		default:
 			if (exec_record(&x, hdr[0], data, hdr[1]))
@@ -657,6 +785,8 @@ int main(int argc, char **argv, char **envp)
 		write_file("/proc/self/timens_offsets", offsets, strlen(offsets));
 	if (x.argv == NULL && exe_fd < 0)
 		bail("nsenter: neither a runtime binary nor a process to execute");
+	if (cr.on && (x.argv == NULL || do_fork))
+		bail("nsenter: a container init needs its process and its own pid namespace from clone");
 
 	if (do_fork) {
 		// CLONE_PARENT: the init becomes a child of the runtime process,
@@ -683,6 +813,10 @@ int main(int argc, char **argv, char **envp)
 	} else {
 		int32_t p = getpid();
 		send_msg(MSG_PID, &p, sizeof(p));
+	}
+	if (cr.on) {
+		start_create(&cr);
+		finish_create(&x, &cr);
 	}
 	if (x.argv != NULL)
 		finish_exec(&x);

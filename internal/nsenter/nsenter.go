@@ -8,6 +8,8 @@ import (
 	"os"
 	"runtime"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // EnvInit names the bootstrap socket's file descriptor in a re-executed
@@ -31,11 +33,14 @@ const (
 	recExecNNP      = 13
 	recExecSeccomp  = 14
 	recExecPreserve = 15
+	recCreate       = 16
+	recRootfsDone   = 17
 
 	msgUsermap    = 101
 	msgUsermapAck = 102
 	msgPid        = 103
 	msgError      = 104
+	msgProcFS     = 105
 )
 
 // MsgError is the record type of an error reported by the C stage. It can
@@ -69,7 +74,30 @@ type Bootstrap struct {
 	// Exec, when set, is a process the C stage finishes and executes
 	// itself, instead of executing the runtime binary as its Go init.
 	Exec *Process
+	// Create, with Exec, makes the C stage a container's init: started
+	// by clone(2) in its new namespaces (no Fork), it waits for the
+	// runtime to build its root filesystem (see Create).
+	Create *Create
 }
+
+// Create is what the C stage needs to be a container's init rather than an
+// exec'd process. After MSG_PID it joins the session keyring, calls
+// setsid, makes ProcFS procfs contexts (fsopen) in its pid namespace and
+// sends them (RecvProcFS): a procfs shows the pid namespace of the process
+// that creates it, and the runtime builds the rootfs from a thread of its
+// own, which is not in that namespace. Then it waits for RootfsDone, makes
+// the process (Process, up to no_new_privs), reports ready (record 204, the
+// Go init's), and blocks opening the exec fifo for writing; once start opens
+// it, it writes "0", then either executes the program or writes the error
+// there, as the Go init does.
+type Create struct {
+	FifoFd  int    // the exec fifo (O_PATH) in the child
+	ProcFS  int    // procfs contexts to make: one per "proc" mount
+	Keyring string // session keyring to join ("" for none)
+}
+
+// maxProcFS is the C stage's bound on Create.ProcFS.
+const maxProcFS = 8
 
 // Process is an exec'd process as the C stage makes it: in the order of
 // the Go init (limits, umask, program lookup along the container's PATH,
@@ -205,6 +233,9 @@ func (b *Bootstrap) Encode() []byte {
 	if b.Exec != nil {
 		b.Exec.encode(put)
 	}
+	if c := b.Create; c != nil {
+		put(recCreate, append(append(u32(uint32(c.FifoFd)), u32(uint32(c.ProcFS))...), c.Keyring...))
+	}
 	put(recEnd, nil)
 	return []byte(sb.String())
 }
@@ -249,4 +280,74 @@ func Drive(conn io.ReadWriter, stage0Pid int, b *Bootstrap, mapUser func(pid int
 			return 0, fmt.Errorf("%w: unexpected message %d", ErrStage0, typ)
 		}
 	}
+}
+
+// RecvProcFS receives the procfs contexts a container init sends after its
+// pid (Create.ProcFS of them), or its error.
+func RecvProcFS(conn *os.File, n int) ([]*os.File, error) {
+	if n > maxProcFS {
+		return nil, fmt.Errorf("%d proc mounts: at most %d are supported", n, maxProcFS)
+	}
+	var hdr [12]byte
+	oob := make([]byte, unix.CmsgSpace(4*maxProcFS))
+	got, oobn, _, _, err := unix.Recvmsg(int(conn.Fd()), hdr[:8], oob, unix.MSG_CMSG_CLOEXEC)
+	for err == unix.EINTR {
+		got, oobn, _, _, err = unix.Recvmsg(int(conn.Fd()), hdr[:8], oob, unix.MSG_CMSG_CLOEXEC)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: read: %v", ErrStage0, err)
+	}
+	var files []*os.File
+	if oobn > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return nil, fmt.Errorf("%w: procfs descriptors: %v", ErrStage0, err)
+		}
+		for _, m := range msgs {
+			fds, err := unix.ParseUnixRights(&m)
+			if err != nil {
+				continue
+			}
+			for _, fd := range fds {
+				files = append(files, os.NewFile(uintptr(fd), "procfs context"))
+			}
+		}
+	}
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	if got < 8 {
+		if _, err := io.ReadFull(conn, hdr[got:8]); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("%w: the init exited before it sent its procfs contexts", ErrStage0)
+		}
+	}
+	typ := binary.NativeEndian.Uint32(hdr[0:])
+	size := binary.NativeEndian.Uint32(hdr[4:])
+	if size > maxRecord {
+		closeAll()
+		return nil, fmt.Errorf("%w: record %d of %d bytes is too long", ErrStage0, typ, size)
+	}
+	payload := make([]byte, size)
+	if _, err := io.ReadFull(conn, payload); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("%w: read: %v", ErrStage0, err)
+	}
+	switch {
+	case typ == msgError:
+		closeAll()
+		return nil, errors.New(strings.TrimPrefix(string(payload), "nsenter: "))
+	case typ != msgProcFS || size != 4 || int(binary.NativeEndian.Uint32(payload)) != n || len(files) != n:
+		closeAll()
+		return nil, fmt.Errorf("%w: expected %d procfs contexts, got message %d with %d descriptors", ErrStage0, n, typ, len(files))
+	}
+	return files, nil
+}
+
+// RootfsDone tells a container init (Create) that its root filesystem is
+// in place.
+func RootfsDone(conn io.Writer) error {
+	return WriteRecord(conn, recRootfsDone, nil)
 }

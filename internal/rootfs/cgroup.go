@@ -178,7 +178,11 @@ func (p *preparer) mountCgroup(dest string, opts MountOptions) error {
 			return fmt.Errorf("cgroup mount on %s: %w", dest, err)
 		}
 	}
-	own, err := readCgroupMembership()
+	pid := 0
+	if p.out != nil {
+		pid = p.out.InitPid
+	}
+	own, err := readCgroupMembership(pid)
 	if err != nil {
 		return fmt.Errorf("cgroup mount on %s: %w", dest, err)
 	}

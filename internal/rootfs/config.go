@@ -35,6 +35,42 @@ type Config struct {
 	BindTrees []int
 }
 
+// Outside is what PrepareOutside needs to build the rootfs from outside the
+// container's pid namespace and cgroup: on a thread of the runtime that
+// joined the container's other namespaces.
+type Outside struct {
+	// ProcFS has a procfs context (fsopen(2) of "proc") for each "proc"
+	// mount, in order, made by the container's init in its pid namespace:
+	// a procfs shows the pid namespace of its creator. The caller closes
+	// them.
+	ProcFS []*os.File
+	// InitPid is the container's init, whose /proc/PID/cgroup is the
+	// container's cgroup membership (for "cgroup" mounts).
+	InitPid int
+}
+
+// ProcMounts counts the spec's "proc" mounts, which PrepareOutside makes
+// from Outside.ProcFS, and reports whether all of them can be: their flags must
+// be ones a detached mount (fsmount(2)) takes.
+func ProcMounts(c *Config) (n int, ok bool) {
+	const fsmountFlags = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC |
+		unix.MS_NODIRATIME | unix.MS_NOSYMFOLLOW | unix.MS_NOATIME | unix.MS_STRICTATIME | unix.MS_RELATIME
+	for _, m := range c.Mounts {
+		opts, err := ParseMountOptions(m.Type, m.Options)
+		if err != nil {
+			return 0, false
+		}
+		if m.Type != "proc" || opts.Bind() {
+			continue
+		}
+		if opts.Flags&^fsmountFlags != 0 {
+			return 0, false
+		}
+		n++
+	}
+	return n, true
+}
+
 // rootPropagation maps linux.rootfsPropagation to the flags applied to "/".
 var rootPropagation = map[string]uintptr{
 	"private":     unix.MS_PRIVATE,

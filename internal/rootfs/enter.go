@@ -16,9 +16,11 @@ import (
 // A linux.rootfsPropagation other than the private ones is then applied to the
 // new "/".
 //
-// pivot_root, chroot and chdir act on the filesystem context that all threads
-// of a Go process share; Enter must not run on a thread that unshared it
-// (unshare(CLONE_FS), as before a setns into a mount namespace).
+// pivot_root, chroot and chdir act on the calling thread's filesystem
+// context. In the Go init all threads share it, and Enter must not run on a
+// thread that unshared it; the runtime's rootfs thread (PrepareOutside) has
+// its own and stays in the container's namespaces until it ends, while
+// pivot_root moves the root of the init, whose root was the old one, too.
 func Enter(c *Config) error {
 	var err error
 	if c.NoPivot {

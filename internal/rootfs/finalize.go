@@ -9,8 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Finalize makes read-only what had to stay writable until now. It runs after
-// Enter, inside the container's root:
+// Finalize makes read-only what had to stay writable until now. It runs
+// inside the container's root after Enter, with root nil, or before Enter
+// with root the rootfs (opened after Prepare), every path resolved below it:
 //
 //  1. a /dev mounted with "ro" becomes read-only (its devices exist now);
 //  2. linux.maskedPaths: files get /dev/null bound over them, directories an
@@ -19,12 +20,15 @@ import (
 //     with every mount below them;
 //  4. with root.readonly, "/" is remounted read-only, keeping its nosuid,
 //     nodev, noexec and atime flags.
-func Finalize(c *Config) error {
-	root, err := os.OpenFile("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open /: %w", err)
+func Finalize(c *Config, root *os.File) error {
+	entered := root == nil
+	if entered {
+		var err error
+		if root, err = os.OpenFile("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			return fmt.Errorf("open /: %w", err)
+		}
+		defer root.Close()
 	}
-	defer root.Close()
 
 	if kind, opts := devMount(c); kind == devFresh && opts.Flags&unix.MS_RDONLY != 0 {
 		if err := readonlyMount(root, "/dev"); err != nil {
@@ -42,7 +46,11 @@ func Finalize(c *Config) error {
 		}
 	}
 	if c.Readonly {
-		if err := readonlyRoot(); err != nil {
+		if !entered {
+			if err := setAttr(root, unix.MOUNT_ATTR_RDONLY, 0, false); err != nil {
+				return fmt.Errorf("make the rootfs read-only: %w", err)
+			}
+		} else if err := readonlyRoot(); err != nil {
 			return err
 		}
 	}

@@ -116,7 +116,7 @@ func runChild(specPath string) int {
 	if err := Enter(c); err != nil {
 		return fail("Enter", err)
 	}
-	if err := Finalize(c); err != nil {
+	if err := Finalize(c, nil); err != nil {
 		return fail("Finalize", err)
 	}
 	err = syscall.Exec("/bin/busybox", []string{"sh", "-c", spec.Script}, []string{"PATH=/bin"})
@@ -169,7 +169,7 @@ func (r *run) makeCgroups() []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	own, err := readCgroupMembership()
+	own, err := readCgroupMembership(0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,8 +31,11 @@ func (m mountInfo) shared() bool {
 	return false
 }
 
+// readMountinfo reads the mount table of the calling thread's mount
+// namespace (thread-self: the runtime builds a rootfs from a thread that
+// joined the container's).
 func readMountinfo() ([]mountInfo, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	f, err := os.Open("/proc/thread-self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
@@ -108,8 +111,14 @@ func unescapeMountinfo(s string) string {
 // ("cpu,cpuacct", "name=systemd", "" for cgroup v2) mapped to the path.
 type cgroupMembership map[string]string
 
-func readCgroupMembership() (cgroupMembership, error) {
-	f, err := os.Open("/proc/self/cgroup")
+// readCgroupMembership reads /proc/PID/cgroup (pid 0: our own), the paths
+// relative to the calling thread's cgroup namespace.
+func readCgroupMembership(pid int) (cgroupMembership, error) {
+	name := "/proc/self/cgroup"
+	if pid != 0 {
+		name = "/proc/" + strconv.Itoa(pid) + "/cgroup"
+	}
+	f, err := os.Open(name)
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,10 @@ type preparer struct {
 	// hierarchies) does not change until pivot_root, and the kernel's
 	// rendering of the listing is not free.
 	hostMounts []mountInfo
+	// out is set when Prepare runs outside the container's pid namespace
+	// (PrepareOutside); procUsed counts its ProcFS taken.
+	out      *Outside
+	procUsed int
 }
 
 // Prepare builds the container's filesystem view below c.Rootfs. It runs in the
@@ -47,6 +51,18 @@ type preparer struct {
 // after Enter. Prepare does not undo anything when it fails: the init is
 // expected to exit, and its mount namespace goes with it.
 func Prepare(c *Config) error {
+	return prepare(c, nil)
+}
+
+// PrepareOutside is Prepare run from outside the container's pid namespace
+// and cgroup, by a thread that joined its mount, network, IPC, UTS and cgroup
+// namespaces (with a filesystem context of its own): proc mounts are made
+// from o.ProcFS, the container's cgroups are those of o.InitPid.
+func PrepareOutside(c *Config, o Outside) error {
+	return prepare(c, &o)
+}
+
+func prepare(c *Config, out *Outside) error {
 	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
 	if c.RootfsPropagation != "" {
 		var ok bool
@@ -73,7 +89,7 @@ func Prepare(c *Config) error {
 	if err != nil {
 		return err
 	}
-	p := &preparer{c: c, root: root, rootPath: rootPath, hostMounts: hostMounts}
+	p := &preparer{c: c, root: root, rootPath: rootPath, hostMounts: hostMounts, out: out}
 	defer p.closeTrees()
 
 	for i, m := range c.Mounts {
@@ -157,6 +173,14 @@ func (p *preparer) mountSpec(i int, m specs.Mount) error {
 		flags &^= unix.MS_RDONLY
 	}
 
+	if m.Type == "proc" && p.out != nil {
+		mnt, err := p.mountProcFS(dest, m.Source, flags, opts.Data)
+		if err != nil {
+			return err
+		}
+		defer mnt.Close()
+		return p.finish(mnt, opts)
+	}
 	mnt, err := p.mountNew(dest, m.Source, m.Type, flags, p.label(m.Type, opts.Data))
 	switch {
 	case err == nil:
@@ -207,6 +231,52 @@ func (p *preparer) mountNew(dest, source, fstype string, flags uintptr, data str
 		}
 	}
 	return mnt, nil
+}
+
+// mountProcFS places a procfs made from the next of Outside.ProcFS on dest:
+// the data's options set on the context, the flags as the detached mount's
+// attributes (ProcMounts checked that they map), then attached like a bind
+// tree.
+func (p *preparer) mountProcFS(dest, source string, flags uintptr, data string) (*os.File, error) {
+	if p.procUsed >= len(p.out.ProcFS) {
+		return nil, errors.New("no procfs context left for this proc mount")
+	}
+	fsfd := int(p.out.ProcFS[p.procUsed].Fd())
+	p.procUsed++
+	target, err := p.target(dest, false, "proc", source, false)
+	if err != nil {
+		return nil, err
+	}
+	defer target.Close()
+	if source != "" {
+		if err := unix.FsconfigSetString(fsfd, "source", source); err != nil {
+			return nil, fmt.Errorf("proc source %q: %w", source, err)
+		}
+	}
+	for _, o := range strings.Split(data, ",") {
+		if o == "" {
+			continue
+		}
+		if k, v, ok := strings.Cut(o, "="); ok {
+			err = unix.FsconfigSetString(fsfd, k, v)
+		} else {
+			err = unix.FsconfigSetFlag(fsfd, o)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("proc option %q: %w", o, err)
+		}
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return nil, fmt.Errorf("create procfs: %w", err)
+	}
+	attr, _ := setattrOf(flags, 0)
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, int(attr))
+	if err != nil {
+		return nil, fmt.Errorf("fsmount procfs: %w", err)
+	}
+	tree := os.NewFile(uintptr(mfd), "procfs")
+	defer tree.Close()
+	return fsroot.Attach(p.root, target, tree, "proc")
 }
 
 // mountBind binds the host path source onto dest inside the rootfs, then

@@ -201,7 +201,7 @@ func hostCgroupDirs(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	own, err := readCgroupMembership()
+	own, err := readCgroupMembership(0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,10 @@ type prepared struct {
 	boot    nsenter.Bootstrap
 	direct  *directPlan // nil: through the C stage
 	res     *specs.LinuxResources
+	// cinit, with direct, is the process when berth-nsenter finishes the
+	// init itself and the runtime builds its rootfs (see cinitFor).
+	cinit  *nsenter.Process
+	procfs int // its "proc" mounts
 }
 
 // prepare validates everything before anything is created.
@@ -132,6 +136,7 @@ func (r *Runtime) prepare(id string, o *CreateOpts) (*prepared, error) {
 			return nil, err
 		}
 	}
+	p.cinit, p.procfs = cinitFor(p, o)
 	return p, nil
 }
 
@@ -366,13 +371,28 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, _ *State, err erro
 			stdio[i] = f
 		}
 	}
-	if p.direct != nil {
+	boot := p.boot
+	if p.cinit != nil {
+		boot = nsenter.Bootstrap{Exec: p.cinit, Create: &nsenter.Create{ProcFS: p.procfs}}
+		for _, j := range p.direct.joins {
+			boot.Join = append(boot.Join, j.Path)
+		}
+		if p.direct.newCgroupNS {
+			boot.Unshare = unix.CLONE_NEWCGROUP
+		}
+		if !o.NoNewKeyring {
+			boot.Create.Keyring = "_ses." + id
+		}
+	} else if p.direct != nil {
 		if err := p.direct.open(); err != nil {
 			return nil, nil, err
 		}
 		defer p.direct.close()
 	}
-	c, fds, err := spawn(spawnOpts{preserve: preserve, extra: extra, stdio: stdio, boot: p.boot, cg: p.cg, res: p.res, linux: p.spec.Linux, direct: p.direct})
+	c, fds, err := spawn(spawnOpts{preserve: preserve, extra: extra, stdio: stdio, boot: boot, cg: p.cg, res: p.res, linux: p.spec.Linux, direct: p.direct})
+	if c != nil {
+		defer closeFiles(c.procfs)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -422,12 +442,21 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, _ *State, err erro
 			cfg.NewUTSNS = true
 		}
 	}
-	b, err := cfg.MarshalBinary()
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := writeMsg(c.conn, msgConfig, b); err != nil {
-		return nil, nil, fmt.Errorf("send init config: %w", err)
+	if p.cinit != nil {
+		if err := buildRootfs(c.pid, cfg, c.procfs); err != nil {
+			return nil, nil, err
+		}
+		if err := nsenter.RootfsDone(c.conn); err != nil {
+			return nil, nil, fmt.Errorf("container init: %w", err)
+		}
+	} else {
+		b, err := cfg.MarshalBinary()
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := writeMsg(c.conn, msgConfig, b); err != nil {
+			return nil, nil, fmt.Errorf("send init config: %w", err)
+		}
 	}
 	for ready := false; !ready; {
 		typ, payload, err := readMsg(c.conn)

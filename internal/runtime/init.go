@@ -91,29 +91,17 @@ func initContainer(conn *os.File, cfg *initConfig) error {
 	if err := rootfs.Enter(&cfg.Rootfs); err != nil {
 		return err
 	}
-	if cfg.NewUTSNS {
-		if cfg.Hostname != "" {
-			if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
-				return fmt.Errorf("hostname: %w", err)
-			}
-		}
-		if cfg.Domainname != "" {
-			if err := unix.Setdomainname([]byte(cfg.Domainname)); err != nil {
-				return fmt.Errorf("domainname: %w", err)
-			}
-		}
+	if err := setUTS(cfg); err != nil {
+		return err
 	}
-	for k, v := range cfg.Sysctl {
-		p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
-		if err := os.WriteFile(p, []byte(v), 0); err != nil {
-			return fmt.Errorf("linux.sysctl[%q]: %w", k, err)
-		}
+	if err := writeSysctls(cfg); err != nil {
+		return err
 	}
 	// runc creates a missing working directory; images rely on it.
 	if err := mkdirInRoot(cfg.Process.Cwd); err != nil {
 		return fmt.Errorf("process.cwd: %w", err)
 	}
-	if err := rootfs.Finalize(&cfg.Rootfs); err != nil {
+	if err := rootfs.Finalize(&cfg.Rootfs, nil); err != nil {
 		return err
 	}
 	if !cfg.NoNewKeyring {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthproject/berth/internal/nsenter"
+	"github.com/berthproject/berth/internal/rootfs"
 	"github.com/berthproject/berth/internal/seccomp"
 )
 
@@ -308,5 +309,64 @@ func TestFinishInC(t *testing.T) {
 	t.Setenv(EnvExecInit, "go")
 	if x := finishInC(spec, base(), nil, 0); x != nil {
 		t.Errorf("%s=go: finished in the C stage, want the Go init", EnvExecInit)
+	}
+}
+
+// cinitFor lets berth-nsenter be the container's init only where the
+// runtime can build the rootfs from its own thread and nothing needs the Go
+// init.
+func TestCinitFor(t *testing.T) {
+	base := func() (*prepared, *CreateOpts) {
+		spec := &specs.Spec{
+			Process: &specs.Process{Args: []string{"sh"}, Cwd: "/"},
+			Linux:   &specs.Linux{},
+			Mounts: []specs.Mount{
+				{Destination: "/proc", Type: "proc", Source: "proc"},
+				{Destination: "/dev", Type: "tmpfs", Source: "tmpfs"},
+				{Destination: "/mnt/p", Type: "proc", Source: "proc", Options: []string{"nosuid", "ro", "hidepid=2"}},
+				{Destination: "/host/proc", Type: "bind", Source: "/proc", Options: []string{"rbind"}},
+			},
+		}
+		p := &prepared{spec: spec, rootfs: rootfs.Config{Mounts: spec.Mounts}, direct: &directPlan{}}
+		return p, &CreateOpts{}
+	}
+	p, o := base()
+	x, n := cinitFor(p, o)
+	if x == nil || n != 2 {
+		t.Fatalf("default container: process %v, %d proc mounts; want the C init with 2 (the bind is not one)", x, n)
+	}
+	goInit := map[string]func(*prepared, *CreateOpts){
+		"C stage (user or time namespace)": func(p *prepared, _ *CreateOpts) { p.direct = nil },
+		"no-pivot":                         func(_ *prepared, o *CreateOpts) { o.NoPivot = true },
+		"terminal":                         func(p *prepared, _ *CreateOpts) { p.spec.Process.Terminal = true },
+		"createContainer hook": func(p *prepared, _ *CreateOpts) {
+			p.spec.Hooks = &specs.Hooks{CreateContainer: []specs.Hook{{Path: "/x"}}}
+		},
+		"startContainer hook": func(p *prepared, _ *CreateOpts) {
+			p.spec.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{Path: "/x"}}}
+		},
+		"prestart hook": func(p *prepared, _ *CreateOpts) { p.spec.Hooks = &specs.Hooks{Prestart: []specs.Hook{{Path: "/x"}}} },
+		"createRuntime hook": func(p *prepared, _ *CreateOpts) {
+			p.spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/x"}}}
+		},
+		"proc flag fsmount cannot set": func(p *prepared, _ *CreateOpts) {
+			p.rootfs.Mounts = append(p.rootfs.Mounts, specs.Mount{Destination: "/p", Type: "proc", Options: []string{"sync"}})
+		},
+	}
+	for name, adapt := range goInit {
+		p, o := base()
+		adapt(p, o)
+		if x, _ := cinitFor(p, o); x != nil {
+			t.Errorf("%s: berth-nsenter as the init, want the Go init", name)
+		}
+	}
+	p, o = base()
+	p.spec.Hooks = &specs.Hooks{Poststart: []specs.Hook{{Path: "/x"}}, Poststop: []specs.Hook{{Path: "/x"}}}
+	if x, _ := cinitFor(p, o); x == nil {
+		t.Errorf("poststart/poststop hooks (the runtime's own): the Go init, want berth-nsenter")
+	}
+	t.Setenv(EnvExecInit, "go")
+	if p, o := base(); func() bool { x, _ := cinitFor(p, o); return x != nil }() {
+		t.Errorf("%s=go: berth-nsenter as the init, want the Go init", EnvExecInit)
 	}
 }

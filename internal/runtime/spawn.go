@@ -160,7 +160,8 @@ type child struct {
 	forked bool     // pid is a child of ours distinct from stage0
 	conn   *os.File // our end of the protocol socket
 
-	console *os.File // where the pty master arrives when we relay the terminal
+	console *os.File   // where the pty master arrives when we relay the terminal
+	procfs  []*os.File // procfs contexts of a container init berth-nsenter finishes
 }
 
 // spawnOpts say how to start a child.
@@ -177,17 +178,21 @@ type spawnOpts struct {
 
 // spawn starts the C stage (stage0), puts it in the cgroup, drives the
 // namespace bootstrap and returns the child with the fd numbers its extra
-// files got. Stage0 then executes the runtime binary as the init.
+// files got. Stage0 then executes the runtime binary as the init, or
+// finishes the process itself (boot.Exec). A container init berth-nsenter
+// finishes (boot.Create, with a direct plan) is started by clone(2) in its
+// new namespaces like a direct Go init; its exec fifo is extra[0].
 func spawn(o spawnOpts) (c *child, fds []int, err error) {
+	cinit := o.direct != nil && o.boot.Create != nil
 	var stage0 *os.File
-	if o.direct == nil {
+	if o.direct == nil || cinit {
 		if stage0, err = sealedNsenter(); err != nil {
 			return nil, nil, err
 		}
 		defer stage0.Close()
 	}
 	var exe *os.File // the runtime binary, but for a process the C stage finishes itself
-	if o.direct != nil || o.boot.Exec == nil {
+	if (o.direct != nil && !cinit) || (o.direct == nil && o.boot.Exec == nil) {
 		if exe, err = sealedExe(); err != nil {
 			return nil, nil, err
 		}
@@ -231,7 +236,11 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 	var path string
 	var argv []string
 	var sys *syscall.SysProcAttr
-	if d := o.direct; d == nil {
+	if cinit {
+		o.boot.Create.FifoFd = fds[0]
+		path, argv = "/proc/self/fd/"+strconv.Itoa(int(stage0.Fd())), []string{NsenterName, "-"}
+		sys = &syscall.SysProcAttr{Cloneflags: o.direct.cloneflags}
+	} else if d := o.direct; d == nil {
 		// Stage0 executes the runtime binary, and closes it on exec.
 		path, argv = "/proc/self/fd/"+strconv.Itoa(int(stage0.Fd())), []string{NsenterName, "-"}
 		if exe != nil {
@@ -295,7 +304,7 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 			return c, nil, fmt.Errorf("join cgroup: %w", err)
 		}
 	}
-	if o.direct != nil {
+	if o.direct != nil && !cinit {
 		return c, fds, nil
 	}
 	var mapUser func(int) error
@@ -314,6 +323,11 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 		}
 		if err != nil {
 			return c, nil, fmt.Errorf("namespace setup: %w", err)
+		}
+	}
+	if cinit {
+		if c.procfs, err = nsenter.RecvProcFS(parent, o.boot.Create.ProcFS); err != nil {
+			return c, nil, err
 		}
 	}
 	return c, fds, nil

@@ -17,6 +17,7 @@ type mountEntry struct {
 	options    string   // per-mount options, e.g. "ro,nosuid"
 	optional   []string // propagation tags, e.g. "shared:12", "master:3"
 	fsType     string
+	source     string
 	superOpts  string
 }
 
@@ -31,7 +32,7 @@ func parseMountinfo(t *testing.T, text string) []mountEntry {
 		}
 		entries = append(entries, mountEntry{
 			mountPoint: unescapeMountinfo(f[4]), options: f[5], optional: f[6:sep],
-			fsType: f[sep+1], superOpts: f[sep+3],
+			fsType: f[sep+1], source: f[sep+2], superOpts: f[sep+3],
 		})
 	}
 	return entries
@@ -347,5 +348,36 @@ func TestRootfsPropagation(t *testing.T) {
 				t.Errorf("rootfsPropagation %s: root mount tags %v, want %q", tt.propagation, m[0].optional, tt.wantTag)
 			}
 		})
+	}
+}
+
+// A proc mount shows the container's pid namespace and takes its options
+// and flags, also a second one (berth-runtime makes them from procfs
+// contexts its init opened when it builds the rootfs itself).
+func TestProcMountOptions(t *testing.T) {
+	out := mustRun(t, "grep -E ' /(proc|mnt/p) ' /proc/self/mountinfo; echo ---; ls /mnt/p | grep -c ^[0-9]; cat /mnt/p/1/comm; true", func(s *specs.Spec) {
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/mnt/p", Type: "proc", Source: "proc2", Options: []string{"nosuid", "noexec", "nodev", "ro", "hidepid=2"}})
+	})
+	info, rest, _ := strings.Cut(out, "---\n")
+	entries := parseMountinfo(t, info)
+	m, ok := findMount(entries, "/mnt/p")
+	if !ok || m.fsType != "proc" {
+		t.Fatalf("second proc mount: %+v (found %v) in %q", m, ok, info)
+	}
+	for _, o := range []string{"ro", "nosuid", "nodev", "noexec"} {
+		if !hasOption(m.options, o) {
+			t.Errorf("second proc mount options %q, want %s", m.options, o)
+		}
+	}
+	if !strings.Contains(m.superOpts, "hidepid=invisible") && !strings.Contains(m.superOpts, "hidepid=2") {
+		t.Errorf("second proc mount super options %q, want hidepid", m.superOpts)
+	}
+	if m.source != "proc2" {
+		t.Errorf("second proc mount source %q, want proc2", m.source)
+	}
+	f := strings.Fields(rest)
+	// The shell and its pipeline: a handful of pids, not the host's.
+	if len(f) != 2 || f[0] == "0" || len(f[0]) > 1 || f[1] != "sh" {
+		t.Errorf("pids in the container's procfs and /proc/1/comm: %q, want a few and sh", rest)
 	}
 }
