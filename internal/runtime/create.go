@@ -65,7 +65,7 @@ func (r *Runtime) prepare(id string, o *CreateOpts) (*prepared, error) {
 	}
 	// Before anything exists: exec into the container needs the C stage
 	// even when create does not.
-	if err := checkNsenter(); err != nil {
+	if err := checkNsenter(r.Binary); err != nil {
 		return nil, err
 	}
 	bundle, err := filepath.Abs(o.Bundle)
@@ -389,7 +389,7 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, _ *State, err erro
 		}
 		defer p.direct.close()
 	}
-	c, fds, err := spawn(spawnOpts{preserve: preserve, extra: extra, stdio: stdio, boot: boot, cg: p.cg, res: p.res, linux: p.spec.Linux, direct: p.direct})
+	c, fds, err := spawn(spawnOpts{binary: r.Binary, preserve: preserve, extra: extra, stdio: stdio, boot: boot, cg: p.cg, res: p.res, linux: p.spec.Linux, direct: p.direct})
 	if c != nil {
 		defer closeFiles(c.procfs)
 	}

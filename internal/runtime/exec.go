@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -125,7 +126,7 @@ func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
 			stdio[i] = f
 		}
 	}
-	c, fds, err := spawn(spawnOpts{preserve: preserve, extra: extra, stdio: stdio, boot: boot, cg: cg})
+	c, fds, err := spawn(spawnOpts{binary: r.Binary, preserve: preserve, extra: extra, stdio: stdio, boot: boot, cg: cg})
 	if err != nil {
 		return -1, err
 	}
@@ -173,16 +174,28 @@ func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
 	if o.Detach {
 		return 0, nil
 	}
+	var relayed chan struct{}
 	if consoleRecv != nil {
 		master, err := console.RecvFd(consoleRecv)
 		if err != nil {
 			return -1, err
 		}
-		go func() { _ = console.Relay(master, os.Stdin, os.Stdout) }()
+		relayed = make(chan struct{})
+		go func() { _ = console.Relay(master, os.Stdin, os.Stdout); close(relayed) }()
 	}
 	stop := forwardSignals(c.pid)
 	defer stop()
-	return c.wait()
+	code, err := c.wait()
+	if relayed != nil {
+		// What the process wrote last may still be in the pty: the relay
+		// ends when the last holder of the terminal closes it (EIO), at
+		// once unless the process left a child behind that holds it.
+		select {
+		case <-relayed:
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return code, err
 }
 
 // EnvExecInit set to "go" makes every exec'd process go through the Go

@@ -23,6 +23,11 @@ type Runtime struct {
 	Systemd bool            // cgroupsPath is in systemd's slice:prefix:name form
 	Cgroups cgroups.Options // where the cgroup filesystems are
 	Log     *slog.Logger    // warnings (failed poststop hooks, ...)
+	// Binary is the berth-runtime binary to execute as the Go init, with
+	// berth-nsenter next to it, for a program that uses this package
+	// in-process (the engine's exec); "" is the running binary, the
+	// runtime's own command.
+	Binary string
 
 	layoutMu sync.Mutex // guards the filling of Cgroups.Layout
 }
@@ -81,12 +86,18 @@ func (r *Runtime) seccompCache() *seccomp.Cache {
 // runtime binary.
 const NsenterName = "berth-nsenter"
 
-// sealedExe returns a read-only view of the running binary to execute as
-// the init, and sealedNsenter one of the C stage that executes it.
-func sealedExe() (*os.File, error) { return sealedBinary("/proc/self/exe", "berth-runtime") }
+// sealedExe returns a read-only view of the runtime binary (bin, "" for the
+// running one) to execute as the init, and sealedNsenter one of the C stage
+// next to it.
+func sealedExe(bin string) (*os.File, error) {
+	if bin == "" {
+		bin = "/proc/self/exe"
+	}
+	return sealedBinary(bin, "berth-runtime")
+}
 
-func sealedNsenter() (*os.File, error) {
-	path, err := nsenterPath()
+func sealedNsenter(bin string) (*os.File, error) {
+	path, err := nsenterPath(bin)
 	if err != nil {
 		return nil, err
 	}
@@ -99,8 +110,8 @@ func sealedNsenter() (*os.File, error) {
 
 // checkNsenter makes sure the C stage is installed, for a create that does
 // not need it: exec into the container will.
-func checkNsenter() error {
-	path, err := nsenterPath()
+func checkNsenter(bin string) error {
+	path, err := nsenterPath(bin)
 	if err != nil {
 		return err
 	}
@@ -110,7 +121,10 @@ func checkNsenter() error {
 	return nil
 }
 
-func nsenterPath() (string, error) {
+func nsenterPath(bin string) (string, error) {
+	if bin != "" {
+		return filepath.Join(filepath.Dir(bin), NsenterName), nil
+	}
 	self, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return "", fmt.Errorf("locate %s: %w", NsenterName, err)

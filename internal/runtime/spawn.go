@@ -166,6 +166,7 @@ type child struct {
 
 // spawnOpts say how to start a child.
 type spawnOpts struct {
+	binary   string     // Runtime.Binary
 	preserve []*os.File // become fds 3.. in the child
 	extra    []*os.File // after the sync socket; their fd numbers are returned
 	stdio    [3]*os.File
@@ -186,14 +187,14 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 	cinit := o.direct != nil && o.boot.Create != nil
 	var stage0 *os.File
 	if o.direct == nil || cinit {
-		if stage0, err = sealedNsenter(); err != nil {
+		if stage0, err = sealedNsenter(o.binary); err != nil {
 			return nil, nil, err
 		}
 		defer stage0.Close()
 	}
 	var exe *os.File // the runtime binary, but for a process the C stage finishes itself
 	if (o.direct != nil && !cinit) || (o.direct == nil && o.boot.Exec == nil) {
-		if exe, err = sealedExe(); err != nil {
+		if exe, err = sealedExe(o.binary); err != nil {
 			return nil, nil, err
 		}
 		defer exe.Close()
