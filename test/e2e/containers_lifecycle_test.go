@@ -647,6 +647,18 @@ func TestExec(t *testing.T) {
 	if r := e.run(nil, "exec", "ex", "/etc/passwd"); r.code != 126 {
 		t.Errorf("exec of a non-executable file: %v, want exit 126", r)
 	}
+	// The same through a runtime command named with --runtime, where exec
+	// runs it rather than the runtime library in-process.
+	rt := filepath.Join(filepath.Dir(berthBin), "berth-runtime")
+	if r := e.run(nil, "--runtime", rt, "exec", "ex", "sh", "-c", "echo via; exit 5"); r.code != 5 || r.stdout != "via\n" {
+		t.Errorf("exec with --runtime: %v, want via and exit 5", r)
+	}
+	if r := e.run(nil, "--runtime", rt, "exec", "ex", "nosuchcmd"); r.code != 127 || !strings.Contains(r.stderr, "executable file not found") {
+		t.Errorf("exec of a missing command with --runtime: %v, want exit 127 and why", r)
+	}
+	if r := e.run(nil, "exec", "ex", "nosuchcmd"); !strings.Contains(r.stderr, `exec: "nosuchcmd": executable file not found in $PATH`) {
+		t.Errorf("exec of a missing command: stderr %q, want the runtime's reason", r.stderr)
+	}
 	// Docker's daemon refuses an exec in a paused container before the
 	// exec exists: "Container ex is paused, unpause the container before
 	// exec", exit 1 (dockerd 20.10 with the docker 28 CLI); no process
