@@ -151,3 +151,42 @@ func TestMissingNsenter(t *testing.T) {
 	assertCleanError(t, result{stderr: string(out)}, "berth-nsenter", filepath.Dir(alone))
 	assertNoLeftovers(t, c)
 }
+
+// SIGKILL of the runtime at any moment of a create without hooks (where
+// berth-runtime builds the rootfs from a thread of its own while
+// berth-nsenter waits as the init): `delete --force` then leaves nothing,
+// and the init does not outlive the runtime it waited for.
+func TestKilledAnywhereInCreate(t *testing.T) {
+	c := newContainer(t, sh("exec sleep 1000000"))
+	c.writeSpec()
+	// The init inherits the runtime's stdio: /dev/null here, so that
+	// nothing waits for it to close them.
+	start := time.Now()
+	if err := rt.command(t.Context(), "--root", c.root, "create", "--bundle", c.bundle, c.id).Run(); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	took := time.Since(start)
+	if r := c.rt("delete", "--force", c.id); r.code != 0 {
+		t.Fatalf("delete: %v", r)
+	}
+	const rounds = 20
+	for i := range rounds {
+		cmd := rt.command(t.Context(), "--root", c.root, "create", "--bundle", c.bundle, c.id)
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start create: %v", err)
+		}
+		time.Sleep(took * time.Duration(i) / rounds)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		// An init left without its runtime ends on its own (EOF on the
+		// bootstrap socket); one the create finished waits for start.
+		r := c.rt("delete", "--force", c.id)
+		if r.code != 0 && !strings.Contains(r.stderr, "does not exist") && !strings.Contains(r.stderr, "not exist") {
+			t.Logf("round %d: delete --force: %v", i, r)
+		}
+		assertNoLeftovers(t, c)
+		if t.Failed() {
+			t.Fatalf("round %d (killed %v into a %v create) left the above", i, took*time.Duration(i)/rounds, took)
+		}
+	}
+}
