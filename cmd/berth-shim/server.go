@@ -144,7 +144,11 @@ func (s *shim) attach(conn *os.File, fd int) {
 			break
 		}
 	}
-	if forward && s.cfg.stdinOnce {
+	// As Docker's (moby container/stream CopyStreams): the end of the
+	// first attached stdin closes the container's only without a
+	// terminal. With one, the client's end is a detach (the detach keys,
+	// or its connection gone): a later attach types into the same shell.
+	if forward && s.cfg.stdinOnce && !s.cfg.tty {
 		s.in.closeOnce()
 	}
 }

@@ -548,8 +548,16 @@ func unescapeMountPath(s []byte) string {
 
 // killAfter kills every process of the current run if it still runs
 // after d: the deadline of a stop, which so holds when the engine's
-// process that asked for it is gone.
+// process that asked for it is gone. It marks the container stopped
+// first, as the engine does: a stop whose process is killed right after
+// handing over its deadline is still a stop (the restart policy does not
+// bring the container back), as a Docker stop the daemon finishes.
 func (s *shim) killAfter(d time.Duration) {
+	if f, err := os.OpenFile(s.path("stopped"), os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+	} else {
+		s.warn("mark the container stopped: " + err.Error())
+	}
 	run := s.ended.Load()
 	time.AfterFunc(d, func() {
 		if s.ended.Load() == run {

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -137,9 +138,12 @@ func runAttached(ctx context.Context, e *engine.Engine, ctr *engine.Container, d
 func relay(ctx context.Context, e *engine.Engine, ctr *engine.Container, s *engine.AttachStream, detachKeys string) (bool, error) {
 	defer s.Close()
 	tty := ctr.Config.Tty
+	restore := func() {}
+	defer func() { restore() }()
 	if tty {
-		if restore, err := console.RawMode(os.Stdin); err == nil {
-			defer restore()
+		if r, err := console.RawMode(os.Stdin); err == nil {
+			var once sync.Once
+			restore = func() { once.Do(r) }
 		}
 		resize := func() {
 			if ws, err := unix.IoctlGetWinsize(int(os.Stdin.Fd()), unix.TIOCGWINSZ); err == nil {
@@ -187,35 +191,72 @@ func relay(ctx context.Context, e *engine.Engine, ctr *engine.Container, s *engi
 		}
 		return false, nil
 	case <-detached:
-		fmt.Fprintln(os.Stderr)
+		// Docker's CLI shows the detach as its EscapeError's text.
+		restore()
+		fmt.Fprintln(os.Stderr, "read escape sequence")
 		return true, nil
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}
 }
 
-// detachReader passes input through until the detach key sequence.
+// detachReader passes input through until the detach key sequence. The
+// start of the sequence is held back until it is broken (then passed on)
+// or complete (then dropped, and the reader ends after what came before
+// it), as Docker's escape proxy holds it; unlike that proxy, keys that
+// come in one read (a paste, a fast terminal) are seen too.
 type detachReader struct {
 	r        io.Reader
 	keys     []byte
-	matched  int
+	held     int    // how many bytes of keys were read and held back
+	out      []byte // read and due to the caller
+	err      error  // the end: errDetach, or r's error; given after out
 	detached chan struct{}
 }
 
+var errDetach = errors.New("read escape sequence")
+
 func (d *detachReader) Read(p []byte) (int, error) {
-	n, err := d.r.Read(p)
-	for i := 0; i < n; i++ {
-		if len(d.keys) > 0 && p[i] == d.keys[d.matched] {
-			d.matched++
-			if d.matched == len(d.keys) {
-				close(d.detached)
-				return 0, io.EOF
-			}
-			continue
+	for len(d.out) == 0 && d.err == nil {
+		n, err := d.r.Read(p)
+		d.scan(p[:n])
+		if err != nil && d.err == nil {
+			d.out = append(d.out, d.keys[:d.held]...)
+			d.held, d.err = 0, err
 		}
-		d.matched = 0
 	}
-	return n, err
+	if len(d.out) > 0 {
+		n := copy(p, d.out)
+		d.out = d.out[n:]
+		return n, nil
+	}
+	if d.err == errDetach {
+		d.err = io.EOF
+		close(d.detached)
+	}
+	return 0, d.err
+}
+
+// scan moves the bytes of b to out, holding back a start of the key
+// sequence; the whole sequence ends the input.
+func (d *detachReader) scan(b []byte) {
+	for _, c := range b {
+		if d.err != nil {
+			return
+		}
+		if c != d.keys[d.held] {
+			d.out = append(d.out, d.keys[:d.held]...)
+			d.held = 0
+			if c != d.keys[0] {
+				d.out = append(d.out, c)
+				continue
+			}
+		}
+		d.held++
+		if d.held == len(d.keys) {
+			d.held, d.err = 0, errDetach
+		}
+	}
 }
 
 // parseDetachKeys reads Docker's key sequence syntax: "ctrl-p,ctrl-q".

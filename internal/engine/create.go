@@ -18,6 +18,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthproject/berth/internal/containerspec"
 	"github.com/berthproject/berth/internal/image"
 	"github.com/berthproject/berth/internal/image/progress"
 	"github.com/berthproject/berth/internal/reference"
@@ -352,7 +353,26 @@ func validateCreate(cfg *container.Config, h *container.HostConfig) error {
 	if err := validateCPUs(&h.Resources); err != nil {
 		return err
 	}
+	if err := validateUserns(h.UsernsMode); err != nil {
+		return err
+	}
 	return validateNetwork(h.NetworkMode)
+}
+
+// validateUserns checks --userns: Docker's "" and host, and berth's auto
+// and map=C:H:N (podman's). Docker's CLI refuses other values before
+// anything is made, with this message.
+func validateUserns(m container.UsernsMode) error {
+	switch s := string(m); {
+	case s == "", s == "host", s == "auto":
+		return nil
+	case strings.HasPrefix(s, "map="):
+		if _, err := containerspec.ParseIDMap(strings.TrimPrefix(s, "map=")); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: --userns: invalid USER mode", ErrInvalid)
 }
 
 // validateCPUs checks --cpus against the CPUs there are, and --cpuset-cpus

@@ -86,7 +86,6 @@ func (e *Engine) Stop(ctx context.Context, ref string, timeout *int) error {
 	if c.State.Status != StatusRunning && c.State.Status != StatusPaused && c.State.Status != StatusRestarting {
 		return nil // Docker: stopping a stopped container succeeds
 	}
-	markStopped(e.runDir(c.ID))
 	t := 10
 	if c.Config.StopTimeout != nil {
 		t = *c.Config.StopTimeout
@@ -105,10 +104,15 @@ func (e *Engine) Stop(ctx context.Context, ref string, timeout *int) error {
 		// Ours is this process's, so the monitor holds the deadline too,
 		// a little after ours (this process kills first, and says so in
 		// its events, unless it is gone).
+		// The deadline goes before the stopped mark (the monitor makes
+		// the mark too when it takes it): killed in between, this
+		// process leaves no mark without a deadline, which would keep a
+		// running container from its restart policy for good.
 		if err := shim.KillAfter(e.runDir(c.ID), time.Duration(t)*time.Second+monitorKillGrace); err != nil {
 			e.log.Debug("hand the stop's deadline to the monitor", "container", c.ID[:12], "err", err)
 		}
 	}
+	markStopped(e.runDir(c.ID))
 	if t != 0 {
 		if err := e.kill(ctx, c, sig, false); err == nil {
 			if t < 0 {

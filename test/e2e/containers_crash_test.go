@@ -108,6 +108,101 @@ func TestRestartInterrupted(t *testing.T) {
 	}
 }
 
+// TestCrashKillStopCLISecondStop: after kill -9 of a `stop` that waited
+// with a long timeout, a second stop does the job with its own timeout
+// and returns once the container is stopped (exit 137 here: it ignores
+// SIGTERM).
+func TestCrashKillStopCLISecondStop(t *testing.T) {
+	e := newCtrEnv(t)
+	id := e.runD("--name", "stubborn", box, "sh", "-c", `trap "" TERM; exec sleep 1000`)
+	since := time.Now().Unix()
+	first := e.start("stop", "-t", "600", "stubborn")
+	e.waitSigterm("stubborn", since)
+	if err := syscall.Kill(-first.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill the stop's process group: %v", err)
+	}
+	first.wait(t)
+	if s := e.cstate(id); !s.Running || !alive(s.Pid) {
+		t.Fatalf("after kill -9 of stop -t 600: %+v, want still running (its deadline is far)", s)
+	}
+	if r := e.run(nil, "stop", "-t", "1", "stubborn"); r.code != 0 || r.stdout != "stubborn\n" {
+		t.Errorf("second stop: %v, want exit 0 and the name", r)
+	}
+	if s := e.cstate(id); s.Status != container.StateExited || s.ExitCode != 137 {
+		t.Errorf("after the second stop: %+v, want exited 137", s)
+	}
+	e.monitorGone(id)
+	for _, l := range e.leaks(id) {
+		t.Errorf("after the second stop: %s", l)
+	}
+	e.ok("start", "stubborn")
+	if s := e.cstate(id); !s.Running || !alive(s.Pid) {
+		t.Errorf("start after the second stop: %+v", s)
+	}
+}
+
+// TestCrashKillRestartCLI: kill -9 of `restart` during its stop leaves
+// the container stopped (the monitor kills it at the stop's deadline, as
+// documented), with nothing of its run left (monitor, cgroup, runtime
+// state, mounts); killed at any other moment, the container is running
+// with a live process or stopped the same clean way, and start/restart
+// work again.
+func TestCrashKillRestartCLI(t *testing.T) {
+	e := newCtrEnv(t)
+	id := e.runD("--name", "stubborn", box, "sh", "-c", `trap "" TERM; exec sleep 1000`)
+	since := time.Now().Unix()
+	rs := e.start("restart", "-t", "1", "stubborn")
+	e.waitSigterm("stubborn", since)
+	if err := syscall.Kill(-rs.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill the restart's process group: %v", err)
+	}
+	rs.wait(t)
+	e.waitStatus(id, container.StateExited)
+	e.monitorGone(id)
+	if s := e.cstate(id); s.ExitCode != 137 || s.Pid != 0 {
+		t.Errorf("after kill -9 of restart during its stop: %+v, want exited 137", s)
+	}
+	for _, l := range e.leaks(id) {
+		t.Errorf("after kill -9 of restart during its stop: %s", l)
+	}
+	e.ok("start", "stubborn")
+	e.ok("stop", "-t", "0", "stubborn")
+
+	// Killed at any moment of a restart that does not wait.
+	rid := e.runD("--name", "rst", box, "sleep", "1000")
+	for i := 0; i < 10; i++ {
+		b := e.start("restart", "-t", "0", "rst")
+		time.Sleep(time.Duration(i*15) * time.Millisecond)
+		syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
+		b.wait(t)
+		// A container the killed restart had just killed is running
+		// with a dead process for as long as its monitor takes to
+		// record the exit: wait for that to settle.
+		var st container.State
+		waitFor(t, "the state to settle", func() bool {
+			st = e.cstate(rid)
+			return st.Status != container.StateRunning || alive(st.Pid)
+		})
+		switch st.Status {
+		case container.StateRunning:
+		case container.StateExited:
+			e.monitorGone(rid)
+			for _, l := range e.leaks(rid) {
+				t.Errorf("round %d: exited after kill -9 of restart, but %s", i, l)
+			}
+		default:
+			t.Errorf("round %d: %s after kill -9 of restart: %+v", i, st.Status, st)
+		}
+		if out := e.ok("ps", "-a", "--filter", "name=rst", "--format", "{{.State}}"); out != string(st.Status)+"\n" {
+			t.Errorf("round %d: ps says %q, inspect %s", i, out, st.Status)
+		}
+		e.ok("restart", "-t", "0", "rst")
+		if st := e.cstate(rid); !st.Running || !alive(st.Pid) {
+			t.Fatalf("round %d: restart after the killed one: %+v", i, st)
+		}
+	}
+}
+
 // waitSigterm waits for the kill event of a SIGTERM to container name
 // since the Unix time since.
 func (e *ctrEnv) waitSigterm(name string, since int64) {

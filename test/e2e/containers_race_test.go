@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -325,5 +327,169 @@ func TestRaceExecStarting(t *testing.T) {
 		if caught == 0 {
 			t.Logf("%s: no exec ran while the start was under way", tc.name)
 		}
+	}
+}
+
+// TestConcurrentStore: 20 `run -d` at once, half of them pairs that want
+// the same name, while `rm -f` removes the first ones as they appear and
+// `ps` (table and JSON) lists the store without pause: every ps row is a
+// whole container in a real state, every record on disk parses, exactly
+// one of each same-name pair wins (the other says the name is in use,
+// exit 125), and what was not removed is all there and running.
+func TestConcurrentStore(t *testing.T) {
+	e := newCtrEnv(t)
+	const n = 20
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("cs%d", i)
+		if i >= n/2 {
+			names[i] = fmt.Sprintf("dup%d", i%(n/4)) // five pairs
+		}
+	}
+	var (
+		wg      sync.WaitGroup
+		results = make([]result, n)
+		stop    atomic.Bool
+		psErrs  []string
+		psMu    sync.Mutex
+	)
+	psFail := func(format string, args ...any) {
+		psMu.Lock()
+		psErrs = append(psErrs, fmt.Sprintf(format, args...))
+		psMu.Unlock()
+	}
+	// Readers: ps and ps --format json for as long as the writers run.
+	var readers sync.WaitGroup
+	for _, format := range []string{"{{.ID}} {{.Names}} {{.State}}", "json"} {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for !stop.Load() {
+				cmd := e.berthCmd("ps", "-a", "--no-trunc", "--format", format)
+				var out, errb strings.Builder
+				cmd.Stdout, cmd.Stderr = &out, &errb
+				if err := cmd.Run(); err != nil {
+					psFail("ps --format %s: %v: %s", format, err, errb.String())
+					continue
+				}
+				for _, l := range lines(out.String()) {
+					if format == "json" {
+						var row map[string]any
+						if err := json.Unmarshal([]byte(l), &row); err != nil || row["ID"] == nil || row["Names"] == nil {
+							psFail("ps json row %q: %v", l, err)
+						}
+						continue
+					}
+					f := strings.Fields(l)
+					if len(f) != 3 || len(f[0]) != 64 {
+						psFail("ps row %q", l)
+						continue
+					}
+					switch container.ContainerState(f[2]) {
+					case container.StateCreated, container.StateRunning, container.StateExited, container.StateRemoving:
+					default:
+						psFail("ps row %q: state %s", l, f[2])
+					}
+				}
+			}
+		}()
+	}
+	// Records: every container.json in the store parses, all the time.
+	readers.Add(1)
+	go func() {
+		defer readers.Done()
+		for !stop.Load() {
+			ents, _ := os.ReadDir(filepath.Join(e.root, "containers"))
+			for _, de := range ents {
+				b, err := os.ReadFile(filepath.Join(e.root, "containers", de.Name(), "container.json"))
+				if err != nil {
+					continue // being made or removed
+				}
+				var rec map[string]any
+				if err := json.Unmarshal(b, &rec); err != nil {
+					psFail("container.json of %s torn: %v: %q", de.Name(), err, b)
+				}
+			}
+		}
+	}()
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := e.berthCmd("run", "-d", "--name", names[i], "-l", "batch=cs", box, "sleep", "1000")
+			var out, errb strings.Builder
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			_ = cmd.Run()
+			results[i] = result{stdout: out.String(), stderr: errb.String(), code: cmd.ProcessState.ExitCode()}
+		}()
+	}
+	// rm -f of cs0..cs4 as soon as each exists (a miss is retried).
+	removed := make([]bool, 5)
+	for i := range removed {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			waitFor(t, "run -d of "+names[i]+" to make it", func() bool {
+				r := e.run(nil, "rm", "-f", names[i])
+				return r.code == 0
+			})
+			removed[i] = true
+		}()
+	}
+	wg.Wait()
+	stop.Store(true)
+	readers.Wait()
+	for _, s := range psErrs {
+		t.Error(s)
+	}
+
+	want := map[string]bool{}
+	for i := 0; i < n/2; i++ {
+		if i < len(removed) {
+			// Removed under it: the run may fail (TestRaceRunRemove).
+			if results[i].code != 0 {
+				t.Logf("run -d --name %s, removed while it ran: exit %d: %s", names[i], results[i].code, results[i].stderr)
+			}
+			continue
+		}
+		if results[i].code != 0 {
+			t.Errorf("run -d --name %s: exit %d: %s", names[i], results[i].code, results[i].stderr)
+		}
+		want[names[i]] = true
+	}
+	for d := 0; d < n/4; d++ {
+		a, b := results[n/2+d], results[n/2+d+n/4]
+		wins := 0
+		for _, r := range []result{a, b} {
+			switch {
+			case r.code == 0:
+				wins++
+			case r.code == 125 && strings.Contains(r.stderr, "is already in use"):
+			default:
+				t.Errorf("run -d --name dup%d: exit %d: %s", d, r.code, r.stderr)
+			}
+		}
+		if wins != 1 {
+			t.Errorf("dup%d: %d of the two runs won, want 1 (%q; %q)", d, wins, a.stderr, b.stderr)
+		}
+		want[fmt.Sprintf("dup%d", d)] = true
+	}
+	got := map[string]bool{}
+	for _, l := range lines(e.ok("ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}} {{.State}}")) {
+		f := strings.Fields(l)
+		e.remember(f[0])
+		if got[f[1]] {
+			t.Errorf("two containers named %s", f[1])
+		}
+		got[f[1]] = true
+		if st := e.cstate(f[0]); !st.Running || !alive(st.Pid) {
+			t.Errorf("%s: %+v, want running", f[1], st)
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("ps lists %v, want %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+	}
+	if d := containerDirs(t, e.root); d != len(want) {
+		t.Errorf("%d container directories, want %d", d, len(want))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -360,6 +361,38 @@ func TestUserns(t *testing.T) {
 	m2 := strings.Fields(e.sh(id2, "cat /proc/self/uid_map"))
 	if len(m2) == 3 && len(m) == 3 && m2[1] == m[1] {
 		t.Errorf("two --userns auto containers share the host range %s", m[1])
+	}
+}
+
+// TestUsernsHost: --userns host (Docker's only value besides the
+// default) runs in the host's user namespace with the identity map, as
+// without --userns, and inspect shows the mode; an unknown mode is
+// refused with exit 125 and nothing made.
+func TestUsernsHost(t *testing.T) {
+	e := newCtrEnv(t)
+	for _, args := range [][]string{{"--userns", "host"}, nil} {
+		id := e.runD(append(args, box, "sleep", "1000")...)
+		pid := e.cstate(id).Pid
+		if nsLink(t, pid, "user") != nsLink(t, os.Getpid(), "user") {
+			t.Errorf("%v: the container has a user namespace of its own", args)
+		}
+		if out := strings.Fields(e.sh(id, "id -u; cat /proc/self/uid_map")); !slices.Equal(out, []string{"0", "0", "0", "4294967295"}) {
+			t.Errorf("%v: id -u and uid_map %q, want 0 and the identity map", args, out)
+		}
+		want := ""
+		if args != nil {
+			want = "host"
+		}
+		if in, _ := e.inspectC(id); string(in.HostConfig.UsernsMode) != want {
+			t.Errorf("%v: inspect HostConfig.UsernsMode = %q, want %q", args, in.HostConfig.UsernsMode, want)
+		}
+	}
+	before := containerDirs(t, e.root)
+	if r := e.run(nil, "run", "-d", "--userns", "bogus", box, "true"); r.code != 125 || !strings.Contains(r.stderr, "userns") {
+		t.Errorf("--userns bogus: %v, want exit 125 naming the flag", r)
+	}
+	if after := containerDirs(t, e.root); after != before {
+		t.Errorf("--userns bogus left a container (%d directories, were %d)", after, before)
 	}
 }
 

@@ -1,6 +1,8 @@
 package shimtest
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +27,25 @@ func TestKillAfterKillsTheRun(t *testing.T) {
 	}
 }
 
+// TestKillAfterIsAStop: a stop's deadline marks the container stopped when
+// the monitor takes it, so the restart policy does not bring back what it
+// kills, even if the engine's process that asked is gone before it made
+// the mark itself.
+func TestKillAfterIsAStop(t *testing.T) {
+	c := newCtr(t, sh(`trap "" TERM; exec sleep 1000`))
+	c.opts.Restart = "always"
+	c.start()
+	if err := shim.KillAfter(c.sdir, 100*time.Millisecond); err != nil {
+		t.Fatalf("KillAfter: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(c.sdir, "stopped")); err != nil {
+		t.Errorf("after KillAfter: %v, want the stopped mark", err)
+	}
+	if e := c.waitGone(); e.ExitCode != 137 || e.Restarting {
+		t.Errorf("exit after the deadline = %+v, want 137 and no restart", e)
+	}
+}
+
 // TestKillAfterSparesALaterRun: the deadline is the run's that was current
 // when asked; a run the restart policy started since is not killed.
 func TestKillAfterSparesALaterRun(t *testing.T) {
@@ -35,6 +56,12 @@ func TestKillAfterSparesALaterRun(t *testing.T) {
 	asked := time.Now()
 	if err := shim.KillAfter(c.sdir, deadline); err != nil {
 		t.Fatalf("KillAfter: %v", err)
+	}
+	// The monitor marked the container stopped; a restart decided before
+	// the mark (the container ended by itself as the stop began) is the
+	// way a later run comes: take the mark away to get one.
+	if err := os.Remove(filepath.Join(c.sdir, "stopped")); err != nil {
+		t.Fatal(err)
 	}
 	if out, err := c.rt("kill", c.id, "KILL"); err != nil {
 		t.Fatalf("runtime kill: %v: %s", err, out)

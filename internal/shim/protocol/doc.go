@@ -32,7 +32,8 @@
 //	run.json      the current run: init pid, start time, restart count,
 //	              written atomically after each start (see Run)
 //	exit.json     the last exit, written atomically (temp file + rename)
-//	stopped       created by the engine when the user stops the container:
+//	stopped       created by the engine when the user stops the container
+//	              (and by the monitor when it takes a stop's KillAfter):
 //	              the monitor restarts it no more
 //	shim.log      the monitor's own warnings, if it has any
 //

@@ -85,7 +85,8 @@ type Request struct {
 	WaitDeleted bool
 	// KillAfter: kill every process of the container if the current run
 	// still runs after this long (the deadline of a stop; whole
-	// milliseconds, at least one).
+	// milliseconds, at least one). The monitor creates the stopped file
+	// when it takes the request.
 	KillAfter time.Duration
 }
 
