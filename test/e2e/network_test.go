@@ -1178,6 +1178,21 @@ func TestNetworkRefusedLeavesNothing(t *testing.T) {
 		}
 		same("run " + strings.Join(bad.args, " "))
 	}
+	// A network that only a stopped container names can be removed (as in
+	// Docker: it has no endpoint); the container's start then fails naming
+	// it, and makes nothing.
+	e.ok("network", "create", "--subnet", "10.134.0.0/24", "gone")
+	e.ok("create", "--name", "orphan", "--network", "gone", box, "sleep", "1000")
+	e.ok("network", "rm", "gone")
+	if r := e.run(nil, "start", "orphan"); r.code == 0 || !strings.Contains(r.stderr, "network gone not found") {
+		t.Errorf("start of a container whose network was removed: %v, want an error with \"network gone not found\"", r)
+	}
+	if st := e.cstate("orphan"); st.Status != container.StateCreated {
+		t.Errorf("after its refused start, orphan is %s", st.Status)
+	}
+	e.ok("rm", "orphan")
+	same("start of a container whose network was removed")
+
 	// What was refused did not break what is there: db still answers on
 	// its address and its port.
 	if _, code, stderr := e.shAny(db, "ping -c 1 -W 5 10.131.0.1"); code != 0 {
