@@ -318,6 +318,14 @@ func TestNetworkPublish(t *testing.T) {
 			t.Errorf("from %s: %s = %q (%v), want %q", c.what, c.url, got, ok, want)
 		}
 	}
+	// No proxy process: nothing listens on the published port, the kernel
+	// (a DNAT rule) serves it.
+	if out, err := exec.Command("ss", "-Htlnp", "sport = :18080").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("something listens on the published port 18080 on the host (%v):\n%s", err, out)
+	}
+	if rules := nftTable(t, "ip"); !strings.Contains(rules, "tcp dport 18080 dnat to "+e.endpoint(web, "bridge").IPAddress.String()+":80") {
+		t.Errorf("no DNAT rule for 18080:\n%s", rules)
+	}
 	client := e.runD("--name", "client", box, "sleep", "1000")
 	if out, code, stderr := e.shAny(client, "timeout 10 wget -q -O - http://10.251.0.1:18080/hostname"); code != 0 || out != want {
 		t.Errorf("hairpin from a container through the host's address: %q, exit %d, %s", out, code, stderr)
