@@ -22,7 +22,7 @@
 # Nothing is left behind: daemons are stopped by pid, containers removed,
 # the namespace deleted.
 #
-# Usage (root): bench/engine/compare.sh [b1 b3 b4]    (default: all three)
+# Usage (root): bench/engine/compare.sh [b1 b3 b4 b5]    (default: b1 b3 b4)
 # Environment: ENGINES (default "docker podman berth"; docker or podman are
 # skipped when not installed), B1_RUNS, B3_RUNS, DENSITY_N, DENSITY_PAR,
 # BERTH (the berth binary, default ./bin/berth), HARNESS, OUT (results dir).
