@@ -941,13 +941,13 @@ func TestNetworkLinks(t *testing.T) {
 }
 
 // TestNetworkDNSBurst: name resolution keeps working under load (Docker's
-// embedded DNS is known to time out): four containers each fire 100
-// lookups at once (nslookup asks A and AAAA: 800 queries in flight), of
-// each other's names, and every one is answered right.
+// embedded DNS is known to time out): four containers each fire 250
+// lookups at once (nslookup asks A and AAAA: 2000 queries within a few
+// seconds), of each other's names, and every one is answered right.
 func TestNetworkDNSBurst(t *testing.T) {
 	e := newNetEnv(t)
 	e.ok("network", "create", "--subnet", "10.128.0.0/24", "burst")
-	const n, per = 4, 100
+	const n, per = 4, 250
 	ips := map[string]string{}
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("burst%d", i)
