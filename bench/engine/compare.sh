@@ -6,6 +6,12 @@
 #   B3  exec C /bin/true into a running container
 #   B4  50 idle containers started with run -d (one by one and 4 at a time):
 #       start rate and engine memory (PSS) per container
+#   B5  iperf3 and short HTTP connections host -> container: on the bridge,
+#       through the published port by 127.0.0.1 and (added here to the
+#       harness's copy) by the host's address HOST_ADDR (10.250.0.1 on a
+#       link of the namespace): the ports are published on all
+#       addresses, as `-p PORT:PORT` does, so docker serves 127.0.0.1 with
+#       docker-proxy and the host's address with its DNAT rule
 #
 # Everything runs inside a throwaway network namespace made for the run (the
 # "host" of every engine: their bridges and firewall rules live and die with
@@ -16,7 +22,7 @@
 # Nothing is left behind: daemons are stopped by pid, containers removed,
 # the namespace deleted.
 #
-# Usage (root): bench/engine/compare.sh [b1 b3 b4]    (default: all three)
+# Usage (root): bench/engine/compare.sh [b1 b3 b4 b5]    (default: b1 b3 b4)
 # Environment: ENGINES (default "docker podman berth"; docker or podman are
 # skipped when not installed), B1_RUNS, B3_RUNS, DENSITY_N, DENSITY_PAR,
 # BERTH (the berth binary, default ./bin/berth), HARNESS, OUT (results dir).
@@ -47,6 +53,13 @@ if [[ -z ${BERTH_BENCH_NETNS:-} ]]; then
 	BERTH_BENCH_NETNS=1 exec unshare --net -- "$0" "$@"
 fi
 ip link set lo up
+# The "host's address" for B5, on a link of this namespace only (a veth pair
+# with both ends here: the kernel here may have no dummy driver).
+HOST_ADDR=10.250.0.1
+ip link add bench-host type veth peer name bench-peer
+ip link set bench-peer up
+ip addr add "$HOST_ADDR/24" dev bench-host
+ip link set bench-host up
 
 has() { command -v "$1" >/dev/null 2>&1; }
 ENGINES=${ENGINES:-"docker podman berth"}
@@ -96,6 +109,14 @@ pod() { podman --root "$T/podman/root" --runroot "$T/podman/run" --cgroup-manage
 
 cp -r "$HARNESS" "$T/harness"
 rm -rf "$T/harness/results"
+# B5: publish on every address and add the path through the host's address
+# (the harness publishes on 127.0.0.1 only). Refuse to run a B5 that the
+# edit did not reach.
+b5=$T/harness/b5-network.sh
+sed -i -e 's|-p "127.0.0.1:$pi:5201" -p "127.0.0.1:$ph:8080"|-p "$pi:5201" -p "$ph:8080"|' \
+	-e 's|^  TOOLS+=("$e-bridge" "$e-published")$|  TOOLS+=("$e-bridge" "$e-published" "$e-hostaddr")\
+  TGT_IPERF[$e-hostaddr]='"$HOST_ADDR"':$pi; TGT_HTTP[$e-hostaddr]='"$HOST_ADDR"':$ph|' "$b5"
+grep -q '"$e-hostaddr"' "$b5" && grep -q -- '-p "$pi:5201"' "$b5" || die "could not add the host address path to $b5"
 profiles=$T/harness/engines
 
 for e in "${want[@]}"; do

@@ -331,6 +331,13 @@ func (e *Engine) attach(ctx context.Context, m *network.Manager, o network.Attac
 		e.reconcileNetworks(ctx, m)
 		_, err = m.Attach(ctx, o)
 	}
+	if errors.Is(err, network.ErrNotFound) {
+		// The network was removed while the container was stopped
+		// (Docker allows it too): say so as Docker does.
+		if _, ierr := m.Inspect(ctx, o.Network); errors.Is(ierr, network.ErrNotFound) {
+			return kindError{ErrNotFound, fmt.Errorf("network %s not found", o.Network)}
+		}
+	}
 	if err != nil {
 		return netError(fmt.Errorf("connect to network %s: %w", o.Network, err))
 	}

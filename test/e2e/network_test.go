@@ -318,6 +318,14 @@ func TestNetworkPublish(t *testing.T) {
 			t.Errorf("from %s: %s = %q (%v), want %q", c.what, c.url, got, ok, want)
 		}
 	}
+	// No proxy process: nothing listens on the published port, the kernel
+	// (a DNAT rule) serves it.
+	if out, err := exec.Command("ss", "-Htlnp", "sport = :18080").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("something listens on the published port 18080 on the host (%v):\n%s", err, out)
+	}
+	if rules := nftTable(t, "ip"); !strings.Contains(rules, "tcp dport 18080 dnat to "+e.endpoint(web, "bridge").IPAddress.String()+":80") {
+		t.Errorf("no DNAT rule for 18080:\n%s", rules)
+	}
 	client := e.runD("--name", "client", box, "sleep", "1000")
 	if out, code, stderr := e.shAny(client, "timeout 10 wget -q -O - http://10.251.0.1:18080/hostname"); code != 0 || out != want {
 		t.Errorf("hairpin from a container through the host's address: %q, exit %d, %s", out, code, stderr)
@@ -933,13 +941,13 @@ func TestNetworkLinks(t *testing.T) {
 }
 
 // TestNetworkDNSBurst: name resolution keeps working under load (Docker's
-// embedded DNS is known to time out): four containers each fire 100
-// lookups at once (nslookup asks A and AAAA: 800 queries in flight), of
-// each other's names, and every one is answered right.
+// embedded DNS is known to time out): four containers each fire 250
+// lookups at once (nslookup asks A and AAAA: 2000 queries within a few
+// seconds), of each other's names, and every one is answered right.
 func TestNetworkDNSBurst(t *testing.T) {
 	e := newNetEnv(t)
 	e.ok("network", "create", "--subnet", "10.128.0.0/24", "burst")
-	const n, per = 4, 100
+	const n, per = 4, 250
 	ips := map[string]string{}
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("burst%d", i)
@@ -1085,5 +1093,189 @@ func networkParity(t *testing.T, run func(args ...string) (string, error), img, 
 	must("restart", "-t", "0", "plk2")
 	if out := must("exec", "plk2", "cat", "/etc/hosts"); !strings.Contains(out, ip+"\tdb "+id[:12]+" pweb2\n") {
 		t.Errorf("plk2 restarted after the renames: /etc/hosts:\n%s", out)
+	}
+}
+
+// TestNetworkRefusedLeavesNothing: the issue's bad input (an overlapping
+// subnet, an address outside the subnet, an address in use, an unknown
+// network, a taken host port, removing a network with containers) is
+// refused with an error that names it, and leaves nothing half-made: the
+// host's links, berth's nftables table, the endpoint records (the leases)
+// and the networks are as before, and so are the interfaces inside the
+// container a refused connect was for.
+func TestNetworkRefusedLeavesNothing(t *testing.T) {
+	e := newNetEnv(t)
+	e.ok("network", "create", "--subnet", "10.131.0.0/24", "--ip-range", "10.131.0.128/25", "held")
+	db := e.runD("--name", "db", "--network", "held", "--ip", "10.131.0.10", "-p", "18500:80", box, "sleep", "1000")
+	other := e.runD("--name", "other", "-p", "18501:80", box, "sleep", "1000")
+	// What must not change: the host's links, the ruleset, the leases, the
+	// networks, and other's interfaces.
+	snapshot := func() string {
+		links := slices.DeleteFunc(hostLinks(t), func(l string) bool { return l == "lo" })
+		slices.Sort(links)
+		var eps []string
+		b, _ := os.ReadFile(filepath.Join(e.root, "network", "state.json"))
+		var st struct {
+			Endpoints map[string]struct {
+				ContainerID string     `json:"container"`
+				NetworkID   string     `json:"network"`
+				IPv4        netip.Addr `json:"ipv4"`
+			} `json:"endpoints"`
+		}
+		json.Unmarshal(b, &st)
+		for _, ep := range st.Endpoints {
+			eps = append(eps, ep.ContainerID[:12]+"@"+ep.NetworkID[:12]+"="+ep.IPv4.String())
+		}
+		slices.Sort(eps)
+		return fmt.Sprintf("links %v\nleases %v\nnetworks %q\nother's interfaces %q\nnft:\n%s", links, eps,
+			lines(e.ok("network", "ls", "-q")), e.sh(other, "ls /sys/class/net"), nftTable(t, "ip"))
+	}
+	before := snapshot()
+	same := func(what string) {
+		t.Helper()
+		// The kernel deletes the links of a destroyed namespace in the
+		// background: wait for it before comparing.
+		now := snapshot()
+		for i := 0; i < 100 && now != before; i++ {
+			time.Sleep(50 * time.Millisecond)
+			now = snapshot()
+		}
+		if now != before {
+			t.Errorf("after %s:\n%s\nbefore:\n%s", what, now, before)
+		}
+	}
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"network", "create", "--subnet", "10.131.0.128/25", "overlap"}, "overlaps"},
+		{[]string{"network", "create", "--subnet", "172.30.5.0/24", "overlap-bridge"}, "overlaps"},
+		{[]string{"network", "create", "--subnet", "10.132.0.0/24", "--gateway", "10.133.0.1", "gw-outside"}, "10.133.0.1"},
+		{[]string{"network", "create", "--subnet", "10.132.0.0/24", "--ip-range", "10.133.0.0/25", "range-outside"}, "10.133.0.0/25"},
+		{[]string{"network", "connect", "--ip", "10.9.9.9", "held", "other"}, "10.9.9.9"},
+		{[]string{"network", "connect", "--ip", "10.131.0.10", "held", "other"}, "10.131.0.10"},
+		{[]string{"network", "connect", "--ip", "10.131.0.11", "bridge", "db"}, "user defined networks only"},
+		{[]string{"network", "connect", "nosuch", "other"}, "nosuch"},
+		{[]string{"network", "rm", "held"}, "active endpoints"},
+		{[]string{"network", "prune", "-f"}, ""}, // held is in use: kept
+	} {
+		r := e.run(nil, bad.args...)
+		if bad.want != "" && (r.code == 0 || !strings.HasPrefix(r.stderr, "Error") || !strings.Contains(r.stderr, bad.want)) {
+			t.Errorf("%v: %v, want an error naming %q", bad.args, r, bad.want)
+		}
+		same(strings.Join(bad.args, " "))
+	}
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--network", "held", "--ip", "10.131.0.10"}, "10.131.0.10"}, // db's: refused at start
+		{[]string{"--network", "held", "--ip", "10.9.9.9"}, "10.9.9.9"},
+		{[]string{"--network", "nosuch"}, "nosuch"},
+		{[]string{"-p", "18500:80"}, "18500"},                      // db's host port
+		{[]string{"--network", "held", "-p", "18501:80"}, "18501"}, // other's
+	} {
+		args := append(append([]string{"run", "-d"}, bad.args...), box, "sleep", "1000")
+		if r := e.run(nil, args...); r.code != 125 || !strings.Contains(r.stderr, bad.want) {
+			t.Errorf("run %v: %v, want exit 125 naming %q", bad.args, r, bad.want)
+		}
+		// A start refused after the create leaves the container created, as
+		// in Docker; remove it to compare.
+		for _, id := range lines(e.ok("ps", "-aq", "--no-trunc", "--filter", "status=created")) {
+			e.ok("rm", id)
+		}
+		same("run " + strings.Join(bad.args, " "))
+	}
+	// A network that only a stopped container names can be removed (as in
+	// Docker: it has no endpoint); the container's start then fails naming
+	// it, and makes nothing.
+	e.ok("network", "create", "--subnet", "10.134.0.0/24", "gone")
+	e.ok("create", "--name", "orphan", "--network", "gone", box, "sleep", "1000")
+	e.ok("network", "rm", "gone")
+	if r := e.run(nil, "start", "orphan"); r.code == 0 || !strings.Contains(r.stderr, "network gone not found") {
+		t.Errorf("start of a container whose network was removed: %v, want an error with \"network gone not found\"", r)
+	}
+	if st := e.cstate("orphan"); st.Status != container.StateCreated {
+		t.Errorf("after its refused start, orphan is %s", st.Status)
+	}
+	e.ok("rm", "orphan")
+	same("start of a container whose network was removed")
+
+	// What was refused did not break what is there: db still answers on
+	// its address and its port.
+	if _, code, stderr := e.shAny(db, "ping -c 1 -W 5 10.131.0.1"); code != 0 {
+		t.Errorf("db cannot reach its gateway after the refusals: %s", stderr)
+	}
+	if out := e.ok("port", "db"); out != "80/tcp -> 0.0.0.0:18500\n" {
+		t.Errorf("port db = %q", out)
+	}
+}
+
+// TestNetworkPortForms: host port 0 is a free port of the kernel's
+// ephemeral range and the binding keeps "0" (Docker's reading); ports
+// published on their own number are shown by ps as one range, as
+// docker-cli does.
+func TestNetworkPortForms(t *testing.T) {
+	e := newNetEnv(t)
+	id := e.runD("--name", "forms", "-p", "0:80", "-p", "19000-19002:19000-19002", "-p", "19010-19011:81-82/udp", box, "httpd", "-f", "-p", "80", "-h", "/etc")
+	out := strings.TrimSpace(e.ok("port", "forms", "80/tcp"))
+	hostPort := atoi(strings.TrimPrefix(out, "0.0.0.0:"))
+	if !strings.HasPrefix(out, "0.0.0.0:") || hostPort < 1024 {
+		t.Fatalf("-p 0:80: port forms 80 = %q, want 0.0.0.0:PORT of the ephemeral range", out)
+	}
+	waitFor(t, "httpd in forms", func() bool { _, ok := wget(t, "", fmt.Sprintf("http://127.0.0.1:%d/hostname", hostPort)); return ok })
+	if got, _ := wget(t, "", fmt.Sprintf("http://127.0.0.1:%d/hostname", hostPort)); got != id[:12]+"\n" {
+		t.Errorf("-p 0:80 by 127.0.0.1:%d: %q", hostPort, got)
+	}
+	in, _ := e.inspectC(id)
+	if b := in.HostConfig.PortBindings[network.MustParsePort("80/tcp")]; len(b) != 1 || b[0].HostPort != "0" {
+		t.Errorf("-p 0:80: HostConfig.PortBindings[80/tcp] = %+v, want HostPort \"0\"", b)
+	}
+	want := fmt.Sprintf("0.0.0.0:19000-19002->19000-19002/tcp, 0.0.0.0:%d->80/tcp, 0.0.0.0:19010->81/udp, 0.0.0.0:19011->82/udp\n", hostPort)
+	if out := e.ok("ps", "--filter", "name=forms", "--format", "{{.Ports}}"); out != want {
+		t.Errorf("ps PORTS = %q, want %q", out, want)
+	}
+	// Another -p 0:80 gets another port.
+	e.runD("--name", "forms2", "-p", "0:80", box, "sleep", "1000")
+	if out := strings.TrimSpace(e.ok("port", "forms2", "80")); atoi(strings.TrimPrefix(out, "0.0.0.0:")) == hostPort {
+		t.Errorf("two -p 0:80 got the same host port %d", hostPort)
+	}
+}
+
+// TestNetworkBridgeSubnet: the default bridge's subnet is the engine's
+// configuration (--bridge-subnet, BERTH_BRIDGE_SUBNET): the bridge moves
+// to it when no container uses it, with its gateway, addresses and
+// masquerade, and back again.
+func TestNetworkBridgeSubnet(t *testing.T) {
+	e := newNetEnv(t)
+	r := e.run(nil, "--bridge-subnet", "10.140.0.0/24", "run", "-d", box, "sleep", "1000")
+	if r.code != 0 {
+		t.Fatalf("run with --bridge-subnet: %v", r)
+	}
+	id := e.remember(strings.TrimSpace(r.stdout))
+	ep := e.endpoint(id, "bridge")
+	if !netip.MustParsePrefix("10.140.0.0/24").Contains(ep.IPAddress) || ep.IPPrefixLen != 24 || ep.Gateway.String() != "10.140.0.1" {
+		t.Errorf("--bridge-subnet 10.140.0.0/24: endpoint %+v", ep)
+	}
+	if out := e.ok("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}", "bridge"); out != "10.140.0.0/24 10.140.0.1\n" {
+		t.Errorf("network inspect bridge: %q", out)
+	}
+	if out := e.sh(id, "ip route; ping -c 1 -W 5 10.140.0.1 >/dev/null && echo gateway answers"); !strings.Contains(out, "default via 10.140.0.1 dev eth0") || !strings.Contains(out, "gateway answers") {
+		t.Errorf("inside, with --bridge-subnet 10.140.0.0/24:\n%s", out)
+	}
+	if rules := nftTable(t, "ip"); !strings.Contains(rules, "10.140.0.0/24") || strings.Contains(rules, "172.30.0.0/16") {
+		t.Errorf("the rules do not follow the bridge's subnet:\n%s", rules)
+	}
+	e.ok("rm", "-f", id)
+	// Back to the default once nothing uses it.
+	back := e.runD(box, "sleep", "1000")
+	if ep := e.endpoint(back, "bridge"); !netip.MustParsePrefix("172.30.0.0/16").Contains(ep.IPAddress) || ep.Gateway.String() != "172.30.0.1" {
+		t.Errorf("without --bridge-subnet again: endpoint %+v", ep)
+	}
+	if _, code, stderr := e.shAny(back, "ping -c 1 -W 5 172.30.0.1"); code != 0 {
+		t.Errorf("back on 172.30.0.0/16: the gateway does not answer: %s", stderr)
+	}
+	if r := e.run(nil, "--bridge-subnet", "10.140.0.1/24", "run", "--rm", box, "true"); r.code == 0 || !strings.Contains(r.stderr, "10.140.0.1/24") {
+		t.Errorf("--bridge-subnet 10.140.0.1/24 (not masked): %v", r)
 	}
 }

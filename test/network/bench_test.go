@@ -88,7 +88,19 @@ func benchSetup(b *testing.B) (*host, []benchPath, []benchPath) {
 		{"published-other", other, "10.250.0.1:18080"},
 	}
 	b.Cleanup(func() { _ = c })
-	return h, iperf, httpPaths
+	return h, onlyPaths(iperf), onlyPaths(httpPaths)
+}
+
+// onlyPaths keeps the paths BERTH_BENCH_PATHS names (comma-separated; all
+// when unset), with the bridge always (the ratios' reference).
+func onlyPaths(ps []benchPath) []benchPath {
+	want := os.Getenv("BERTH_BENCH_PATHS")
+	if want == "" {
+		return ps
+	}
+	return slices.DeleteFunc(ps, func(p benchPath) bool {
+		return p.name != "bridge" && !slices.Contains(strings.Split(want, ","), p.name)
+	})
 }
 
 // startDaemon runs a server in ns until the benchmark ends.

@@ -101,6 +101,13 @@ func TestDefaultBridge(t *testing.T) {
 	if got, err := fetchTCP(a.ns, "172.30.0.3:80"); err != nil || got != "b from 172.30.0.2" {
 		t.Errorf("a -> b:80 = %q, %v; want %q", got, err, "b from 172.30.0.2")
 	}
+	// Outbound NAT: another host sees the host's address, not the
+	// container's.
+	other := h.otherHost()
+	serveTCP(t, other, ":7000", "outside")
+	if got, err := fetchTCP(a.ns, "10.250.0.2:7000"); err != nil || got != "outside from 10.250.0.1" {
+		t.Errorf("outbound from the default bridge = %q, %v; want it masqueraded to the host address", got, err)
+	}
 
 	// Detach removes the veth pair, and the address is free again.
 	if err := h.m.DetachAll(context.Background(), a.id); err != nil {
