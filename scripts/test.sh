@@ -28,8 +28,8 @@ log "unit and root tests of every package (test/integration against bin/berth-ru
 # machine, past go test's default of 10 minutes per package.
 go test -count=1 -timeout 40m ./...
 
-log "the conformance suite again with every init through berth-nsenter (the C stage) and every exec'd process through the Go init"
-BERTH_RUNTIME_NSENTER=always BERTH_RUNTIME_EXEC_INIT=go go test -count=1 ./test/integration/
+log "the conformance suite again with every init through berth-nsenter (the C stage) and the Go init, every exec'd process through the Go init, and the runtime moving each into its cgroup (cgroup.procs)"
+BERTH_RUNTIME_NSENTER=always BERTH_RUNTIME_EXEC_INIT=go BERTH_RUNTIME_CGROUP_JOIN=procs go test -count=1 ./test/integration/
 
 if [ "${SKIP_REFERENCE:-}" != 1 ]; then
 	log "the same conformance suite against runc (reference)"

@@ -71,6 +71,10 @@ enum {
 	// name ("" for none).
 	REC_CREATE = 16,
 	REC_ROOTFS_DONE = 17, // parent -> init: the rootfs is in place, "/" pivoted
+	// string: a v1 cgroup "tasks" file to move ourselves into (writing "0"),
+	// first of all: a single thread's own move skips the kernel's global
+	// cgroup_threadgroup_rwsem, which a cgroup.procs write takes.
+	REC_CGROUP_TASKS = 18,
 };
 #define UMASK_KEEP 0xffffffffu
 enum {
@@ -86,6 +90,7 @@ enum {
 #define MAX_REC (1 << 20)
 #define MAX_RLIMITS 32
 #define MAX_PROCFS 8
+#define MAX_TASKS 32
 
 static int sync_fd = -1;
 // fifo_fd, once set, is the exec fifo opened by start: errors go there as
@@ -174,6 +179,18 @@ static void write_file(const char *path, const char *data, size_t len)
 		bail("nsenter: open %s", path);
 	if (write(fd, data, len) != (ssize_t)len)
 		bail("nsenter: write %s", path);
+	close(fd);
+}
+
+// join_cgroup moves this (single-threaded) process into the v1 cgroup of
+// the tasks file path.
+static void join_cgroup(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		bail("nsenter: join cgroup: open %s", path);
+	if (write(fd, "0", 1) != 1)
+		bail("nsenter: join cgroup: write %s", path);
 	close(fd);
 }
 
@@ -665,6 +682,8 @@ int main(int argc, char **argv, char **envp)
 	char *userns = NULL;
 	struct exec_proc x = {.umask = UMASK_KEEP};
 	struct create cr = {0};
+	char *tasks[MAX_TASKS];
+	int ntasks = 0;
 
 	for (;;) {
 		uint32_t hdr[2];
@@ -697,6 +716,11 @@ int main(int argc, char **argv, char **envp)
 		case REC_TIME_OFFSETS:
 			offsets = data;
 			break;
+		case REC_CGROUP_TASKS:
+			if (ntasks == MAX_TASKS)
+				bail("nsenter: too many cgroup hierarchies");
+			tasks[ntasks++] = data;
+			break;
 		case REC_CREATE:
 			if (hdr[1] < 8 || get32(data + 4) > MAX_PROCFS)
 				bail("nsenter: bad create record");
@@ -712,6 +736,12 @@ int main(int argc, char **argv, char **envp)
 			bail("nsenter: unknown bootstrap record %u", hdr[0]);
 		}
 	}
+
+	// Into the container's cgroups before anything else: before a user
+	// namespace, in which the host's cgroup files may be out of reach,
+	// and before a cgroup namespace, which is rooted where we are.
+	for (int i = 0; i < ntasks; i++)
+		join_cgroup(tasks[i]);
 
 	// Open every namespace first: once we are in the container's mount
 	// namespace, host paths like /proc/1234/ns/net or /var/run/netns/x

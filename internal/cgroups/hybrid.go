@@ -36,6 +36,11 @@ func (h *hybrid) Path(ctrl string) string {
 	return h.v2.Path(ctrl)
 }
 
+func (h *hybrid) SelfJoin() (tasks []string, v2dir string) {
+	tasks, _ = h.v1.SelfJoin()
+	return tasks, h.v2.dir
+}
+
 func (h *hybrid) Apply(pid int) error {
 	if err := h.v1.Apply(pid); err != nil {
 		return err

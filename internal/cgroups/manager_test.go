@@ -154,3 +154,38 @@ func TestHybridUnified(t *testing.T) {
 		t.Errorf("Set(unified pids.max) on hybrid = %v, want an error naming the key", err)
 	}
 }
+
+// SelfJoin names one tasks file per v1 hierarchy (co-mounted controllers
+// once) and the cgroup2 directory, for a process that moves itself in.
+func TestSelfJoin(t *testing.T) {
+	for _, mode := range []Mode{ModeV1, ModeV2, ModeHybrid} {
+		root, l := fakeHost(t, mode)
+		m, err := New(leaf, Options{Root: root, Layout: l})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tasks, v2 := m.SelfJoin()
+		seen := map[string]bool{}
+		for _, p := range tasks {
+			if filepath.Base(p) != "tasks" || seen[p] {
+				t.Errorf("%s: tasks file %q (repeated: %v)", mode, p, seen[p])
+			}
+			seen[p] = true
+		}
+		switch mode {
+		case ModeV2:
+			if len(tasks) != 0 || v2 != m.Path("") {
+				t.Errorf("v2: SelfJoin = %v, %q; want none, %q", tasks, v2, m.Path(""))
+			}
+		default:
+			for _, ctrl := range []string{"memory", "cpu", "cpuacct", "pids"} {
+				if d := m.Path(ctrl); d != "" && !seen[filepath.Join(d, "tasks")] && !(mode == ModeHybrid && d == m.Path("")) {
+					t.Errorf("%s: no tasks file for %s (%s) in %v", mode, ctrl, d, tasks)
+				}
+			}
+			if mode == ModeHybrid && v2 != m.Path("") || mode == ModeV1 && v2 != "" {
+				t.Errorf("%s: cgroup2 directory %q, want %q", mode, v2, m.Path(""))
+			}
+		}
+	}
+}

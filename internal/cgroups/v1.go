@@ -29,6 +29,13 @@ func newV1(path string, l *Layout) *v1 {
 
 func (m *v1) Path(ctrl string) string { return m.dirs[ctrl] }
 
+func (m *v1) SelfJoin() (tasks []string, v2dir string) {
+	for _, c := range m.hierarchies() {
+		tasks = append(tasks, filepath.Join(m.dirs[c], "tasks"))
+	}
+	return tasks, ""
+}
+
 // hierarchies lists each mounted hierarchy once (co-mounted controllers
 // share one), in a stable order, cpuset first so its files are ready
 // before anything else joins.

@@ -33,6 +33,8 @@ func (m *v2) Path(ctrl string) string {
 // fileDir is the directory every v2 write goes to.
 func (m *v2) fileDir(string) string { return m.dir }
 
+func (m *v2) SelfJoin() (tasks []string, v2dir string) { return nil, m.dir }
+
 func (m *v2) Apply(pid int) error {
 	base := m.layout.Unified.Dir
 	rel, err := filepath.Rel(base, m.dir)

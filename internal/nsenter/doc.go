@@ -19,8 +19,15 @@
 // u32 type, u32 length, payload, native endian):
 //
 //	runtime (parent)                    berth-nsenter (C)                 init (Go)
-//	start it, add it to the cgroup
-//	bootstrap records, REC_END -------> setns each REC_JOIN it can (all
+//	make the cgroup; start it (clone3
+//	CLONE_INTO_CGROUP for cgroup2)
+//	bootstrap records, REC_END -------> write "0" to each REC_CGROUP_TASKS
+//	                                    (v1 tasks files: moving one's own
+//	                                    only thread skips the kernel's
+//	                                    global cgroup_threadgroup_rwsem,
+//	                                    whose writer waits for an RCU
+//	                                    grace period, 5-20 ms when idle)
+//	                                    setns each REC_JOIN it can (all
 //	                                    opened first), REC_JOIN_USER, then
 //	                                    the REC_JOINs left
 //	                                    unshare(REC_CLONE_FLAGS)

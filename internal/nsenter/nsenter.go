@@ -35,6 +35,7 @@ const (
 	recExecPreserve = 15
 	recCreate       = 16
 	recRootfsDone   = 17
+	recCgroupTasks  = 18
 
 	msgUsermap    = 101
 	msgUsermapAck = 102
@@ -74,6 +75,9 @@ type Bootstrap struct {
 	// Exec, when set, is a process the C stage finishes and executes
 	// itself, instead of executing the runtime binary as its Go init.
 	Exec *Process
+	// CgroupTasks are v1 cgroup "tasks" files the C stage moves itself
+	// into (writing "0") before anything else (cgroups.Manager.SelfJoin).
+	CgroupTasks []string
 	// Create, with Exec, makes the C stage a container's init: started
 	// by clone(2) in its new namespaces (no Fork), it waits for the
 	// runtime to build its root filesystem (see Create).
@@ -215,6 +219,9 @@ func u32(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
 func (b *Bootstrap) Encode() []byte {
 	var sb strings.Builder
 	put := func(typ uint32, p []byte) { _ = WriteRecord(&sb, typ, p) }
+	for _, t := range b.CgroupTasks {
+		put(recCgroupTasks, []byte(t))
+	}
 	if b.UserNS != "" {
 		put(recJoinUser, []byte(b.UserNS))
 	}

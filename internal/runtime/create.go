@@ -286,7 +286,6 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, _ *State, err erro
 			consoleRecv.Close()
 		}
 		if c != nil {
-			_ = c.waitJoined() // nothing may join the cgroup after its removal
 			c.kill()
 			c.conn.Close()
 		}
@@ -444,11 +443,7 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, _ *State, err erro
 		}
 	}
 	if p.cinit != nil {
-		err := buildRootfs(c.pid, cfg, c.procfs)
-		if jerr := c.waitJoined(); err == nil {
-			err = jerr
-		}
-		if err != nil {
+		if err := buildRootfs(c.pid, cfg, c.procfs); err != nil {
 			return nil, nil, err
 		}
 		if err := nsenter.RootfsDone(c.conn); err != nil {

@@ -198,6 +198,11 @@ func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
 	return code, err
 }
 
+// EnvCgroupJoin set to "procs" makes the runtime move every C stage into
+// the container's cgroup itself (cgroup.procs), as before berth-nsenter
+// joined by itself (for tests of that path).
+const EnvCgroupJoin = "BERTH_RUNTIME_CGROUP_JOIN"
+
 // EnvExecInit set to "go" makes every exec'd process go through the Go
 // init, as those finishInC turns down do (for tests of that path).
 const EnvExecInit = "BERTH_RUNTIME_EXEC_INIT"

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -162,20 +163,6 @@ type child struct {
 
 	console *os.File   // where the pty master arrives when we relay the terminal
 	procfs  []*os.File // procfs contexts of a container init berth-nsenter finishes
-	// joined, when set, reports the cgroup join still under way (a
-	// container init berth-nsenter finishes: see spawn).
-	joined chan error
-}
-
-// waitJoined waits for a cgroup join spawn left running, and returns its
-// outcome.
-func (c *child) waitJoined() error {
-	if c.joined == nil {
-		return nil
-	}
-	err := <-c.joined
-	c.joined <- err // for a later call
-	return err
 }
 
 // spawnOpts say how to start a child.
@@ -288,10 +275,44 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 	} else {
 		cgReady <- nil
 	}
+	// berth-nsenter, single-threaded, moves itself into the cgroup (see
+	// cgroups.Manager.SelfJoin): a cgroup.procs write would wait, after a
+	// quiet while, for an RCU grace period in the kernel, 5-20 ms on an
+	// idle VM, more than the rest of an exec. The cgroup must exist first.
+	selfJoin := o.cg != nil && (o.direct == nil || cinit) && os.Getenv(EnvCgroupJoin) != "procs"
+	var v2dir string
+	if selfJoin {
+		if err := <-cgReady; err != nil {
+			parent.Close()
+			return nil, nil, err
+		}
+		cgReady <- nil
+		o.boot.CgroupTasks, v2dir = o.cg.SelfJoin()
+		if v2dir != "" {
+			dir, err := os.OpenFile(v2dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				parent.Close()
+				return nil, nil, fmt.Errorf("join cgroup: %w", err)
+			}
+			defer dir.Close()
+			if sys == nil {
+				sys = &syscall.SysProcAttr{}
+			}
+			sys.UseCgroupFD, sys.CgroupFD = true, int(dir.Fd())
+		}
+	}
 	// syscall.StartProcess rather than os/exec: os.StartProcess probes
 	// once per process whether pidfds work, with a throwaway vfork child,
 	// and we wait with wait4 anyway.
-	pid0, _, err := syscall.StartProcess(path, argv, &syscall.ProcAttr{Env: env, Files: files, Sys: sys})
+	attr := &syscall.ProcAttr{Env: env, Files: files, Sys: sys}
+	pid0, _, err := syscall.StartProcess(path, argv, attr)
+	intoV2 := sys != nil && sys.UseCgroupFD
+	if err != nil && intoV2 && (errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.E2BIG) || errors.Is(err, unix.EINVAL)) {
+		// clone3 or CLONE_INTO_CGROUP (Linux 5.7) missing: the parent
+		// writes cgroup.procs of the cgroup2 directory below.
+		sys.UseCgroupFD, intoV2 = false, false
+		pid0, _, err = syscall.StartProcess(path, argv, attr)
+	}
 	if err != nil {
 		parent.Close()
 		if cerr := <-cgReady; cerr != nil {
@@ -302,7 +323,6 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 	c = &child{stage0: pid0, pid: pid0, conn: parent}
 	defer func() {
 		if err != nil {
-			_ = c.waitJoined() // nothing may join the cgroup after its removal
 			c.kill()
 			c.conn.Close()
 			c = nil
@@ -311,29 +331,22 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 	childEnd.Close()
 	// Into the cgroup before the bootstrap, or, started directly, while the
 	// Go runtime starts up: the init waits for its configuration, sent
-	// after this, before it does anything. A container init berth-nsenter
-	// finishes joins while the runtime builds its rootfs, unless it makes
-	// a cgroup namespace (rooted where it is then): it does nothing of the
-	// container's own before REC_ROOTFS_DONE, which the caller sends once
-	// waitJoined returned. A migration into a cgroup waits, after a quiet
-	// while, for an RCU grace period (the kernel's cgroup_threadgroup_rwsem):
-	// 5-20 ms on an idle VM, about what the rootfs takes.
-	join := func() error {
+	// after this, before it does anything.
+	switch {
+	case selfJoin && v2dir != "" && !intoV2:
+		if err := os.WriteFile(filepath.Join(v2dir, "cgroup.procs"), []byte(strconv.Itoa(pid0)), 0); err != nil {
+			return c, nil, fmt.Errorf("join cgroup: %w", err)
+		}
+	case selfJoin:
+	default:
 		if err := <-cgReady; err != nil {
-			return err
+			return c, nil, err
 		}
 		if o.cg != nil {
 			if err := o.cg.Apply(pid0); err != nil {
-				return fmt.Errorf("join cgroup: %w", err)
+				return c, nil, fmt.Errorf("join cgroup: %w", err)
 			}
 		}
-		return nil
-	}
-	if cinit && o.boot.Unshare&unix.CLONE_NEWCGROUP == 0 {
-		c.joined = make(chan error, 1)
-		go func() { c.joined <- join() }()
-	} else if err := join(); err != nil {
-		return c, nil, err
 	}
 	if o.direct != nil && !cinit {
 		return c, fds, nil

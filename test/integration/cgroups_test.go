@@ -36,6 +36,24 @@ func TestMemoryLimit(t *testing.T) {
 			t.Errorf("memory.limit_in_bytes inside = %q, want 33554432", out)
 		}
 	})
+	// Without a cgroup namespace the container's /sys/fs/cgroup shows its
+	// own cgroup directories bound from the host's: the init must be in
+	// them by the time the rootfs is built.
+	t.Run("in force without a cgroup namespace", func(t *testing.T) {
+		noCgroupNS := func(s *specs.Spec) {
+			var ns []specs.LinuxNamespace
+			for _, n := range s.Linux.Namespaces {
+				if n.Type != specs.CgroupNamespace {
+					ns = append(ns, n)
+				}
+			}
+			s.Linux.Namespaces = ns
+		}
+		out := mustRun(t, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max", adapt, noCgroupNS)
+		if out != "33554432\n" {
+			t.Errorf("memory limit inside = %q, want 33554432", out)
+		}
+	})
 	t.Run("allocating more is OOM killed", func(t *testing.T) {
 		// dd fills a 64 MiB buffer from /dev/zero: twice the limit.
 		out := mustRun(t, "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo dd=$?; "+
