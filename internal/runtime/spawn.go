@@ -258,35 +258,44 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 		env = append(env, "GOMAXPROCS=1") // as berth-nsenter sets it
 		sys = &syscall.SysProcAttr{Cloneflags: d.cloneflags}
 	}
-	// The cgroup is made and configured while the child starts: neither
-	// needs the other, and the child waits for its bootstrap before it does
-	// anything. It joins the cgroup afterwards, before the bootstrap.
-	cgReady := make(chan error, 1)
-	if o.cg != nil {
-		go func() {
-			err := o.cg.Apply(0)
-			if err == nil && o.res != nil {
-				if err = o.cg.Set(o.res); err != nil {
-					err = fmt.Errorf("apply linux.resources: %w", err)
-				}
-			}
-			cgReady <- err
-		}()
-	} else {
-		cgReady <- nil
-	}
 	// berth-nsenter, single-threaded, moves itself into the cgroup (see
 	// cgroups.Manager.SelfJoin): a cgroup.procs write would wait, after a
 	// quiet while, for an RCU grace period in the kernel, 5-20 ms on an
-	// idle VM, more than the rest of an exec. The cgroup must exist first.
+	// idle VM, more than the rest of an exec. The cgroup's directories
+	// must exist before the clone then (CLONE_INTO_CGROUP).
 	selfJoin := o.cg != nil && (o.direct == nil || cinit) && os.Getenv(EnvCgroupJoin) != "procs"
-	var v2dir string
-	if selfJoin {
-		if err := <-cgReady; err != nil {
+	// The rest of the cgroup's set-up is done while the child starts:
+	// it waits for its bootstrap before it does anything, and the
+	// bootstrap is sent once cgReady said the cgroup is ready.
+	setRes := func() error {
+		if o.res != nil {
+			if err := o.cg.Set(o.res); err != nil {
+				return fmt.Errorf("apply linux.resources: %w", err)
+			}
+		}
+		return nil
+	}
+	cgReady := make(chan error, 1)
+	switch {
+	case o.cg == nil:
+		cgReady <- nil
+	case selfJoin:
+		if err := o.cg.Apply(0); err != nil {
 			parent.Close()
 			return nil, nil, err
 		}
-		cgReady <- nil
+		go func() { cgReady <- setRes() }()
+	default:
+		go func() {
+			err := o.cg.Apply(0)
+			if err == nil {
+				err = setRes()
+			}
+			cgReady <- err
+		}()
+	}
+	var v2dir string
+	if selfJoin {
 		o.boot.CgroupTasks, v2dir = o.cg.SelfJoin()
 		if v2dir != "" {
 			dir, err := os.OpenFile(v2dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -333,11 +342,15 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 	// Go runtime starts up: the init waits for its configuration, sent
 	// after this, before it does anything.
 	switch {
-	case selfJoin && v2dir != "" && !intoV2:
-		if err := os.WriteFile(filepath.Join(v2dir, "cgroup.procs"), []byte(strconv.Itoa(pid0)), 0); err != nil {
-			return c, nil, fmt.Errorf("join cgroup: %w", err)
-		}
 	case selfJoin:
+		if err := <-cgReady; err != nil {
+			return c, nil, err
+		}
+		if v2dir != "" && !intoV2 {
+			if err := os.WriteFile(filepath.Join(v2dir, "cgroup.procs"), []byte(strconv.Itoa(pid0)), 0); err != nil {
+				return c, nil, fmt.Errorf("join cgroup: %w", err)
+			}
+		}
 	default:
 		if err := <-cgReady; err != nil {
 			return c, nil, err
