@@ -1,11 +1,13 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	goruntime "runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -42,7 +44,7 @@ func cinitFor(p *prepared, o *CreateOpts) (*nsenter.Process, int) {
 		return nil, 0
 	}
 	n, ok := rootfs.ProcMounts(&p.rootfs)
-	if !ok || n > 8 {
+	if !ok || n > 8 || n > 0 && !fsopenWorks() {
 		return nil, 0
 	}
 	x := finishInC(p.spec, p.spec.Process, p.seccomp, o.PreserveFds)
@@ -51,6 +53,17 @@ func cinitFor(p *prepared, o *CreateOpts) (*nsenter.Process, int) {
 	}
 	return x, n
 }
+
+// fsopenWorks reports whether the kernel has fsopen(2) for procfs (Linux
+// 5.2), which the proc mounts of a container built this way need; asked
+// once per process.
+var fsopenWorks = sync.OnceValue(func() bool {
+	fd, err := unix.Fsopen("proc", unix.FSOPEN_CLOEXEC)
+	if err == nil {
+		unix.Close(fd)
+	}
+	return !errors.Is(err, unix.ENOSYS)
+})
 
 // buildRootfs does, for a container init that berth-nsenter finishes, what
 // the Go init does before it reports ready (initContainer): the loopback
