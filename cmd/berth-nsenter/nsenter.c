@@ -182,18 +182,6 @@ static void write_file(const char *path, const char *data, size_t len)
 	close(fd);
 }
 
-// join_cgroup moves this (single-threaded) process into the v1 cgroup of
-// the tasks file path.
-static void join_cgroup(const char *path)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		bail("nsenter: join cgroup: open %s", path);
-	if (write(fd, "0", 1) != 1)
-		bail("nsenter: join cgroup: write %s", path);
-	close(fd);
-}
-
 // keep_caps_across_exec raises every capability we hold into the ambient set,
 // so that a process whose uid is not 0 in its user namespace keeps them over
 // execve (the Go side sets the container's own sets before its execve).
@@ -739,9 +727,10 @@ int main(int argc, char **argv, char **envp)
 
 	// Into the container's cgroups before anything else: before a user
 	// namespace, in which the host's cgroup files may be out of reach,
-	// and before a cgroup namespace, which is rooted where we are.
+	// and before a cgroup namespace, which is rooted where we are. "0"
+	// moves the writing thread, our only one.
 	for (int i = 0; i < ntasks; i++)
-		join_cgroup(tasks[i]);
+		write_file(tasks[i], "0", 1);
 
 	// Open every namespace first: once we are in the container's mount
 	// namespace, host paths like /proc/1234/ns/net or /var/run/netns/x

@@ -100,34 +100,31 @@ func (e *Engine) Exec(ctx context.Context, ref string, o ExecOptions) (int, erro
 	if err != nil {
 		return -1, err
 	}
+	// The runtime library in this process, or the runtime command the
+	// engine's options name, given the process as a file.
+	run := func() (int, error) { return e.execInProcess(c, p, o) }
+	if e.opts.Runtime != "" {
+		pb, err := fastjson.Marshal(p)
+		if err != nil {
+			return -1, err
+		}
+		f, err := os.CreateTemp(dir, "exec-*.json")
+		if err != nil {
+			return -1, err
+		}
+		defer os.Remove(f.Name())
+		if _, err := f.Write(pb); err != nil {
+			f.Close()
+			return -1, err
+		}
+		f.Close()
+		run = func() (int, error) { return e.runExec(ctx, c, f.Name(), o) }
+	}
 	execID := newID()
 	cmdline := strings.Join(o.Cmd, " ")
-	if e.opts.Runtime == "" {
-		e.containerEvent(c, events.Action(string(events.ActionExecCreate)+": "+cmdline), map[string]string{"execID": execID})
-		e.containerEvent(c, events.Action(string(events.ActionExecStart)+": "+cmdline), map[string]string{"execID": execID})
-		code, err := e.execInProcess(c, p, o)
-		if err == nil && !o.Detach {
-			e.containerEvent(c, events.ActionExecDie, map[string]string{"execID": execID, "exitCode": strconv.Itoa(code)})
-		}
-		return code, err
-	}
-	pb, err := fastjson.Marshal(p)
-	if err != nil {
-		return -1, err
-	}
-	f, err := os.CreateTemp(dir, "exec-*.json")
-	if err != nil {
-		return -1, err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(pb); err != nil {
-		f.Close()
-		return -1, err
-	}
-	f.Close()
 	e.containerEvent(c, events.Action(string(events.ActionExecCreate)+": "+cmdline), map[string]string{"execID": execID})
 	e.containerEvent(c, events.Action(string(events.ActionExecStart)+": "+cmdline), map[string]string{"execID": execID})
-	code, err := e.runExec(ctx, c, f.Name(), o)
+	code, err := run()
 	if err == nil && !o.Detach {
 		e.containerEvent(c, events.ActionExecDie, map[string]string{"execID": execID, "exitCode": strconv.Itoa(code)})
 	}

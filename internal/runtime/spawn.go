@@ -301,6 +301,7 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 			dir, err := os.OpenFile(v2dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 			if err != nil {
 				parent.Close()
+				<-cgReady // the limits are written: the caller may remove the cgroup now
 				return nil, nil, fmt.Errorf("join cgroup: %w", err)
 			}
 			defer dir.Close()
@@ -341,24 +342,17 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 	// Into the cgroup before the bootstrap, or, started directly, while the
 	// Go runtime starts up: the init waits for its configuration, sent
 	// after this, before it does anything.
+	if err := <-cgReady; err != nil {
+		return c, nil, err
+	}
 	switch {
-	case selfJoin:
-		if err := <-cgReady; err != nil {
-			return c, nil, err
+	case selfJoin && v2dir != "" && !intoV2:
+		if err := os.WriteFile(filepath.Join(v2dir, "cgroup.procs"), []byte(strconv.Itoa(pid0)), 0); err != nil {
+			return c, nil, fmt.Errorf("join cgroup: %w", err)
 		}
-		if v2dir != "" && !intoV2 {
-			if err := os.WriteFile(filepath.Join(v2dir, "cgroup.procs"), []byte(strconv.Itoa(pid0)), 0); err != nil {
-				return c, nil, fmt.Errorf("join cgroup: %w", err)
-			}
-		}
-	default:
-		if err := <-cgReady; err != nil {
-			return c, nil, err
-		}
-		if o.cg != nil {
-			if err := o.cg.Apply(pid0); err != nil {
-				return c, nil, fmt.Errorf("join cgroup: %w", err)
-			}
+	case !selfJoin && o.cg != nil:
+		if err := o.cg.Apply(pid0); err != nil {
+			return c, nil, fmt.Errorf("join cgroup: %w", err)
 		}
 	}
 	if o.direct != nil && !cinit {

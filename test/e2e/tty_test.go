@@ -31,71 +31,21 @@ func (p *ptyOutput) String() string {
 // while the CLI exits 0.
 func TestRunTTYResizeAndDetach(t *testing.T) {
 	e := newCtrEnv(t)
-	master, slave, err := console.OpenPty("/dev/ptmx")
-	if err != nil {
-		t.Fatalf("open a pty: %v", err)
-	}
-	defer master.Close()
-	if err := console.SetSize(slave, 30, 100); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(berthBin, "--root", e.root, "--state", e.state, "run", "-it", "--name", "tty1", box, "sh")
-	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+e.dockCfg, "HOME="+e.dir, "TERM=xterm")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	slave.Close()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	out := &ptyOutput{}
-	go func() {
-		b := make([]byte, 4096)
-		for {
-			n, err := master.Read(b)
-			out.mu.Lock()
-			out.buf.Write(b[:n])
-			out.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	defer func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-		}
-	}()
+	p := e.startPty(30, 100, "run", "-it", "--name", "tty1", box, "sh")
 	waitFor(t, "the container", func() bool { return e.remember("tty1") != "" })
-	ask := func(want string) {
-		t.Helper()
-		// Markers split by quotes so the echoed command line cannot match.
-		if _, err := master.Write([]byte("echo SIZE=$(stty size)=''END\r")); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "stty size "+want+" in the container", func() bool {
-			return strings.Contains(out.String(), "SIZE="+want+"=END")
-		})
-	}
-	ask("30 100")
+	p.expect("$(stty size)", "30 100")
 	// Resizing the terminal sends SIGWINCH to its foreground process group:
 	// the CLI.
-	if err := console.SetSize(master, 40, 120); err != nil {
+	if err := console.SetSize(p.master, 40, 120); err != nil {
 		t.Fatal(err)
 	}
-	ask("40 120")
+	p.expect("$(stty size)", "40 120")
 
-	if _, err := master.Write([]byte{0x10, 0x11}); err != nil { // ctrl-p ctrl-q
+	if _, err := p.master.Write([]byte{0x10, 0x11}); err != nil { // ctrl-p ctrl-q
 		t.Fatal(err)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run -it after the detach keys: %v\n%s", err, out.String())
-		}
-	case <-time.After(commandGuard):
-		t.Fatalf("the CLI did not detach on ctrl-p ctrl-q:\n%s", out.String())
+	if code := p.wait(); code != 0 {
+		t.Fatalf("run -it after the detach keys: exit %d\n%s", code, p.out.String())
 	}
 	if got := e.ok("inspect", "-f", "{{.State.Running}}", "tty1"); got != "true\n" {
 		t.Errorf("after detaching, Running = %q, want true", got)
