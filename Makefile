@@ -3,7 +3,7 @@ GO      ?= go
 CC      ?= cc
 GOFLAGS_BUILD := -trimpath -buildvcs=false -tags netgo,osusergo
 
-BINS := bin/berth-runtime bin/berth-nsenter bin/berth bin/berth-shim bin/berth-init bin/berth-dns
+BINS := bin/berth-runtime bin/berth-nsenter bin/berth bin/berth-shim bin/berth-shim-idle bin/berth-init bin/berth-dns
 
 .PHONY: all clean test test-unit vet fmt
 all: $(BINS)
@@ -37,6 +37,12 @@ bin/berth: FORCE
 # The monitor and the init are small static Go programs without cgo.
 bin/berth-shim: FORCE
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '-s -w' -o $@ ./cmd/berth-shim
+
+# The monitor's idle state: a small static C program berth-shim executes in
+# its own process while nothing needs the Go side (cmd/berth-shim/idle.go).
+bin/berth-shim-idle: cmd/berth-shim-idle/idle.c
+	@mkdir -p bin
+	$(CC) -static -O2 -Wall -Wextra -s -o $@ $<
 
 bin/berth-init: FORCE
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '-s -w' -o $@ ./cmd/berth-init

@@ -28,6 +28,9 @@ log "unit and root tests of every package (test/integration against bin/berth-ru
 # machine, past go test's default of 10 minutes per package.
 go test -count=1 -timeout 40m ./...
 
+log "the engine's end-to-end tests again with the container monitor handing over to berth-shim-idle 1 ms after any activity (every request and exit crosses a hand-over)"
+BERTH_SHIM_IDLE=1ms go test -count=1 -timeout 20m ./test/e2e/
+
 log "the conformance suite again with every init through berth-nsenter (the C stage) and the Go init, every exec'd process through the Go init, and the runtime moving each into its cgroup (cgroup.procs)"
 BERTH_RUNTIME_NSENTER=always BERTH_RUNTIME_EXEC_INIT=go BERTH_RUNTIME_CGROUP_JOIN=procs go test -count=1 ./test/integration/
 

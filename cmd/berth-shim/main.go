@@ -30,6 +30,7 @@
 package main
 
 import (
+	"encoding/hex"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -57,6 +58,38 @@ type config struct {
 	oomFile     string
 	exitCommand string
 	exitArgs    []string
+
+	// After berth-shim-idle (see idle.go): the monitor's state, the
+	// output descriptors (-1: ended) and their incomplete last lines.
+	resume        string
+	resumeOut     [2]int
+	resumePartial [2][]byte
+}
+
+// argv renders the configuration as a command line parseArgs reads back
+// (paths absolute; no --attach-fd, no --resume): what berth-shim-idle
+// executes again.
+func (c *config) argv() []string {
+	a := []string{"--id", c.id, "--bundle", c.bundle, "--runtime", c.runtime, "--dir", c.dir,
+		"--log-max-size", strconv.FormatInt(c.logMaxSize, 10), "--log-max-files", strconv.Itoa(c.logMaxFiles),
+		"--restart", c.restart.String()}
+	for _, kv := range [][2]string{{"runtime-root", c.runtimeRoot}, {"log", c.log}, {"oom-file", c.oomFile}, {"exit-command", c.exitCommand}} {
+		if kv[1] != "" {
+			a = append(a, "--"+kv[0], kv[1])
+		}
+	}
+	for _, v := range c.exitArgs {
+		a = append(a, "--exit-arg", v)
+	}
+	for _, f := range []struct {
+		name string
+		on   bool
+	}{{"tty", c.tty}, {"stdin", c.stdin}, {"stdin-once", c.stdinOnce}, {"wait-attach", c.waitAttach}} {
+		if f.on {
+			a = append(a, "--"+f.name)
+		}
+	}
+	return a
 }
 
 // usageError is a command line error; the monitor exits 2.
@@ -65,7 +98,7 @@ type usageError struct{ msg string }
 func (e *usageError) Error() string { return e.msg }
 
 func parseArgs(args []string) (*config, error) {
-	c := &config{logMaxSize: jsonlog.DefaultMaxSize, logMaxFiles: jsonlog.DefaultMaxFiles}
+	c := &config{logMaxSize: jsonlog.DefaultMaxSize, logMaxFiles: jsonlog.DefaultMaxFiles, resumeOut: [2]int{-1, -1}}
 	c.restart.Name = protocol.RestartNo
 	for i := 0; i < len(args); i++ {
 		arg := args[i]
@@ -130,6 +163,20 @@ func parseArgs(args []string) (*config, error) {
 			c.exitCommand = value
 		case "exit-arg":
 			c.exitArgs = append(c.exitArgs, value)
+		case "resume":
+			c.resume = value
+		case "resume-out":
+			c.resumeOut[0], err = strconv.Atoi(value)
+		case "resume-err":
+			c.resumeOut[1], err = strconv.Atoi(value)
+		case "resume-partial-out", "resume-partial-err":
+			i := 0
+			if name == "resume-partial-err" {
+				i = 1
+			}
+			if c.resumePartial[i], err = hex.DecodeString(value); err != nil {
+				return nil, &usageError{"--" + name + ": invalid hex"}
+			}
 		default:
 			return nil, &usageError{"unknown flag --" + name}
 		}
@@ -200,7 +247,56 @@ func main() {
 	debug.SetMemoryLimit(memoryLimit)
 	// No heap profile: its samples would cost buckets nobody reads.
 	runtime.MemProfileRate = 0
+	closeStrayFds()
 	os.Exit(run(os.Args[1:]))
+}
+
+// closeStrayFds closes the descriptors the monitor inherited by accident:
+// every one above 2 without close-on-exec but the ready pipe (3), the
+// attach socket (--attach-fd) and, after berth-shim-idle, what it hands
+// back (--resume*). A shell that starts the engine with a pipe open (a
+// command substitution, a CI runner) would otherwise wait on it for the
+// container's life. The Go runtime's own descriptors are all close-on-exec.
+func closeStrayFds() {
+	keep := map[int]bool{}
+	if !resuming(os.Args[1:]) {
+		keep[3] = true // the ready pipe
+	}
+	for _, a := range os.Args[1:] {
+		for _, flag := range []string{"--attach-fd=", "--resume-out=", "--resume-err="} {
+			if v, ok := strings.CutPrefix(a, flag); ok {
+				if n, err := strconv.Atoi(v); err == nil {
+					keep[n] = true
+				}
+			}
+		}
+		if v, ok := strings.CutPrefix(a, "--resume="); ok {
+			if st, err := parseResumeState(v); err == nil {
+				keep[st.ctl], keep[st.att], keep[st.in] = true, true, true
+			}
+		}
+	}
+	// "--attach-fd N" as two words.
+	for i := 1; i+1 < len(os.Args); i++ {
+		if os.Args[i] == "--attach-fd" {
+			if n, err := strconv.Atoi(os.Args[i+1]); err == nil {
+				keep[n] = true
+			}
+		}
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 || keep[fd] {
+			continue
+		}
+		if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil && flags&unix.FD_CLOEXEC == 0 {
+			unix.Close(fd)
+		}
+	}
 }
 
 // memoryLimit is the soft limit of the monitor's Go memory: the collector

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"os"
 	"runtime"
@@ -46,6 +47,9 @@ type stream struct {
 	f    *os.File // the monitor's end; nil when not running
 	fd   int
 	done chan struct{} // closed when copy returns
+
+	pausing atomic.Bool // copy returns at its read deadline, leaving the rest (see handOver)
+	ended   bool        // copy reached the end of the output (set before done is closed)
 }
 
 func newStream(k *sink, id byte) *stream {
@@ -59,7 +63,7 @@ func newStream(k *sink, id byte) *stream {
 
 // run starts copying from s.f (whose descriptor is s.fd) until stop.
 func (s *stream) run() {
-	s.done = make(chan struct{})
+	s.done, s.ended = make(chan struct{}), false
 	go s.copy()
 }
 
@@ -74,9 +78,13 @@ func (s *stream) copy() {
 			runtime.Gosched()
 		}
 		if err != nil {
+			if s.pausing.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+				return // paused: the output stays in the descriptor
+			}
 			break
 		}
 	}
+	defer func() { s.ended = true }()
 	// Stopped (deadline) or end of output: take what the pipe still holds.
 	// The container's processes are gone by then, so this is all of it.
 	for {
@@ -116,6 +124,27 @@ func (s *stream) writeLog(line []byte) {
 	if err := k.log.Write(s.name, line, s.now); err != nil && !k.logErr {
 		k.logErr = true
 		k.warn("write log " + k.log.Path() + ": " + err.Error())
+	}
+}
+
+// pause ends the copy without reading further, for a hand-over.
+func (s *stream) pause() {
+	if s.f == nil || s.done == nil {
+		return
+	}
+	s.pausing.Store(true)
+	_ = s.f.SetReadDeadline(time.Unix(1, 0))
+	<-s.done
+}
+
+// unpause starts the copy again after a hand-over that failed.
+func (s *stream) unpause() {
+	if !s.pausing.Swap(false) {
+		return
+	}
+	_ = s.f.SetReadDeadline(time.Time{})
+	if !s.ended {
+		s.run()
 	}
 }
 

@@ -68,9 +68,10 @@ func (r *reaper) sweep(also func()) {
 
 // proc is a process the monitor waits for: a child or the adopted init.
 type proc struct {
-	pid   int
-	pidfd *os.File // nil when it was reaped already
-	ws    syscall.WaitStatus
+	pid    int
+	pidfd  *os.File // nil when it was reaped already
+	ws     syscall.WaitStatus
+	reaped bool // its status was taken (the reaper's lock is held to set it)
 }
 
 // watch returns a proc for pid, which must be (or become, by adoption) a
@@ -105,7 +106,7 @@ func (r *reaper) wait(p *proc) syscall.WaitStatus {
 		r.reapLocked()
 		if e, ok := r.exited[p.pid]; ok {
 			delete(r.exited, p.pid)
-			p.ws, found = e.ws, true
+			p.ws, found, p.reaped = e.ws, true, true
 		}
 		return found
 	}

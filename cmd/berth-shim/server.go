@@ -30,8 +30,11 @@ func inheritedListener(fd int, path string) (*os.File, error) {
 }
 
 // accept waits for the next connection on l and returns it non-blocking
-// (pollable), with its descriptor.
-func accept(l *os.File) (*os.File, int, error) {
+// (pollable), with its descriptor; the connection counts as work for the
+// idle hand-over until its server releases it. During a hand-over it
+// accepts nothing (errHanding): the connection waits in the listen queue
+// for berth-shim-idle to notice.
+func (s *shim) accept(l *os.File) (*os.File, int, error) {
 	rc, err := l.SyscallConn()
 	if err != nil {
 		return nil, -1, err
@@ -39,11 +42,23 @@ func accept(l *os.File) (*os.File, int, error) {
 	nfd := -1
 	var aerr error
 	err = rc.Read(func(fd uintptr) bool {
+		s.idle.mu.Lock()
+		defer s.idle.mu.Unlock()
+		if s.idle.handing {
+			aerr = errHanding
+			return true
+		}
 		nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+		if aerr == nil {
+			s.idle.busy++
+		}
 		return aerr != unix.EAGAIN && aerr != unix.EINTR
 	})
 	if err != nil {
 		return nil, -1, err
+	}
+	if aerr == errHanding {
+		return nil, -1, aerr
 	}
 	if aerr != nil {
 		return nil, -1, &os.SyscallError{Syscall: "accept4", Err: aerr}
@@ -96,12 +111,19 @@ var errLineTooLong = errors.New("line too long")
 // serveAttach accepts attach clients forever.
 func (s *shim) serveAttach(l *os.File) {
 	for {
-		conn, fd, err := accept(l)
+		conn, fd, err := s.accept(l)
+		if err == errHanding {
+			s.idle.waitHanding()
+			continue
+		}
 		if err != nil {
 			s.warn("accept on attach.sock: " + err.Error())
 			return
 		}
-		go s.attach(conn, fd)
+		go func() {
+			defer s.idle.release()
+			s.attach(conn, fd)
+		}()
 	}
 }
 
@@ -156,12 +178,19 @@ func (s *shim) attach(conn *os.File, fd int) {
 // serveControl accepts control connections forever.
 func (s *shim) serveControl(l *os.File) {
 	for {
-		conn, _, err := accept(l)
+		conn, _, err := s.accept(l)
+		if err == errHanding {
+			s.idle.waitHanding()
+			continue
+		}
 		if err != nil {
 			s.warn("accept on control.sock: " + err.Error())
 			return
 		}
-		go s.control(conn)
+		go func() {
+			defer s.idle.release()
+			s.control(conn)
+		}()
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,10 +37,16 @@ type shim struct {
 	firstClient sync.Once
 	hand        *handover // the final exit, for a client that records it
 
-	init      *proc        // the container's init of the current run
-	startedAt time.Time    // when the current run started
-	oomBase   int64        // oom_kill count before the current run; -1: unknown
-	ended     atomic.Int64 // runs that have ended (kill-after kills only the run it was asked in)
+	init      *proc            // the container's init of the current run
+	startedAt time.Time        // when the current run started
+	oomBase   int64            // oom_kill count before the current run; -1: unknown
+	ended     atomic.Int64     // runs that have ended (kill-after kills only the run it was asked in)
+	restarts  int              // restarts done before the current run
+	backoff   protocol.Backoff // the delay before the next restart
+
+	exe          string // this program, for berth-shim-idle to execute again
+	idle         *idle  // the hand-over to berth-shim-idle
+	ctlFd, attFd int    // the listening sockets' descriptors
 }
 
 // waitAttachTimeout is how long --wait-attach waits for a client.
@@ -47,13 +54,29 @@ const waitAttachTimeout = 10 * time.Second
 
 // run is the monitor's life; it returns the exit status.
 func run(args []string) int {
-	ready := readyPipe()
+	var ready *os.File
+	if !resuming(args) {
+		// A resumed monitor reported long ago; its fd 3 may be anything.
+		ready = readyPipe()
+	}
 	cfg, err := parseArgs(args)
 	if err != nil {
 		report(ready, protocol.Ready{Error: "berth-shim: " + err.Error()})
 		return 2
 	}
 	s := &shim{cfg: cfg, reaper: newReaper(), env: childEnv(), ready: ready, attached: make(chan struct{}), hand: newHandover()}
+	s.exe = shimPath()
+	s.idle = newIdle(s.exe, os.Getenv)
+	if cfg.resume != "" {
+		if err := s.resume(); err != nil {
+			// The container runs on, without its monitor: the engine
+			// finds it gone and reports the container stopped.
+			s.warn("resume after " + idleBinary + ": " + err.Error())
+			return 1
+		}
+		s.monitor()
+		return 0
+	}
 	if err := s.setup(); err != nil {
 		report(ready, protocol.Ready{Error: "berth-shim: " + err.Error()})
 		s.removeSockets()
@@ -72,6 +95,16 @@ func run(args []string) int {
 	s.ready = nil
 	s.monitor()
 	return 0
+}
+
+// resuming reports whether args resume the monitor after berth-shim-idle.
+func resuming(args []string) bool {
+	for _, a := range args {
+		if strings.HasPrefix(a, "--resume=") {
+			return true
+		}
+	}
+	return false
 }
 
 // readyPipe returns fd 3 if it is a pipe (as the engine passes it), so
@@ -96,16 +129,23 @@ func report(ready *os.File, r protocol.Ready) {
 
 func (s *shim) path(name string) string { return s.cfg.dir + "/" + name }
 
+// shimPath is this program's path: the one it was started by, which stays
+// right when the binary is replaced on disk (/proc/self/exe would name the
+// deleted file).
+func shimPath() string {
+	if strings.HasPrefix(os.Args[0], "/") {
+		return os.Args[0]
+	}
+	p, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	return p
+}
+
 // setup does what precedes the first run: subreaper, pid file, log,
 // sockets.
 func (s *shim) setup() error {
-	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM, syscall.SIGPIPE)
-	if err := os.Chdir("/"); err != nil {
-		return err
-	}
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return &os.SyscallError{Syscall: "prctl PR_SET_CHILD_SUBREAPER", Err: err}
-	}
 	if err := writeFileAtomic(s.path("shim.pid"), []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
 		return err
 	}
@@ -114,6 +154,41 @@ func (s *shim) setup() error {
 		if err := os.Remove(s.path(name)); err != nil && !os.IsNotExist(err) {
 			return err
 		}
+	}
+	if err := s.setupCommon(); err != nil {
+		return err
+	}
+	var al *os.File
+	var err error
+	if s.cfg.attachFd > 0 {
+		al, err = inheritedListener(s.cfg.attachFd, s.path("attach.sock"))
+	} else {
+		al, err = unixsock.Listen(s.path("attach.sock"))
+	}
+	if err != nil {
+		return err
+	}
+	cl, err := unixsock.Listen(s.path("control.sock"))
+	if err != nil {
+		return err
+	}
+	s.attFd, s.ctlFd = fileFd(al), fileFd(cl)
+	go s.serveAttach(al)
+	go s.serveControl(cl)
+	go s.reaper.sweep(s.out.trim)
+	go s.idleLoop()
+	return nil
+}
+
+// setupCommon does what a monitor resumed after berth-shim-idle does too:
+// signals, subreaper, /dev/null, the log and the output streams.
+func (s *shim) setupCommon() error {
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM, syscall.SIGPIPE)
+	if err := os.Chdir("/"); err != nil {
+		return err
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return &os.SyscallError{Syscall: "prctl PR_SET_CHILD_SUBREAPER", Err: err}
 	}
 	fd, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -129,22 +204,6 @@ func (s *shim) setup() error {
 	s.outs[0] = newStream(s.out, protocol.Stdout)
 	s.outs[1] = newStream(s.out, protocol.Stderr)
 	s.term.tty = s.cfg.tty
-	var al *os.File
-	if s.cfg.attachFd > 0 {
-		al, err = inheritedListener(s.cfg.attachFd, s.path("attach.sock"))
-	} else {
-		al, err = unixsock.Listen(s.path("attach.sock"))
-	}
-	if err != nil {
-		return err
-	}
-	cl, err := unixsock.Listen(s.path("control.sock"))
-	if err != nil {
-		return err
-	}
-	go s.serveAttach(al)
-	go s.serveControl(cl)
-	go s.reaper.sweep(s.out.trim)
 	return nil
 }
 
@@ -418,11 +477,12 @@ func (s *shim) stopOutput() {
 // container as its policy says; then the exit command, or the attach
 // client that asked to, records the final exit.
 func (s *shim) monitor() {
-	var backoff protocol.Backoff
-	restarts := 0
 	handedOver, removeDir := false, false
 	for {
+		restarts := s.restarts
+		s.idle.startRun()
 		ws := s.reaper.wait(s.init)
+		s.idle.endRun()
 		s.ended.Add(1)
 		exit := protocol.Exit{ExitCode: protocol.ExitCode(ws), FinishedAt: time.Now(), RestartCount: restarts}
 		s.stopOutput()
@@ -460,7 +520,7 @@ func (s *shim) monitor() {
 		// The engine records the exit (the container restarting) and
 		// reports it (a die event).
 		s.exitCommand()
-		delay := backoff.Next(exit.FinishedAt.Sub(s.startedAt))
+		delay := s.backoff.Next(exit.FinishedAt.Sub(s.startedAt))
 		if !s.sleepUnlessStopped(delay) {
 			// Stopped while waiting to restart: Docker counted the
 			// restart when it decided on it (inspect showed it as
@@ -471,6 +531,7 @@ func (s *shim) monitor() {
 			break
 		}
 		restarts++
+		s.restarts = restarts
 		if err := s.startContainer(false); err != nil {
 			s.deleteContainer()
 			s.stopOutput()
@@ -553,6 +614,7 @@ func unescapeMountPath(s []byte) string {
 // handing over its deadline is still a stop (the restart policy does not
 // bring the container back), as a Docker stop the daemon finishes.
 func (s *shim) killAfter(d time.Duration) {
+	s.idle.holdStop()
 	if f, err := os.OpenFile(s.path("stopped"), os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
 		f.Close()
 	} else {

@@ -297,7 +297,15 @@ func Alive(dir string) bool {
 	if err != nil {
 		return false
 	}
-	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	proc := "/proc/" + strconv.Itoa(pid)
+	cmdline, err := os.ReadFile(proc + "/cmdline")
+	// The monitor executes itself and berth-shim-idle in turn: inside
+	// execve the command line reads empty for a moment. Empty for good is
+	// a zombie (or a kernel thread that took the pid).
+	for try := 0; err == nil && len(cmdline) == 0 && try < 50 && !zombie(proc); try++ {
+		time.Sleep(time.Millisecond)
+		cmdline, err = os.ReadFile(proc + "/cmdline")
+	}
 	if err != nil || len(cmdline) == 0 { // gone, or a zombie
 		return false
 	}
@@ -312,6 +320,16 @@ func Alive(dir string) bool {
 		}
 	}
 	return false
+}
+
+// zombie reports whether the process of /proc/PID proc has exited (or is gone).
+func zombie(proc string) bool {
+	b, err := os.ReadFile(proc + "/stat")
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
 }
 
 // dial connects to one of the monitor's sockets.

@@ -212,6 +212,20 @@ func (l *Lines) Commit(k int, emit func(line []byte)) {
 	}
 }
 
+// Pending returns the incomplete line not emitted yet (valid until the next
+// Free or Commit): the monitor hands it to berth-shim-idle and back.
+func (l *Lines) Pending() []byte { return l.buf[:l.n] }
+
+// Restore makes p (shorter than MaxLine) the incomplete line, as returned by
+// Pending in another process.
+func (l *Lines) Restore(p []byte) {
+	if len(p) >= MaxLine {
+		p = p[:MaxLine-1]
+	}
+	l.Free()
+	l.n = copy(l.buf, p)
+}
+
 // Flush emits the pending incomplete line, if any (at the end of output).
 func (l *Lines) Flush(emit func(line []byte)) {
 	if l.n > 0 {

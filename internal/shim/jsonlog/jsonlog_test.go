@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -216,5 +217,24 @@ func TestWriterAllocatesNothingPerRecord(t *testing.T) {
 	now := time.Now()
 	if n := testing.AllocsPerRun(200, func() { _ = w.Write(Stdout, line, now) }); n != 0 {
 		t.Errorf("Writer.Write allocates %v times per record, want 0", n)
+	}
+}
+
+// TestLinesPendingRestore: the incomplete line carried to another process
+// completes there as it would have here.
+func TestLinesPendingRestore(t *testing.T) {
+	var a, b Lines
+	var got []string
+	emit := func(l []byte) { got = append(got, string(l)) }
+	n := copy(a.Free(), "one\ntw")
+	a.Commit(n, emit)
+	b.Restore(a.Pending())
+	n = copy(b.Free(), "o\n")
+	b.Commit(n, emit)
+	if want := []string{"one\n", "two\n"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("lines %q, want %q", got, want)
+	}
+	if len(b.Pending()) != 0 {
+		t.Errorf("pending %q after a complete line", b.Pending())
 	}
 }

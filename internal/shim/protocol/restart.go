@@ -88,6 +88,13 @@ const (
 // Backoff is the delay before the next restart; the zero value is ready.
 type Backoff struct{ delay time.Duration }
 
+// Delay returns the last delay given (0: none yet), and SetDelay restores
+// it: the monitor carries it across its hand-over to berth-shim-idle.
+func (b *Backoff) Delay() time.Duration { return b.delay }
+
+// SetDelay restores a delay returned by Delay.
+func (b *Backoff) SetDelay(d time.Duration) { b.delay = d }
+
 // Next returns the delay before restarting a container whose last run
 // lasted ran.
 func (b *Backoff) Next(ran time.Duration) time.Duration {
