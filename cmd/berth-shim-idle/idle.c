@@ -470,9 +470,11 @@ static void wake(sigset_t *blocked)
 		argv[n++] = partial[i];
 	}
 	argv[n] = NULL;
+	static int failed;
 	sigprocmask(SIG_UNBLOCK, blocked, NULL);
 	execv(shim_argv[0], argv);
-	warn("wake berth-shim: execute it", errno);
+	if (!failed++) /* tried again every second: said once */
+		warn("wake berth-shim: execute it (trying again every second)", errno);
 	sigprocmask(SIG_BLOCK, blocked, NULL);
 	free(partial[0]);
 	free(partial[1]);
@@ -624,8 +626,14 @@ int main(int argc, char **argv)
 			uint32_t k = evs[i].data.u32;
 			if (k < 2 && outs[k].fd >= 0)
 				drain(ep, &outs[k]);
-			else if (k == 2)
+			else if (k == 2) {
+				/* The connection waits for berth-shim: stop watching the
+				 * sockets, so that a failed exec is tried again once a
+				 * second, not in a loop. */
+				epoll_ctl(ep, EPOLL_CTL_DEL, control_fd, NULL);
+				epoll_ctl(ep, EPOLL_CTL_DEL, attach_fd, NULL);
 				waking = 1;
+			}
 			else if (k == 3) {
 				struct signalfd_siginfo si;
 				while (read(sfd, &si, sizeof si) == sizeof si)
