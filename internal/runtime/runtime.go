@@ -88,20 +88,20 @@ const NsenterName = "berth-nsenter"
 
 // sealedExe returns a read-only view of the runtime binary (bin, "" for the
 // running one) to execute as the init, and sealedNsenter one of the C stage
-// next to it.
-func sealedExe(bin string) (*os.File, error) {
+// next to it; both at a descriptor of at least floor (see sealedBinary).
+func sealedExe(bin string, floor int) (*os.File, error) {
 	if bin == "" {
 		bin = "/proc/self/exe"
 	}
-	return sealedBinary(bin, "berth-runtime")
+	return sealedBinary(bin, "berth-runtime", floor)
 }
 
-func sealedNsenter(bin string) (*os.File, error) {
+func sealedNsenter(bin string, floor int) (*os.File, error) {
 	path, err := nsenterPath(bin)
 	if err != nil {
 		return nil, err
 	}
-	f, err := sealedBinary(path, NsenterName)
+	f, err := sealedBinary(path, NsenterName, floor)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, errNoNsenter(path)
 	}
@@ -148,9 +148,13 @@ func errNoNsenter(path string) error {
 // nothing is left behind. Where the kernel lacks these calls we fall back to
 // a sealed memfd copy.
 //
-// The returned fd is close-on-exec and placed above the descriptors a child
-// gets, so that /proc/self/fd/N still names it when the child execs.
-func sealedBinary(path, name string) (*os.File, error) {
+// The returned fd is close-on-exec and at least floor, which the caller
+// puts above the descriptors a child gets (and those the child's fork moves
+// out of the way), so that /proc/self/fd/N still names it when the child
+// execs. A floor below 64 keeps the process's first descriptor table: to
+// grow it, a multi-threaded process waits for an RCU grace period in the
+// kernel (expand_fdtable), 5-20 ms on an idle machine.
+func sealedBinary(path, name string, floor int) (*os.File, error) {
 	fd, err := unix.OpenTree(unix.AT_FDCWD, path, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
 	if err == nil {
 		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOSUID}
@@ -165,7 +169,10 @@ func sealedBinary(path, name string) (*os.File, error) {
 			return nil, err
 		}
 	}
-	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 100)
+	if fd >= floor {
+		return os.NewFile(uintptr(fd), name), nil
+	}
+	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, floor)
 	unix.Close(fd)
 	if err != nil {
 		return nil, fmt.Errorf("seal %s: %w", name, err)

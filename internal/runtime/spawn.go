@@ -186,16 +186,25 @@ type spawnOpts struct {
 // new namespaces like a direct Go init; its exec fifo is extra[0].
 func spawn(o spawnOpts) (c *child, fds []int, err error) {
 	cinit := o.direct != nil && o.boot.Create != nil
+	// The child's descriptors (counted as below), and as many again that
+	// its fork may move out of the way first (syscall.forkAndExecInChild
+	// moves each fd[i] < i above len(fd)): the binaries it executes by
+	// /proc/self/fd/N are placed above them all.
+	nfiles := len(o.stdio) + len(o.preserve) + 1 + len(o.extra) + 1
+	if o.direct != nil {
+		nfiles += len(o.direct.files)
+	}
+	floor := 2*nfiles + 2
 	var stage0 *os.File
 	if o.direct == nil || cinit {
-		if stage0, err = sealedNsenter(o.binary); err != nil {
+		if stage0, err = sealedNsenter(o.binary, floor); err != nil {
 			return nil, nil, err
 		}
 		defer stage0.Close()
 	}
 	var exe *os.File // the runtime binary, but for a process the C stage finishes itself
 	if (o.direct != nil && !cinit) || (o.direct == nil && o.boot.Exec == nil) {
-		if exe, err = sealedExe(o.binary); err != nil {
+		if exe, err = sealedExe(o.binary, floor); err != nil {
 			return nil, nil, err
 		}
 		defer exe.Close()
