@@ -32,6 +32,7 @@
 #include <linux/filter.h>
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -75,6 +76,9 @@ enum {
 	// first of all: a single thread's own move skips the kernel's global
 	// cgroup_threadgroup_rwsem, which a cgroup.procs write takes.
 	REC_CGROUP_TASKS = 18,
+	// process.terminal: u32 the console socket's descriptor, u16 rows,
+	// u16 columns (process.consoleSize; 0: leave)
+	REC_EXEC_CONSOLE = 19,
 };
 #define UMASK_KEEP 0xffffffffu
 enum {
@@ -242,6 +246,8 @@ struct exec_proc {
 	uint32_t seccomp_flags;
 	struct sock_fprog seccomp;
 	uint32_t preserve;
+	int console; // the console socket with process.terminal, else -1
+	uint16_t rows, cols;
 };
 
 // fail reports a failure to make the exec'd process, worded as the Go init
@@ -342,6 +348,13 @@ static int exec_record(struct exec_proc *x, uint32_t typ, char *data, uint32_t l
 		if (len != 4)
 			bail("nsenter: bad preserve record");
 		x->preserve = get32(data);
+		return 1;
+	case REC_EXEC_CONSOLE:
+		if (len != 8)
+			bail("nsenter: bad console record");
+		x->console = (int)get32(data);
+		memcpy(&x->rows, data + 4, 2);
+		memcpy(&x->cols, data + 6, 2);
 		return 1;
 	}
 	return 0;
@@ -484,10 +497,61 @@ static const char *rlimit_name(uint32_t res)
 // program lookup, working directory, early seccomp, bounding set, user,
 // capabilities, no_new_privs. It returns the program's path; exec_proc
 // does the rest.
+// setup_console makes a new pty in the container's devpts (our root is
+// the container's by now), sends its master over the console socket as
+// the Go init does (internal/console: SCM_RIGHTS, the name as payload), and
+// makes its slave our stdio and controlling terminal (we lead a session).
+static void setup_console(struct exec_proc *x)
+{
+	int m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (m < 0)
+		fail(errno, "process.terminal: open /dev/ptmx");
+	int unlock = 0;
+	if (ioctl(m, TIOCSPTLCK, &unlock) < 0)
+		fail(errno, "process.terminal: unlock pty");
+	// TIOCGPTPEER opens the slave through the master: no path in the
+	// container's /dev/pts can be swapped under us.
+	int s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (s < 0)
+		fail(errno, "process.terminal: open pty slave");
+	if (x->rows != 0 || x->cols != 0) {
+		struct winsize ws = {.ws_row = x->rows, .ws_col = x->cols};
+		if (ioctl(s, TIOCSWINSZ, &ws) < 0)
+			fail(errno, "process.consoleSize");
+	}
+	char name[] = "/dev/ptmx";
+	struct iovec iov = {name, sizeof(name) - 1};
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	memset(cbuf, 0, sizeof(cbuf));
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &m, sizeof(int));
+	ssize_t r;
+	do
+		r = sendmsg(x->console, &mh, MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		fail(errno, "send /dev/ptmx over the console socket");
+	close(m);
+	close(x->console);
+	for (int fd = 0; fd < 3; fd++)
+		if (dup3(s, fd, 0) < 0)
+			fail(errno, "process.terminal: dup pty");
+	if (s > 2)
+		close(s);
+	if (ioctl(0, TIOCSCTTY, 0) < 0)
+		fail(errno, "process.terminal: set controlling terminal");
+}
+
 static char *prepare_proc(struct exec_proc *x)
 {
 	if (x->argv == NULL || x->argv[0] == NULL || x->cwd == NULL)
 		bail("nsenter: incomplete process");
+	if (x->console >= 0)
+		setup_console(x);
 	if (x->envp == NULL)
 		x->envp = strings("", 0);
 	for (int i = 0; i < x->nrlimits; i++) {
@@ -556,6 +620,10 @@ __attribute__((noreturn)) static void exec_proc(struct exec_proc *x, char *path)
 __attribute__((noreturn)) static void finish_exec(struct exec_proc *x)
 {
 	prctl(PR_SET_NAME, "berth:exec", 0, 0, 0);
+	// A terminal is the controlling one of a session of its own (the
+	// container's init made its own at create).
+	if (x->console >= 0 && setsid() < 0)
+		fail(errno, "setsid");
 	exec_proc(x, prepare_proc(x));
 }
 
@@ -668,7 +736,7 @@ int main(int argc, char **argv, char **envp)
 	int njoins = 0;
 	char *offsets = NULL;
 	char *userns = NULL;
-	struct exec_proc x = {.umask = UMASK_KEEP};
+	struct exec_proc x = {.umask = UMASK_KEEP, .console = -1};
 	struct create cr = {0};
 	char *tasks[MAX_TASKS];
 	int ntasks = 0;

@@ -36,6 +36,7 @@ const (
 	recCreate       = 16
 	recRootfsDone   = 17
 	recCgroupTasks  = 18
+	recExecConsole  = 19
 
 	msgUsermap    = 101
 	msgUsermapAck = 102
@@ -121,6 +122,14 @@ type Process struct {
 	Seccomp        []byte // the filter in the kernel's layout (seccomp.Program.Raw); nil: none
 	SeccompFlags   uint32
 	PreserveFds    int
+
+	// Terminal: make a pty, send its master over the console socket
+	// (ConsoleFd, the child's descriptor: the runtime fills it in at
+	// spawn), and make it the process's stdio and controlling terminal,
+	// of ConsoleRows x ConsoleCols (0: leave).
+	Terminal                 bool
+	ConsoleFd                int
+	ConsoleRows, ConsoleCols uint16
 }
 
 // Rlimit is one process.rlimits entry; Index is its place there, for
@@ -182,6 +191,11 @@ func (p *Process) encode(put func(uint32, []byte)) {
 	}
 	if p.PreserveFds > 0 {
 		put(recExecPreserve, u32(uint32(p.PreserveFds)))
+	}
+	if p.Terminal {
+		b := u32(uint32(p.ConsoleFd))
+		b = binary.NativeEndian.AppendUint16(b, p.ConsoleRows)
+		put(recExecConsole, binary.NativeEndian.AppendUint16(b, p.ConsoleCols))
 	}
 }
 

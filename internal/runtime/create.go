@@ -389,7 +389,7 @@ func (r *Runtime) create(id string, o *CreateOpts) (_ *child, _ *State, err erro
 		}
 		defer p.direct.close()
 	}
-	c, fds, err := spawn(spawnOpts{binary: r.Binary, preserve: preserve, extra: extra, stdio: stdio, boot: boot, cg: p.cg, res: p.res, linux: p.spec.Linux, direct: p.direct})
+	c, fds, err := spawn(spawnOpts{binary: r.Binary, preserve: preserve, extra: extra, stdio: stdio, boot: boot, cg: p.cg, res: p.res, linux: p.spec.Linux, direct: p.direct, console: 1})
 	if c != nil {
 		defer closeFiles(c.procfs)
 	}

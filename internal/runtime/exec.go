@@ -126,7 +126,7 @@ func (r *Runtime) Exec(id string, p *specs.Process, o ExecOpts) (int, error) {
 			stdio[i] = f
 		}
 	}
-	c, fds, err := spawn(spawnOpts{binary: r.Binary, preserve: preserve, extra: extra, stdio: stdio, boot: boot, cg: cg})
+	c, fds, err := spawn(spawnOpts{binary: r.Binary, preserve: preserve, extra: extra, stdio: stdio, boot: boot, cg: cg, console: 0})
 	if err != nil {
 		return -1, err
 	}
@@ -215,7 +215,7 @@ const EnvExecInit = "BERTH_RUNTIME_EXEC_INIT"
 // capability, a filter the kernel cannot load) is left to the Go init too,
 // which reports it as it always has.
 func finishInC(spec *specs.Spec, p *specs.Process, seccompProg []byte, preserve int) *nsenter.Process {
-	if os.Getenv(EnvExecInit) == "go" || p.Terminal || p.Scheduler != nil || p.IOPriority != nil ||
+	if os.Getenv(EnvExecInit) == "go" || p.Scheduler != nil || p.IOPriority != nil ||
 		p.ApparmorProfile != "" || p.SelinuxLabel != "" {
 		return nil
 	}
@@ -225,6 +225,10 @@ func finishInC(spec *specs.Spec, p *specs.Process, seccompProg []byte, preserve 
 	x := &nsenter.Process{
 		Args: p.Args, Env: p.Env, Cwd: p.Cwd, UID: p.User.UID, GID: p.User.GID, Umask: p.User.Umask,
 		AdditionalGids: p.User.AdditionalGids, NoNewPrivs: p.NoNewPrivileges, PreserveFds: preserve,
+		Terminal: p.Terminal,
+	}
+	if p.Terminal && p.ConsoleSize != nil {
+		x.ConsoleRows, x.ConsoleCols = uint16(p.ConsoleSize.Height), uint16(p.ConsoleSize.Width)
 	}
 	for i, rl := range p.Rlimits {
 		res, ok := rlimitNums[rl.Type]

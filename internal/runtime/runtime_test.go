@@ -267,8 +267,13 @@ func TestFinishInC(t *testing.T) {
 	if len(x.Seccomp) != 8*len(prog.Filter) {
 		t.Errorf("seccomp filter of %d bytes, want %d instructions of 8", len(x.Seccomp), len(prog.Filter))
 	}
-	if x := finishInC(spec, &specs.Process{Args: []string{"true"}, Cwd: "/"}, nil, 0); x == nil || x.Caps != nil || x.Seccomp != nil {
-		t.Errorf("a process without capabilities or filter: %+v, want neither touched", x)
+	if x := finishInC(spec, &specs.Process{Args: []string{"true"}, Cwd: "/"}, nil, 0); x == nil || x.Caps != nil || x.Seccomp != nil || x.Terminal {
+		t.Errorf("a process without capabilities, filter or terminal: %+v, want none touched", x)
+	}
+	tp := base()
+	tp.Terminal, tp.ConsoleSize = true, &specs.Box{Height: 40, Width: 120}
+	if x := finishInC(spec, tp, nil, 0); x == nil || !x.Terminal || x.ConsoleRows != 40 || x.ConsoleCols != 120 {
+		t.Errorf("a process with a terminal of 40x120: %+v, want it finished in C with that size", x)
 	}
 
 	notify, err := seccomp.Compile(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
@@ -278,7 +283,6 @@ func TestFinishInC(t *testing.T) {
 	}
 	notifyBytes, _ := notify.MarshalBinary()
 	goInit := map[string]func(*specs.Spec, *specs.Process) []byte{
-		"terminal":    func(_ *specs.Spec, p *specs.Process) []byte { p.Terminal = true; return nil },
 		"scheduler":   func(_ *specs.Spec, p *specs.Process) []byte { p.Scheduler = &specs.Scheduler{}; return nil },
 		"io priority": func(_ *specs.Spec, p *specs.Process) []byte { p.IOPriority = &specs.LinuxIOPriority{}; return nil },
 		"apparmor":    func(_ *specs.Spec, p *specs.Process) []byte { p.ApparmorProfile = "x"; return nil },
@@ -338,7 +342,6 @@ func TestCinitFor(t *testing.T) {
 	goInit := map[string]func(*prepared, *CreateOpts){
 		"C stage (user or time namespace)": func(p *prepared, _ *CreateOpts) { p.direct = nil },
 		"no-pivot":                         func(_ *prepared, o *CreateOpts) { o.NoPivot = true },
-		"terminal":                         func(p *prepared, _ *CreateOpts) { p.spec.Process.Terminal = true },
 		"createContainer hook": func(p *prepared, _ *CreateOpts) {
 			p.spec.Hooks = &specs.Hooks{CreateContainer: []specs.Hook{{Path: "/x"}}}
 		},

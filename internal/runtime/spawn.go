@@ -176,6 +176,7 @@ type spawnOpts struct {
 	res      *specs.LinuxResources // written to cg after the child joined it (create)
 	linux    *specs.Linux          // for user namespace maps
 	direct   *directPlan           // start without the C stage
+	console  int                   // with boot.Exec.Terminal: the console socket's index in extra
 }
 
 // spawn starts the C stage (stage0), puts it in the cgroup, drives the
@@ -242,6 +243,13 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 	for i, f := range o.extra {
 		files = append(files, f.Fd())
 		fds = append(fds, syncFd+1+i)
+	}
+	if x := o.boot.Exec; x != nil && x.Terminal {
+		if o.console < 0 || o.console >= len(fds) {
+			parent.Close()
+			return nil, nil, errors.New("process.terminal: no console socket")
+		}
+		x.ConsoleFd = fds[o.console]
 	}
 	env := []string{nsenter.EnvInit + "=" + strconv.Itoa(syncFd)}
 	var path string
