@@ -126,3 +126,32 @@ func TestTerminal(t *testing.T) {
 	}
 	c.waitStatus(specs.StateStopped)
 }
+
+// TestTerminalConsoleSize: process.consoleSize sizes the pty before the
+// process runs, and the pty is its controlling terminal (a shell's job
+// control needs that: a read from /dev/tty works).
+func TestTerminalConsoleSize(t *testing.T) {
+	c := newContainer(t, func(s *specs.Spec) {
+		s.Process.Terminal = true
+		s.Process.ConsoleSize = &specs.Box{Height: 40, Width: 120}
+		s.Process.Args = []string{"sh"}
+	})
+	sock := newConsoleSocket(t, c.dir)
+	c.mustCreate("--console-socket", sock.path)
+	master := sock.master(t)
+	c.mustRT("start", c.id)
+	if _, err := master.Write([]byte("busybox stty size; echo ctty > /dev/tty; echo $((6*7))x\n")); err != nil {
+		t.Fatalf("write to the pty: %v", err)
+	}
+	out := readUntil(t, master, "42x")
+	if !strings.Contains(out, "40 120") {
+		t.Errorf("stty size inside printed %q, want 40 120 (process.consoleSize)", out)
+	}
+	if !strings.Contains(out, "\nctty") && !strings.Contains(out, "ctty\r") {
+		t.Errorf("no output through /dev/tty (the controlling terminal): %q", out)
+	}
+	if _, err := master.Write([]byte("exit 0\n")); err != nil {
+		t.Fatalf("write to the pty: %v", err)
+	}
+	c.waitStatus(specs.StateStopped)
+}
