@@ -167,6 +167,7 @@ func (s *shim) handOver() error {
 		d.mu.Unlock()
 		return nil
 	}
+	init := s.init // the run's, set before running
 	d.handing = true
 	d.mu.Unlock()
 
@@ -176,11 +177,11 @@ func (s *shim) handOver() error {
 	// pause.
 	s.reaper.mu.Lock()
 	var err error
-	if _, exited := s.reaper.exited[s.init.pid]; !exited && !s.init.reaped && s.init.pidfd != nil {
+	if _, exited := s.reaper.exited[init.pid]; !exited && !init.reaped && init.pidfd != nil {
 		for _, st := range s.outs {
 			st.pause()
 		}
-		err = s.execIdle()
+		err = s.execIdle(init)
 		for _, st := range s.outs {
 			st.unpause()
 		}
@@ -199,9 +200,9 @@ func (s *shim) handOver() error {
 
 // execIdle executes berth-shim-idle; it returns only on failure. The
 // reaper's lock is held and the output copies are paused.
-func (s *shim) execIdle() error {
+func (s *shim) execIdle(init *proc) error {
 	st := resumeState{
-		pid: s.init.pid, restarts: s.restarts, startedAt: s.startedAt.UnixNano(), oomBase: s.oomBase,
+		pid: init.pid, restarts: s.restarts, startedAt: s.startedAt.UnixNano(), oomBase: s.oomBase,
 		backoff: int64(s.backoff.Delay()), ctl: s.ctlFd, att: s.attFd, in: -1,
 	}
 	outFds := [2]int{-1, -1}
