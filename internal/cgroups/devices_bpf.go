@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/berthproject/berth/internal/bpf"
 	"os"
 	"unsafe"
 
@@ -25,7 +26,7 @@ type bpfPointer [8 / unsafe.Sizeof(uintptr(0))]unsafe.Pointer
 
 func pointerTo(p unsafe.Pointer) bpfPointer {
 	var b bpfPointer
-	if bigEndian {
+	if bpf.BigEndian {
 		b[len(b)-1] = p
 	} else {
 		b[0] = p
@@ -114,8 +115,8 @@ type progInfo struct {
 	name            [unix.BPF_OBJ_NAME_LEN]byte
 }
 
-// bpf calls bpf(2) with cmd and the attr struct at attr, of size bytes.
-func bpf(cmd int, attr unsafe.Pointer, size uintptr) (int, error) {
+// bpfSyscall calls bpf(2) with cmd and the attr struct at attr, of size bytes.
+func bpfSyscall(cmd int, attr unsafe.Pointer, size uintptr) (int, error) {
 	r, _, errno := unix.Syscall(unix.SYS_BPF, uintptr(cmd), uintptr(attr), size)
 	if errno != 0 {
 		return -1, errno
@@ -131,7 +132,7 @@ const verifierLogSize = 64 << 10
 // named deviceProgramName and returns its fd. When the verifier refuses
 // it, the program is loaded again with a log buffer, so the error carries
 // the verifier's message.
-func loadDeviceProgram(prog []insn) (int, error) {
+func loadDeviceProgram(prog []bpf.Insn) (int, error) {
 	if len(prog) == 0 {
 		return -1, errors.New("load device program: no instructions")
 	}
@@ -167,7 +168,7 @@ func loadDeviceProgram(prog []insn) (int, error) {
 // a signal (it then fails with EAGAIN).
 func progLoad(attr *progLoadAttr) (int, error) {
 	for {
-		fd, err := bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(attr), unsafe.Sizeof(*attr))
+		fd, err := bpfSyscall(unix.BPF_PROG_LOAD, unsafe.Pointer(attr), unsafe.Sizeof(*attr))
 		if !errors.Is(err, unix.EAGAIN) {
 			return fd, err
 		}
@@ -179,7 +180,7 @@ func progLoad(attr *progLoadAttr) (int, error) {
 // programs of ours attached before. The new program goes in before the old
 // ones go out, so the cgroup is never without a filter. Programs attached by
 // others (systemd, say) are left alone; they can only restrict further.
-func attachDeviceProgram(dir string, prog []insn) error {
+func attachDeviceProgram(dir string, prog []bpf.Insn) error {
 	cgroup, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open cgroup %s: %w", dir, err)
@@ -203,7 +204,7 @@ func attachDeviceProgram(dir string, prog []insn) error {
 		attachType:  unix.BPF_CGROUP_DEVICE,
 		attachFlags: unix.BPF_F_ALLOW_MULTI,
 	}
-	if _, err := bpf(unix.BPF_PROG_ATTACH, unsafe.Pointer(&attach), unsafe.Sizeof(attach)); err != nil {
+	if _, err := bpfSyscall(unix.BPF_PROG_ATTACH, unsafe.Pointer(&attach), unsafe.Sizeof(attach)); err != nil {
 		return fmt.Errorf("attach device program to %s: %w", dir, err)
 	}
 	for _, p := range old {
@@ -212,7 +213,7 @@ func attachDeviceProgram(dir string, prog []insn) error {
 			attachBPFFD: uint32(p),
 			attachType:  unix.BPF_CGROUP_DEVICE,
 		}
-		_, err := bpf(unix.BPF_PROG_DETACH, unsafe.Pointer(&detach), unsafe.Sizeof(detach))
+		_, err := bpfSyscall(unix.BPF_PROG_DETACH, unsafe.Pointer(&detach), unsafe.Sizeof(detach))
 		if err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("detach old device program from %s: %w", dir, err)
 		}
@@ -231,7 +232,7 @@ func ourDevicePrograms(cgroup int) ([]int, error) {
 	var ours []int
 	for _, id := range ids {
 		get := getFDByIDAttr{progID: id}
-		fd, err := bpf(unix.BPF_PROG_GET_FD_BY_ID, unsafe.Pointer(&get), unsafe.Sizeof(get))
+		fd, err := bpfSyscall(unix.BPF_PROG_GET_FD_BY_ID, unsafe.Pointer(&get), unsafe.Sizeof(get))
 		if errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrNotExist) {
 			continue // not ours to see (LSM), or gone meanwhile
 		}
@@ -259,7 +260,7 @@ func devicePrograms(cgroup int) ([]uint32, error) {
 			progIDs:    pointerTo(unsafe.Pointer(&ids[0])),
 			progCnt:    uint32(len(ids)),
 		}
-		_, err := bpf(unix.BPF_PROG_QUERY, unsafe.Pointer(&query), unsafe.Sizeof(query))
+		_, err := bpfSyscall(unix.BPF_PROG_QUERY, unsafe.Pointer(&query), unsafe.Sizeof(query))
 		if errors.Is(err, unix.ENOSPC) && int(query.progCnt) > len(ids) {
 			ids = make([]uint32, query.progCnt) // more than we asked for: ask again
 			continue
@@ -279,7 +280,7 @@ func programName(fd int) (string, error) {
 		infoLen: uint32(unsafe.Sizeof(info)),
 		info:    pointerTo(unsafe.Pointer(&info)),
 	}
-	if _, err := bpf(unix.BPF_OBJ_GET_INFO_BY_FD, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
+	if _, err := bpfSyscall(unix.BPF_OBJ_GET_INFO_BY_FD, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
 		return "", err
 	}
 	name := info.name[:]

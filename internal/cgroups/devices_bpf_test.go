@@ -2,6 +2,7 @@ package cgroups
 
 import (
 	"errors"
+	"github.com/berthproject/berth/internal/bpf"
 	"maps"
 	"os"
 	"strings"
@@ -18,7 +19,7 @@ func TestBPFAttrLayout(t *testing.T) {
 		field     string
 		got, want uintptr
 	}{
-		{"sizeof(struct bpf_insn)", unsafe.Sizeof(insn{}), 8},
+		{"sizeof(struct bpf_insn)", unsafe.Sizeof(bpf.Insn{}), 8},
 		{"sizeof(__aligned_u64 pointer)", unsafe.Sizeof(bpfPointer{}), 8},
 
 		{"prog_load.insn_cnt", unsafe.Offsetof(progLoadAttr{}.insnCnt), 4},
@@ -88,7 +89,7 @@ func TestRootLoadDeviceProgram(t *testing.T) {
 	}
 
 	// Returning R0 without setting it: the verifier says "R0 !read_ok".
-	fd, err = loadDeviceProgram([]insn{exitInsn()})
+	fd, err = loadDeviceProgram([]bpf.Insn{bpf.ExitInsn()})
 	if err == nil {
 		unix.Close(fd)
 		t.Fatal("the kernel loaded a program that returns an unset R0")
@@ -117,7 +118,7 @@ func TestRootDeviceProgramLeavesOthers(t *testing.T) {
 	defer unix.Close(cgroup)
 
 	// Someone else's program: allow everything, under another name.
-	prog := []insn{alu32Imm(unix.BPF_MOV, unix.BPF_REG_0, 1), exitInsn()}
+	prog := []bpf.Insn{bpf.Alu32Imm(unix.BPF_MOV, unix.BPF_REG_0, 1), bpf.ExitInsn()}
 	license := []byte("GPL\x00")
 	load := progLoadAttr{
 		progType: unix.BPF_PROG_TYPE_CGROUP_DEVICE,
@@ -132,7 +133,7 @@ func TestRootDeviceProgramLeavesOthers(t *testing.T) {
 	}
 	defer unix.Close(other)
 	attach := progAttachAttr{targetFD: uint32(cgroup), attachBPFFD: uint32(other), attachType: unix.BPF_CGROUP_DEVICE, attachFlags: unix.BPF_F_ALLOW_MULTI}
-	if _, err := bpf(unix.BPF_PROG_ATTACH, unsafe.Pointer(&attach), unsafe.Sizeof(attach)); err != nil {
+	if _, err := bpfSyscall(unix.BPF_PROG_ATTACH, unsafe.Pointer(&attach), unsafe.Sizeof(attach)); err != nil {
 		t.Fatalf("attach the other program: %v", err)
 	}
 
@@ -152,7 +153,7 @@ func TestRootDeviceProgramLeavesOthers(t *testing.T) {
 	names := map[string]int{}
 	for _, id := range ids {
 		get := getFDByIDAttr{progID: id}
-		fd, err := bpf(unix.BPF_PROG_GET_FD_BY_ID, unsafe.Pointer(&get), unsafe.Sizeof(get))
+		fd, err := bpfSyscall(unix.BPF_PROG_GET_FD_BY_ID, unsafe.Pointer(&get), unsafe.Sizeof(get))
 		if err != nil {
 			t.Fatalf("open program %d: %v", id, err)
 		}
