@@ -11,7 +11,10 @@
 #       harness's copy) by the host's address HOST_ADDR (10.250.0.1 on a
 #       link of the namespace): the ports are published on all
 #       addresses, as `-p PORT:PORT` does, so docker serves 127.0.0.1 with
-#       docker-proxy and the host's address with its DNAT rule
+#       docker-proxy and the host's address with its DNAT rule; for berth
+#       also by 127.0.0.2 ("published-dnat": the DNAT path that 127.0.0.1
+#       takes with BERTH_PORT_REDIRECT=0, which the environment passes on
+#       to berth for a whole run without redirection)
 #
 # Everything runs inside a throwaway network namespace made for the run (the
 # "host" of every engine: their bridges and firewall rules live and die with
@@ -113,10 +116,16 @@ rm -rf "$T/harness/results"
 # (the harness publishes on 127.0.0.1 only). Refuse to run a B5 that the
 # edit did not reach.
 b5=$T/harness/b5-network.sh
+# For berth also "published-dnat": the published port by 127.0.0.2, which
+# the connect-time redirection has no entry for (it holds the namespace's
+# addresses: 127.0.0.1), so the DNAT rules serve it: the path that
+# BERTH_PORT_REDIRECT=0 gives 127.0.0.1, measured in the same run.
 sed -i -e 's|-p "127.0.0.1:$pi:5201" -p "127.0.0.1:$ph:8080"|-p "$pi:5201" -p "$ph:8080"|' \
 	-e 's|^  TOOLS+=("$e-bridge" "$e-published")$|  TOOLS+=("$e-bridge" "$e-published" "$e-hostaddr")\
-  TGT_IPERF[$e-hostaddr]='"$HOST_ADDR"':$pi; TGT_HTTP[$e-hostaddr]='"$HOST_ADDR"':$ph|' "$b5"
-grep -q '"$e-hostaddr"' "$b5" && grep -q -- '-p "$pi:5201"' "$b5" || die "could not add the host address path to $b5"
+  TGT_IPERF[$e-hostaddr]='"$HOST_ADDR"':$pi; TGT_HTTP[$e-hostaddr]='"$HOST_ADDR"':$ph\
+  if [[ $e == berth* \&\& ${B5_DNAT_PATH:-1} == 1 ]]; then TOOLS+=("$e-published-dnat"); TGT_IPERF[$e-published-dnat]=127.0.0.2:$pi; TGT_HTTP[$e-published-dnat]=127.0.0.2:$ph; fi|' "$b5"
+grep -q '"$e-hostaddr"' "$b5" && grep -q -- '-p "$pi:5201"' "$b5" && grep -q 'published-dnat' "$b5" ||
+	die "could not add the host address path to $b5"
 profiles=$T/harness/engines
 
 for e in "${want[@]}"; do
