@@ -56,6 +56,8 @@ func testPublishedPorts(t *testing.T, redirect bool) {
 		{"from the host by its address", "", "10.250.0.1:8080", hostByAddress},
 		{"from the host by 127.0.0.1", "", "127.0.0.1:8080", "web from 172.30.0.1"},
 		{"from the host by localhost only", "", "127.0.0.1:9090", "web from 172.30.0.1"},
+		// Not in the redirection's map (it holds 127.0.0.1): DNAT serves it.
+		{"from the host by 127.0.0.2", "", "127.0.0.2:8080", "web from 172.30.0.1"},
 		{"from the host by the gateway address", "", "172.30.0.1:8080", "web from 172.30.0.1"},
 		// Through the host and back onto the same bridge, the source is
 		// masqueraded to the gateway: replies then go back through the
