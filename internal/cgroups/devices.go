@@ -2,13 +2,14 @@ package cgroups
 
 import (
 	"fmt"
-	"github.com/berthproject/berth/internal/bpf"
 	"math"
 	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/bpf"
 )
 
 // Device rules mean the same on v1 and v2: start from the parent's rules

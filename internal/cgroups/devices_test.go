@@ -2,12 +2,13 @@ package cgroups
 
 import (
 	"fmt"
-	"github.com/berthproject/berth/internal/bpf"
 	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/bpf"
 )
 
 func rule(allow bool, typ string, major, minor int64, access string) specs.LinuxDeviceCgroup {
