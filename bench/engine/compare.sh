@@ -28,7 +28,15 @@
 # Usage (root): bench/engine/compare.sh [b1 b3 b4 b5]    (default: b1 b3 b4)
 # Environment: ENGINES (default "docker podman berth"; docker or podman are
 # skipped when not installed), B1_RUNS, B3_RUNS, DENSITY_N, DENSITY_PAR,
-# BERTH (the berth binary, default ./bin/berth), HARNESS, OUT (results dir).
+# BERTH (the berth binary, default ./bin/berth), HARNESS, OUT (results dir),
+# PODMAN_RUNTIME (podman's --runtime; default its own, crun on Debian).
+# B5 with berth's connect-time redirection on a hybrid cgroup host needs
+# LEGACY_CGROUP_NS=0: the harness otherwise runs every engine in a mount
+# namespace without /sys/fs/cgroup/unified (for crun 1.8, which refuses
+# hybrid hosts), where berth finds no cgroup2 hierarchy to attach its
+# programs to and publishes by DNAT alone; podman then needs
+# PODMAN_RUNTIME=runc:
+#   LEGACY_CGROUP_NS=0 PODMAN_RUNTIME=runc B5_RUNS=10 compare.sh b5
 # BERTH_BASE=path/to/an/older/bin/berth adds it as the engine "berth-base"
 # (its own --root and --state): before and after a change in one run.
 set -euo pipefail
@@ -149,7 +157,7 @@ for e in "${want[@]}"; do
 		mkdir -p "$T/podman"
 		# The harness's profile adds ulimits when CAP_SYS_RESOURCE is missing.
 		cat >>"$profiles/podman.env" <<-EOF
-			CLI="podman --root $T/podman/root --runroot $T/podman/run --cgroup-manager cgroupfs --events-backend file"
+			CLI="podman --root $T/podman/root --runroot $T/podman/run --cgroup-manager cgroupfs --events-backend file${PODMAN_RUNTIME:+ --runtime $PODMAN_RUNTIME}"
 			CLI_RM_ARGS="-t 0"
 		EOF
 		log "podman $(podman version -f '{{.Client.Version}}')"
