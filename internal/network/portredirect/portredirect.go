@@ -291,10 +291,17 @@ func create(name string) (_ *objects, err error) {
 }
 
 // Remove detaches the programs of name from the cgroup2 root and removes
-// its pins. It does nothing (one stat) when there are none.
+// its pins. It does nothing (one stat) when there are none in a mounted
+// bpf file system. When no bpf file system is mounted at BPFFS (someone
+// unmounted it: the pins went, what they pinned may still be attached), it
+// looks for programs of name on the cgroup2 root and detaches them, so that
+// a redirection whose records are gone never outlives them.
 func Remove(name string) error {
 	if _, err := os.Lstat(Dir(name)); errors.Is(err, os.ErrNotExist) {
-		return nil
+		var st unix.Statfs_t
+		if err := unix.Statfs(BPFFS, &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
+			return nil
+		}
 	}
 	cg := -1
 	if root, err := CgroupRoot(); err == nil {

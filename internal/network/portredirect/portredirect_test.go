@@ -193,3 +193,75 @@ func TestSyncRepairsPins(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The bpf file system is unmounted under a live redirection (the pins go,
+// the programs stay attached, the map with them): Remove still finds the
+// programs by name on the cgroup2 root and detaches them.
+func TestRemoveAfterPinsLost(t *testing.T) {
+	name := fmt.Sprintf("berth-test3-%d", os.Getpid())
+	useTempBPFFS(t, name)
+	err := inNewNetNS(t, func() error {
+		cookie, err := NetNSCookie()
+		if err != nil {
+			return err
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		serve(t, l, "backend")
+		e := []Entry{{Proto: "tcp", Addr: netip.MustParseAddr("127.0.0.2"), Port: 8080, To: l.Addr().(*net.TCPAddr).AddrPort()}}
+		if err := Sync(name, cookie, e); err != nil {
+			return err
+		}
+		if err := unix.Unmount(BPFFS, unix.MNT_DETACH); err != nil {
+			return err
+		}
+		if line, _, err := fetch("127.0.0.2:8080"); err != nil || !strings.HasPrefix(line, "backend ") {
+			t.Errorf("with the pins gone, the programs still redirect: %q, %v", line, err)
+		}
+		if err := Remove(name); err != nil {
+			return err
+		}
+		if n, err := Attached(name); err != nil || n != 0 {
+			t.Errorf("Attached after Remove without pins = %d, %v; want 0", n, err)
+		}
+		if _, _, err := fetch("127.0.0.2:8080"); !errors.Is(err, unix.ECONNREFUSED) {
+			t.Errorf("dial 127.0.0.2:8080 after Remove: %v; want connection refused", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// What Remove costs when nothing of name exists, in a bpf file system
+// (one stat) and where none is mounted (a look at the cgroup2 root).
+func BenchmarkRemoveNothing(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	old := BPFFS
+	defer func() { BPFFS = old }()
+	for _, c := range []struct {
+		name  string
+		mount bool
+	}{{"bpffs", true}, {"no-bpffs", false}} {
+		b.Run(c.name, func(b *testing.B) {
+			BPFFS = b.TempDir()
+			if c.mount {
+				if err := mountBPFFS(); err != nil {
+					b.Fatal(err)
+				}
+				defer unix.Unmount(BPFFS, unix.MNT_DETACH)
+			}
+			for i := 0; i < b.N; i++ {
+				if err := Remove("berth-bench-nothing"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
