@@ -11,7 +11,10 @@
 #       harness's copy) by the host's address HOST_ADDR (10.250.0.1 on a
 #       link of the namespace): the ports are published on all
 #       addresses, as `-p PORT:PORT` does, so docker serves 127.0.0.1 with
-#       docker-proxy and the host's address with its DNAT rule
+#       docker-proxy and the host's address with its DNAT rule; for berth
+#       also by 127.0.0.2 ("published-dnat": the DNAT path that 127.0.0.1
+#       takes with BERTH_PORT_REDIRECT=0, which the environment passes on
+#       to berth for a whole run without redirection)
 #
 # Everything runs inside a throwaway network namespace made for the run (the
 # "host" of every engine: their bridges and firewall rules live and die with
@@ -25,7 +28,15 @@
 # Usage (root): bench/engine/compare.sh [b1 b3 b4 b5]    (default: b1 b3 b4)
 # Environment: ENGINES (default "docker podman berth"; docker or podman are
 # skipped when not installed), B1_RUNS, B3_RUNS, DENSITY_N, DENSITY_PAR,
-# BERTH (the berth binary, default ./bin/berth), HARNESS, OUT (results dir).
+# BERTH (the berth binary, default ./bin/berth), HARNESS, OUT (results dir),
+# PODMAN_RUNTIME (podman's --runtime; default its own, crun on Debian).
+# B5 with berth's connect-time redirection on a hybrid cgroup host needs
+# LEGACY_CGROUP_NS=0: the harness otherwise runs every engine in a mount
+# namespace without /sys/fs/cgroup/unified (for crun 1.8, which refuses
+# hybrid hosts), where berth finds no cgroup2 hierarchy to attach its
+# programs to and publishes by DNAT alone; podman then needs
+# PODMAN_RUNTIME=runc:
+#   LEGACY_CGROUP_NS=0 PODMAN_RUNTIME=runc B5_RUNS=10 compare.sh b5
 # BERTH_BASE=path/to/an/older/bin/berth adds it as the engine "berth-base"
 # (its own --root and --state): before and after a change in one run.
 set -euo pipefail
@@ -113,10 +124,16 @@ rm -rf "$T/harness/results"
 # (the harness publishes on 127.0.0.1 only). Refuse to run a B5 that the
 # edit did not reach.
 b5=$T/harness/b5-network.sh
+# For berth also "published-dnat": the published port by 127.0.0.2, which
+# the connect-time redirection has no entry for (it holds the namespace's
+# addresses: 127.0.0.1), so the DNAT rules serve it: the path that
+# BERTH_PORT_REDIRECT=0 gives 127.0.0.1, measured in the same run.
 sed -i -e 's|-p "127.0.0.1:$pi:5201" -p "127.0.0.1:$ph:8080"|-p "$pi:5201" -p "$ph:8080"|' \
 	-e 's|^  TOOLS+=("$e-bridge" "$e-published")$|  TOOLS+=("$e-bridge" "$e-published" "$e-hostaddr")\
-  TGT_IPERF[$e-hostaddr]='"$HOST_ADDR"':$pi; TGT_HTTP[$e-hostaddr]='"$HOST_ADDR"':$ph|' "$b5"
-grep -q '"$e-hostaddr"' "$b5" && grep -q -- '-p "$pi:5201"' "$b5" || die "could not add the host address path to $b5"
+  TGT_IPERF[$e-hostaddr]='"$HOST_ADDR"':$pi; TGT_HTTP[$e-hostaddr]='"$HOST_ADDR"':$ph\
+  if [[ $e == berth* \&\& ${B5_DNAT_PATH:-1} == 1 ]]; then TOOLS+=("$e-published-dnat"); TGT_IPERF[$e-published-dnat]=127.0.0.2:$pi; TGT_HTTP[$e-published-dnat]=127.0.0.2:$ph; fi|' "$b5"
+grep -q '"$e-hostaddr"' "$b5" && grep -q -- '-p "$pi:5201"' "$b5" && grep -q 'published-dnat' "$b5" ||
+	die "could not add the host address path to $b5"
 profiles=$T/harness/engines
 
 for e in "${want[@]}"; do
@@ -140,7 +157,7 @@ for e in "${want[@]}"; do
 		mkdir -p "$T/podman"
 		# The harness's profile adds ulimits when CAP_SYS_RESOURCE is missing.
 		cat >>"$profiles/podman.env" <<-EOF
-			CLI="podman --root $T/podman/root --runroot $T/podman/run --cgroup-manager cgroupfs --events-backend file"
+			CLI="podman --root $T/podman/root --runroot $T/podman/run --cgroup-manager cgroupfs --events-backend file${PODMAN_RUNTIME:+ --runtime $PODMAN_RUNTIME}"
 			CLI_RM_ARGS="-t 0"
 		EOF
 		log "podman $(podman version -f '{{.Client.Version}}')"

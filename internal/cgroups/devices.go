@@ -8,6 +8,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/bpf"
 )
 
 // Device rules mean the same on v1 and v2: start from the parent's rules
@@ -121,22 +123,22 @@ const deviceProgramName = "berth_devices"
 // deviceProgram builds the BPF_PROG_TYPE_CGROUP_DEVICE program for the
 // rules. The context is struct bpf_cgroup_dev_ctx { u32 access_type (access
 // << 16 | type); u32 major; u32 minor; }; the program returns 1 to allow.
-func deviceProgram(rules []deviceRule) []insn {
+func deviceProgram(rules []deviceRule) []bpf.Insn {
 	const r0, r1, r2, r3, r4, r5 = unix.BPF_REG_0, unix.BPF_REG_1, unix.BPF_REG_2, unix.BPF_REG_3, unix.BPF_REG_4, unix.BPF_REG_5
-	prog := []insn{
-		ldxMemW(r2, r1, 0), // R2 = device type
-		alu32Imm(unix.BPF_AND, r2, 0xFFFF),
-		ldxMemW(r3, r1, 0), // R3 = requested access
-		alu32Imm(unix.BPF_RSH, r3, 16),
-		ldxMemW(r4, r1, 4), // R4 = major
-		ldxMemW(r5, r1, 8), // R5 = minor
+	prog := []bpf.Insn{
+		bpf.LdxMemW(r2, r1, 0), // R2 = device type
+		bpf.Alu32Imm(unix.BPF_AND, r2, 0xFFFF),
+		bpf.LdxMemW(r3, r1, 0), // R3 = requested access
+		bpf.Alu32Imm(unix.BPF_RSH, r3, 16),
+		bpf.LdxMemW(r4, r1, 4), // R4 = major
+		bpf.LdxMemW(r5, r1, 8), // R5 = minor
 	}
-	verdict := func(allow bool) []insn {
+	verdict := func(allow bool) []bpf.Insn {
 		v := int32(0)
 		if allow {
 			v = 1
 		}
-		return []insn{alu32Imm(unix.BPF_MOV, r0, v), exitInsn()}
+		return []bpf.Insn{bpf.Alu32Imm(unix.BPF_MOV, r0, v), bpf.ExitInsn()}
 	}
 	// Last rule first: the first that matches decides. Each rule is a block
 	// of tests ending in its verdict; a failed test jumps to the next block,
@@ -148,34 +150,34 @@ func deviceProgram(rules []deviceRule) []insn {
 			// Matches everything: earlier rules can never be reached.
 			return append(prog, verdict(d.allow)...)
 		}
-		var b []insn
+		var b []bpf.Insn
 		if d.typ != 'a' {
 			t := int32(unix.BPF_DEVCG_DEV_CHAR)
 			if d.typ == 'b' {
 				t = unix.BPF_DEVCG_DEV_BLOCK
 			}
-			b = append(b, jmpImm(unix.BPF_JNE, r2, t, toNextRule))
+			b = append(b, bpf.JmpImm(unix.BPF_JNE, r2, t, toNextRule))
 		}
 		if acc := bpfAccess(d.access); acc != bpfAccess("rwm") {
-			b = append(b, mov32Reg(r1, r3))
+			b = append(b, bpf.Mov32Reg(r1, r3))
 			if d.allow {
 				// Allow only if no requested access is outside the rule.
-				b = append(b, alu32Imm(unix.BPF_AND, r1, ^acc&0xFFFF), jmpImm(unix.BPF_JNE, r1, 0, toNextRule))
+				b = append(b, bpf.Alu32Imm(unix.BPF_AND, r1, ^acc&0xFFFF), bpf.JmpImm(unix.BPF_JNE, r1, 0, toNextRule))
 			} else {
 				// Deny if any requested access is in the rule.
-				b = append(b, alu32Imm(unix.BPF_AND, r1, acc), jmpImm(unix.BPF_JEQ, r1, 0, toNextRule))
+				b = append(b, bpf.Alu32Imm(unix.BPF_AND, r1, acc), bpf.JmpImm(unix.BPF_JEQ, r1, 0, toNextRule))
 			}
 		}
 		if d.major >= 0 {
-			b = append(b, jmpImm(unix.BPF_JNE, r4, int32(d.major), toNextRule))
+			b = append(b, bpf.JmpImm(unix.BPF_JNE, r4, int32(d.major), toNextRule))
 		}
 		if d.minor >= 0 {
-			b = append(b, jmpImm(unix.BPF_JNE, r5, int32(d.minor), toNextRule))
+			b = append(b, bpf.JmpImm(unix.BPF_JNE, r5, int32(d.minor), toNextRule))
 		}
 		b = append(b, verdict(d.allow)...)
 		for j := range b {
-			if b[j].off == toNextRule {
-				b[j].off = int16(len(b) - 1 - j) // skip the rest of the block
+			if b[j].Off == toNextRule {
+				b[j].Off = int16(len(b) - 1 - j) // skip the rest of the block
 			}
 		}
 		prog = append(prog, b...)

@@ -7,6 +7,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/bpf"
 )
 
 func rule(allow bool, typ string, major, minor int64, access string) specs.LinuxDeviceCgroup {
@@ -57,7 +59,7 @@ func TestV1DeviceLines(t *testing.T) {
 // runDeviceProgram interprets the handful of eBPF instructions that
 // deviceProgram emits, for one request, the way the kernel runs them, and
 // returns R0.
-func runDeviceProgram(t *testing.T, prog []insn, devType, access, major, minor uint32) uint64 {
+func runDeviceProgram(t *testing.T, prog []bpf.Insn, devType, access, major, minor uint32) uint64 {
 	t.Helper()
 	ctx := []uint32{access<<16 | devType, major, minor}
 	var reg [11]uint64
@@ -70,23 +72,23 @@ func runDeviceProgram(t *testing.T, prog []insn, devType, access, major, minor u
 		}
 		ins := prog[pc]
 		pc++
-		if ins.dst() > 10 || ins.src() > 10 {
+		if ins.Dst() > 10 || ins.Src() > 10 {
 			t.Fatalf("instruction %d: bad register in %+v", pc-1, ins)
 		}
-		class, op := ins.code&0x07, ins.code&0xf0
-		src := uint64(int64(ins.imm)) // an immediate is sign-extended
-		if ins.code&unix.BPF_X != 0 {
-			src = reg[ins.src()]
+		class, op := ins.Code&0x07, ins.Code&0xf0
+		src := uint64(int64(ins.Imm)) // an immediate is sign-extended
+		if ins.Code&unix.BPF_X != 0 {
+			src = reg[ins.Src()]
 		}
 		switch class {
 		case unix.BPF_LDX:
-			if ins.code != unix.BPF_LDX|unix.BPF_MEM|unix.BPF_W || ins.src() != unix.BPF_REG_1 ||
-				ins.off < 0 || ins.off%4 != 0 || int(ins.off/4) >= len(ctx) {
+			if ins.Code != unix.BPF_LDX|unix.BPF_MEM|unix.BPF_W || ins.Src() != unix.BPF_REG_1 ||
+				ins.Off < 0 || ins.Off%4 != 0 || int(ins.Off/4) >= len(ctx) {
 				t.Fatalf("instruction %d: unexpected load %+v", pc-1, ins)
 			}
-			reg[ins.dst()] = uint64(ctx[ins.off/4])
+			reg[ins.Dst()] = uint64(ctx[ins.Off/4])
 		case unix.BPF_ALU:
-			a, b := uint32(reg[ins.dst()]), uint32(src)
+			a, b := uint32(reg[ins.Dst()]), uint32(src)
 			switch op {
 			case unix.BPF_MOV:
 				a = b
@@ -97,22 +99,22 @@ func runDeviceProgram(t *testing.T, prog []insn, devType, access, major, minor u
 			default:
 				t.Fatalf("instruction %d: unexpected ALU op %+v", pc-1, ins)
 			}
-			reg[ins.dst()] = uint64(a) // a 32-bit operation zeroes the upper half
+			reg[ins.Dst()] = uint64(a) // a 32-bit operation zeroes the upper half
 		case unix.BPF_JMP:
-			if ins.code == unix.BPF_JMP|unix.BPF_EXIT {
+			if ins.Code == unix.BPF_JMP|unix.BPF_EXIT {
 				return reg[unix.BPF_REG_0]
 			}
 			var take bool
 			switch op {
 			case unix.BPF_JEQ:
-				take = reg[ins.dst()] == src
+				take = reg[ins.Dst()] == src
 			case unix.BPF_JNE:
-				take = reg[ins.dst()] != src
+				take = reg[ins.Dst()] != src
 			default:
 				t.Fatalf("instruction %d: unexpected jump %+v", pc-1, ins)
 			}
 			if take {
-				pc += int(ins.off)
+				pc += int(ins.Off)
 			}
 		default:
 			t.Fatalf("instruction %d: unexpected instruction %+v", pc-1, ins)
@@ -122,24 +124,24 @@ func runDeviceProgram(t *testing.T, prog []insn, devType, access, major, minor u
 
 // disassemble lists the program the way the kernel's verifier log and
 // bpftool print instructions, a blank line after each exit.
-func disassemble(t *testing.T, prog []insn) string {
+func disassemble(t *testing.T, prog []bpf.Insn) string {
 	t.Helper()
 	alu := map[uint8]string{unix.BPF_MOV: "=", unix.BPF_AND: "&=", unix.BPF_RSH: ">>="}
 	jmp := map[uint8]string{unix.BPF_JEQ: "==", unix.BPF_JNE: "!="}
 	var b strings.Builder
 	for pc, ins := range prog {
-		fmt.Fprintf(&b, "%2d: (%02x) ", pc, ins.code)
-		op := ins.code & 0xf0
+		fmt.Fprintf(&b, "%2d: (%02x) ", pc, ins.Code)
+		op := ins.Code & 0xf0
 		switch {
-		case ins.code == unix.BPF_LDX|unix.BPF_MEM|unix.BPF_W:
-			fmt.Fprintf(&b, "r%d = *(u32 *)(r%d %+d)\n", ins.dst(), ins.src(), ins.off)
-		case ins.code == unix.BPF_ALU|op|unix.BPF_K && alu[op] != "":
-			fmt.Fprintf(&b, "w%d %s %d\n", ins.dst(), alu[op], ins.imm)
-		case ins.code == unix.BPF_ALU|op|unix.BPF_X && alu[op] != "":
-			fmt.Fprintf(&b, "w%d %s w%d\n", ins.dst(), alu[op], ins.src())
-		case ins.code == unix.BPF_JMP|op|unix.BPF_K && jmp[op] != "":
-			fmt.Fprintf(&b, "if r%d %s %#x goto pc%+d\n", ins.dst(), jmp[op], ins.imm, ins.off)
-		case ins.code == unix.BPF_JMP|unix.BPF_EXIT:
+		case ins.Code == unix.BPF_LDX|unix.BPF_MEM|unix.BPF_W:
+			fmt.Fprintf(&b, "r%d = *(u32 *)(r%d %+d)\n", ins.Dst(), ins.Src(), ins.Off)
+		case ins.Code == unix.BPF_ALU|op|unix.BPF_K && alu[op] != "":
+			fmt.Fprintf(&b, "w%d %s %d\n", ins.Dst(), alu[op], ins.Imm)
+		case ins.Code == unix.BPF_ALU|op|unix.BPF_X && alu[op] != "":
+			fmt.Fprintf(&b, "w%d %s w%d\n", ins.Dst(), alu[op], ins.Src())
+		case ins.Code == unix.BPF_JMP|op|unix.BPF_K && jmp[op] != "":
+			fmt.Fprintf(&b, "if r%d %s %#x goto pc%+d\n", ins.Dst(), jmp[op], ins.Imm, ins.Off)
+		case ins.Code == unix.BPF_JMP|unix.BPF_EXIT:
 			b.WriteString("exit\n")
 			if pc < len(prog)-1 {
 				b.WriteString("\n")

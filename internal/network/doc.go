@@ -8,7 +8,10 @@
 // A Manager works on the records of package store and makes the kernel
 // match them: links through netlink (package link), nftables tables
 // rendered as a description from the whole state (Rules) and applied in one
-// transaction (package nft). Every change holds the store's lock from the
+// transaction (package nft), and with them, from the same records, the
+// connect-time redirection of published TCP ports for clients in the
+// host's namespace (Redirects, package portredirect), an accelerator the
+// DNAT rules back up. Every change holds the store's lock from the
 // first read to the last kernel change, so concurrent `berth` processes are
 // serialised.
 //

@@ -155,7 +155,7 @@ func (m *Manager) Attach(ctx context.Context, o AttachOptions) (*Endpoint, error
 			return err
 		}
 		st.Endpoints[e.ID] = e
-		if err := k.ApplyRules(Rules(st)); err != nil {
+		if err := m.applyRules(st, k); err != nil {
 			delete(st.Endpoints, e.ID)
 			k.DeleteLink(e.HostIf)
 			return err
@@ -408,7 +408,7 @@ func (m *Manager) detachAll(ctx context.Context, containerID string, deleteLinks
 				}
 			}
 		}
-		if err := k.ApplyRules(Rules(st)); err != nil {
+		if err := m.applyRules(st, k); err != nil {
 			errs = append(errs, err)
 		}
 		return nil
@@ -435,7 +435,7 @@ func (m *Manager) detach(st *store.State, k kernel, e *store.Endpoint) []error {
 			errs = append(errs, err)
 		}
 	}
-	if err := k.ApplyRules(Rules(st)); err != nil {
+	if err := m.applyRules(st, k); err != nil {
 		errs = append(errs, err)
 	}
 	return errs

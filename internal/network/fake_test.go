@@ -13,13 +13,14 @@ import (
 
 // fakeKernel records what the manager asks of the kernel.
 type fakeKernel struct {
-	mu      sync.Mutex
-	links   map[string]string // name -> alias
-	bridges map[string]link.Bridge
-	veths   map[string]link.Veth
-	rules   []nft.Table
-	applies int
-	routes  []netip.Prefix
+	mu        sync.Mutex
+	links     map[string]string // name -> alias
+	bridges   map[string]link.Bridge
+	veths     map[string]link.Veth
+	rules     []nft.Table
+	applies   int
+	redirects []Redirect
+	routes    []netip.Prefix
 	// busy are host ports a program listens on ("tcp/8080").
 	busy map[string]bool
 	// fail makes the named operation fail.
@@ -108,6 +109,12 @@ func (k *fakeKernel) ApplyRules(t []nft.Table) error {
 	k.rules = t
 	k.applies++
 	return nil
+}
+
+func (k *fakeKernel) SyncRedirects(rs []Redirect) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.redirects = rs
 }
 
 func (k *fakeKernel) PortFree(proto string, ip netip.Addr, port uint16) error {

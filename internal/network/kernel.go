@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/berthproject/berth/internal/network/link"
 	"github.com/berthproject/berth/internal/network/netns"
 	"github.com/berthproject/berth/internal/network/nft"
+	"github.com/berthproject/berth/internal/network/portredirect"
 )
 
 // hostKernel is the real kernel of the host's network namespace.
@@ -25,9 +27,12 @@ type hostKernel struct {
 	// rulesStamp is a file that names the ruleset berth applied last and
 	// the kernel's ruleset generation right after (see ApplyRules).
 	rulesStamp string
+	// redirect names the store's connect-time redirection (portredirect).
+	redirect string
+	log      *slog.Logger
 }
 
-func openHostKernel(rulesStamp string) (*hostKernel, error) {
+func openHostKernel(rulesStamp, redirect string, log *slog.Logger) (*hostKernel, error) {
 	l, err := link.OpenHost()
 	if err != nil {
 		return nil, err
@@ -37,7 +42,10 @@ func openHostKernel(rulesStamp string) (*hostKernel, error) {
 		l.Close()
 		return nil, err
 	}
-	return &hostKernel{links: l, nft: c, rulesStamp: rulesStamp}, nil
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &hostKernel{links: l, nft: c, rulesStamp: rulesStamp, redirect: redirect, log: log}, nil
 }
 
 func (k *hostKernel) Close() error {
@@ -115,6 +123,69 @@ func rulesID(t []nft.Table) string {
 }
 
 func stampOf(id string, gen uint32) string { return fmt.Sprintf("v1 %s gen %d\n", id, gen) }
+
+// RedirectEnv set to 0 turns connect-time redirection off: published ports
+// are then served by the DNAT rules alone (and what a previous run attached
+// is removed by the next change of the rules).
+const RedirectEnv = "BERTH_PORT_REDIRECT"
+
+// SyncRedirects makes the store's connect-time redirection hold rs, for
+// sockets of this network namespace, a port published on every address
+// redirected from 127.0.0.1 and each IPv4 address the namespace has now
+// (an address added later is served by DNAT). With no rs (or redirection
+// turned off) it removes what there is, which costs one stat when there is
+// nothing. A failure (an old kernel, no cgroup2, EPERM) leaves the DNAT
+// rules alone to serve the ports: it is logged at debug level and what was
+// half made is removed.
+func (k *hostKernel) SyncRedirects(rs []Redirect) {
+	if len(rs) == 0 || os.Getenv(RedirectEnv) == "0" {
+		if err := portredirect.Remove(k.redirect); err != nil {
+			k.log.Debug("remove port redirection", "err", err)
+		}
+		return
+	}
+	err := k.syncRedirects(rs)
+	if err == nil {
+		return
+	}
+	k.log.Debug("port redirection not available; published ports are served by DNAT only", "err", err)
+	if err := portredirect.Remove(k.redirect); err != nil {
+		k.log.Debug("remove port redirection", "err", err)
+	}
+}
+
+func (k *hostKernel) syncRedirects(rs []Redirect) error {
+	cookie, err := portredirect.NetNSCookie()
+	if err != nil {
+		return fmt.Errorf("netns cookie: %w", err)
+	}
+	var local []netip.Addr
+	for _, r := range rs {
+		if !r.HostIP.IsValid() {
+			addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+			if err != nil {
+				return fmt.Errorf("list addresses: %w", err)
+			}
+			for _, a := range addrs {
+				if ip, ok := netip.AddrFromSlice(a.IP); ok {
+					local = append(local, ip.Unmap())
+				}
+			}
+			break
+		}
+	}
+	var entries []portredirect.Entry
+	for _, r := range rs {
+		if r.HostIP.IsValid() {
+			entries = append(entries, portredirect.Entry{Proto: "tcp", Addr: r.HostIP, Port: r.HostPort, To: r.To})
+			continue
+		}
+		for _, a := range local {
+			entries = append(entries, portredirect.Entry{Proto: "tcp", Addr: a, Port: r.HostPort, To: r.To})
+		}
+	}
+	return portredirect.Sync(k.redirect, cookie, entries)
+}
 
 func (k *hostKernel) SetDefaultRoutes(path, ifname string, gws []netip.Addr) error {
 	return link.SetDefaultRoutes(path, ifname, gws)

@@ -95,12 +95,27 @@ type kernel interface {
 	SetDefaultRoutes(netnsPath, ifname string, gws []netip.Addr) error
 	Routes() ([]netip.Prefix, error)
 	ApplyRules([]nft.Table) error
+	// SyncRedirects makes the connect-time redirection of published ports
+	// (package portredirect) hold exactly these; it never fails: without
+	// it, the DNAT rules serve the ports alone.
+	SyncRedirects([]Redirect)
 	// PortFree tells whether a host port can be bound (nobody listens).
 	PortFree(proto string, ip netip.Addr, port uint16) error
 	// NetNSAlive tells whether a network namespace path still exists.
 	NetNSAlive(path string) bool
 	// LocalPortRange is the kernel's ephemeral port range.
 	LocalPortRange() (lo, hi uint16)
+}
+
+// applyRules makes the kernel's rules and redirections match the records:
+// the nftables tables, then the connect-time redirections (an accelerator
+// of the rules, so made after them and from the same records).
+func (m *Manager) applyRules(st *store.State, k kernel) error {
+	if err := k.ApplyRules(Rules(st)); err != nil {
+		return err
+	}
+	k.SyncRedirects(Redirects(st))
+	return nil
 }
 
 // Manager manages the networks and endpoints of one store.
@@ -119,7 +134,9 @@ type Manager struct {
 
 // New opens the records under cfg.Dir.
 func New(cfg Config) (*Manager, error) {
-	return newManager(cfg, func() (kernel, error) { return openHostKernel(filepath.Join(cfg.Dir, "rules.applied")) })
+	return newManager(cfg, func() (kernel, error) {
+		return openHostKernel(filepath.Join(cfg.Dir, "rules.applied"), RedirectName(cfg.Dir), cfg.Log)
+	})
 }
 
 func newManager(cfg Config, newKernel func() (kernel, error)) (*Manager, error) {

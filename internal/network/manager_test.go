@@ -569,3 +569,50 @@ func TestValidName(t *testing.T) {
 		}
 	}
 }
+
+// The redirections the kernel is given follow the records in the same
+// calls as the rules: TCP over IPv4 only (UDP, IPv6 host addresses and
+// --internal networks keep DNAT alone, or nothing), "every address" left
+// to the kernel side to expand; gone with the endpoint.
+func TestRedirects(t *testing.T) {
+	m, k, _ := newTestManager(t)
+	if _, err := m.Create(ctx, CreateOptions{Name: "v6", IPv6: true, Subnets: []netip.Prefix{pfx("10.9.0.0/24"), pfx("fd00:9::/64")}}); err != nil {
+		t.Fatal(err)
+	}
+	a := attach(t, m, "a", "v6", AttachOptions{Ports: []PortRequest{
+		{Proto: "tcp", HostPort: 8080, ContainerPort: 80},
+		{Proto: "udp", HostPort: 8080, ContainerPort: 53},
+		{Proto: "tcp", HostIP: ip("127.0.0.1"), HostPort: 8081, ContainerPort: 81},
+		{Proto: "tcp", HostIP: ip("0.0.0.0"), HostPort: 8082, ContainerPort: 82},
+		{Proto: "tcp", HostIP: ip("fd00:9::1"), HostPort: 8083, ContainerPort: 83},
+	}})
+	to := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(a.IPv4.Addr(), port) }
+	want := []Redirect{
+		{HostPort: 8080, To: to(80)},
+		{HostIP: ip("127.0.0.1"), HostPort: 8081, To: to(81)},
+		{HostPort: 8082, To: to(82)},
+	}
+	if !slices.Equal(k.redirects, want) {
+		t.Errorf("redirects = %v, want %v", k.redirects, want)
+	}
+	if _, err := m.Create(ctx, CreateOptions{Name: "in", Internal: true}); err != nil {
+		t.Fatal(err)
+	}
+	attach(t, m, "b", "in", AttachOptions{Ports: []PortRequest{{Proto: "tcp", HostPort: 9090, ContainerPort: 80}}})
+	if !slices.Equal(k.redirects, want) {
+		t.Errorf("after a container on an internal network publishes: redirects = %v, want %v", k.redirects, want)
+	}
+	if err := m.DetachAll(ctx, a.ContainerID); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.redirects) != 0 {
+		t.Errorf("after detach: redirects = %v", k.redirects)
+	}
+}
+
+func TestRedirectName(t *testing.T) {
+	a, b := RedirectName("/var/lib/berth/network"), RedirectName("/tmp/x/root/network")
+	if a == b || !strings.HasPrefix(a, "berth-") || len(a) != len("berth-")+12 {
+		t.Errorf("RedirectName = %q, %q; want berth-HEX12, one per store", a, b)
+	}
+}

@@ -101,7 +101,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (network.Inspect,
 			return err
 		}
 		st.Networks[id] = n
-		if err := k.ApplyRules(Rules(st)); err != nil {
+		if err := m.applyRules(st, k); err != nil {
 			delete(st.Networks, id)
 			k.DeleteLink(n.Bridge)
 			return err
@@ -307,7 +307,7 @@ func (m *Manager) remove(st *store.State, k kernel, n *store.Network) error {
 		return fmt.Errorf("%w: network %s has active endpoints (containers %v)", ErrConflict, n.Name, names)
 	}
 	delete(st.Networks, n.ID)
-	if err := k.ApplyRules(Rules(st)); err != nil {
+	if err := m.applyRules(st, k); err != nil {
 		st.Networks[n.ID] = n
 		return err
 	}

@@ -95,7 +95,7 @@ func (m *Manager) Reconcile(ctx context.Context, alive func(containerID string) 
 				}
 			}
 		}
-		if err := k.ApplyRules(Rules(st)); err != nil {
+		if err := m.applyRules(st, k); err != nil {
 			errs = append(errs, err)
 		}
 		return nil

@@ -2,7 +2,10 @@ package network
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/netip"
+	"path/filepath"
 	"slices"
 
 	"github.com/berthproject/berth/internal/network/nft"
@@ -155,4 +158,46 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// Redirect is a published TCP port that host-local clients reach by
+// connect-time redirection (package portredirect) instead of DNAT.
+type Redirect struct {
+	HostIP   netip.Addr // an IPv4 address; zero: every IPv4 address of the host
+	HostPort uint16
+	To       netip.AddrPort
+}
+
+// Redirects lists the published ports that connect-time redirection
+// serves: those of Rules' DNAT rules that are TCP over IPv4. UDP, IPv6 and
+// everything else stay with the DNAT rules alone.
+func Redirects(st *store.State) []Redirect {
+	var out []Redirect
+	for _, e := range st.SortedEndpoints() {
+		if n := st.Networks[e.NetworkID]; n == nil || n.Internal || n.Driver != DriverBridge || !e.IPv4.IsValid() {
+			continue
+		}
+		for _, p := range e.Ports {
+			if p.Proto != "tcp" || (p.HostIP.IsValid() && !p.HostIP.Is4()) {
+				continue
+			}
+			r := Redirect{HostPort: p.HostPort, To: netip.AddrPortFrom(e.IPv4, p.ContainerPort)}
+			if p.HostIP.IsValid() && !p.HostIP.IsUnspecified() {
+				r.HostIP = p.HostIP
+			}
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// RedirectName is the name under which the connect-time redirection of the
+// store at dir is pinned (/sys/fs/bpf/NAME): one per store, so that test
+// roots and engines with other roots do not share it.
+func RedirectName(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	sum := sha256.Sum256([]byte(dir))
+	return "berth-" + hex.EncodeToString(sum[:6])
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -19,8 +20,10 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 
+	berthnet "github.com/berthproject/berth/internal/network"
 	"github.com/berthproject/berth/internal/network/dns"
 	"github.com/berthproject/berth/internal/network/netns"
+	"github.com/berthproject/berth/internal/network/portredirect"
 )
 
 // Networking end to end, in the suite's throwaway network namespace (see
@@ -71,6 +74,16 @@ func (e *netEnv) netCleanup() {
 	if eps := e.endpointRecords(); len(eps) > 0 {
 		t.Errorf("after rm of every container, endpoint records are left: %v", eps)
 	}
+	// Nor is anything of the connect-time redirection of published ports:
+	// no program attached to the cgroup2 root (BPF_PROG_QUERY), no pins.
+	name := e.redirectName()
+	if n, err := portredirect.Attached(name); err != nil || n != 0 {
+		t.Errorf("after rm of every container, %d redirection programs are attached (%v)", n, err)
+	}
+	if _, err := os.Lstat(portredirect.Dir(name)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after rm of every container, the redirection's pins are left in %s", portredirect.Dir(name))
+		portredirect.Remove(name)
+	}
 	if pid := dns.PID(filepath.Join(e.state, "network", "dns")); pid > 0 {
 		syscall.Kill(pid, syscall.SIGTERM)
 		for i := 0; i < 200 && syscall.Kill(pid, 0) == nil; i++ {
@@ -85,6 +98,25 @@ func (e *netEnv) netCleanup() {
 	}
 	exec.Command("nft", "delete", "table", "ip", "berth").Run()
 	exec.Command("nft", "delete", "table", "ip6", "berth").Run()
+}
+
+// redirectName is the name of the store's connect-time redirection.
+func (e *netEnv) redirectName() string {
+	return berthnet.RedirectName(filepath.Join(e.root, "network"))
+}
+
+// redirects lists the store's redirections as "ADDR:PORT -> ADDR:PORT".
+func (e *netEnv) redirects() []string {
+	es, err := portredirect.Entries(e.redirectName())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []string
+	for _, r := range es {
+		out = append(out, netip.AddrPortFrom(r.Addr, r.Port).String()+" -> "+r.To.String())
+	}
+	slices.Sort(out)
+	return out
 }
 
 // endpointRecords lists the container IDs of the network records'
@@ -318,8 +350,14 @@ func TestNetworkPublish(t *testing.T) {
 			t.Errorf("from %s: %s = %q (%v), want %q", c.what, c.url, got, ok, want)
 		}
 	}
+	// Host clients are redirected at connect(): 18080/tcp on each of the
+	// host's IPv4 addresses; the UDP port is not.
+	webAt := e.endpoint(web, "bridge").IPAddress.String() + ":80"
+	if got, want := e.redirects(), []string{"10.251.0.1:18080 -> " + webAt, "127.0.0.1:18080 -> " + webAt, "172.30.0.1:18080 -> " + webAt}; !slices.Equal(got, want) {
+		t.Errorf("redirections = %q, want %q", got, want)
+	}
 	// No proxy process: nothing listens on the published port, the kernel
-	// (a DNAT rule) serves it.
+	// (a DNAT rule, or the redirection) serves it.
 	if out, err := exec.Command("ss", "-Htlnp", "sport = :18080").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "" {
 		t.Errorf("something listens on the published port 18080 on the host (%v):\n%s", err, out)
 	}
@@ -409,6 +447,11 @@ func TestNetworkPublish(t *testing.T) {
 	}
 	if _, ok := wget(t, "", "http://127.0.0.1:18080/hostname"); ok {
 		t.Errorf("web stopped: 127.0.0.1:18080 still answers")
+	}
+	for _, r := range e.redirects() {
+		if strings.Contains(r, ":18080 ") {
+			t.Errorf("web stopped: its port is still redirected: %s", r)
+		}
 	}
 	e.ok("start", "late") // the port is free now
 	e.ok("rm", "-f", "late")
@@ -730,6 +773,9 @@ func TestNetworkKill(t *testing.T) {
 	if rules := nftTable(t, "ip"); strings.Contains(rules, "18300") {
 		t.Errorf("after kill -9 of the monitor, its port is still published:\n%s", rules)
 	}
+	if got := e.redirects(); len(got) != 0 {
+		t.Errorf("after kill -9 of the monitor, its port is still redirected: %q", got)
+	}
 	// Its port and address are free again.
 	e.runD("--name", "k22", "-p", "18300:80", "--network", "killnet", "--ip", "10.125.0.5", box, "sleep", "1000")
 
@@ -754,6 +800,26 @@ func TestNetworkKill(t *testing.T) {
 	for _, ep := range e.endpointRecords() {
 		if !running[ep] {
 			t.Errorf("endpoint of container %s, which does not run, is left", ep[:12])
+		}
+	}
+	// The redirections are those of the running containers' ports: every
+	// one of those by 127.0.0.1, and none of another.
+	published := map[string]bool{} // ":PORT -> IP:80"
+	for id := range running {
+		ip := e.endpoint(id, "killnet").IPAddress.String()
+		for _, l := range lines(e.ok("port", id, "80")) {
+			published[":"+strings.TrimPrefix(l, "0.0.0.0:")+" -> "+ip+":80"] = true
+		}
+	}
+	redirects := e.redirects()
+	for p := range published {
+		if !slices.Contains(redirects, "127.0.0.1"+p) {
+			t.Errorf("after kill -9 of run -d and a reconcile, 127.0.0.1%s is not redirected (redirections: %q)", p, redirects)
+		}
+	}
+	for _, r := range redirects {
+		if _, p, _ := strings.Cut(r, ":"); !published[":"+p] {
+			t.Errorf("after kill -9 of run -d and a reconcile, %s is redirected, not a port of a running container", r)
 		}
 	}
 	for i := 0; i < 10; i++ {

@@ -25,8 +25,14 @@ import (
 //
 //	loopback        host -> 127.0.0.1 (the ceiling: no bridge, no veth)
 //	bridge          host -> the container's address on the bridge
-//	published-lo    host -> 127.0.0.1:PORT, DNAT in output (route_localnet)
-//	published-host  host -> its own address:PORT, DNAT in output
+//	published-lo    host -> 127.0.0.1:PORT, redirected at connect()
+//	                (portredirect; with BERTH_PORT_REDIRECT=0: DNAT in
+//	                output, route_localnet)
+//	published-dnat  host -> 127.0.0.2:PORT, which the redirection does not
+//	                hold: DNAT in output, the path published-lo takes
+//	                without the redirection, in the same run
+//	published-host  host -> its own address:PORT, redirected at connect()
+//	                (without it: DNAT in output)
 //	published-other another host -> the host's address:PORT, DNAT in
 //	                prerouting and forwarding
 //
@@ -77,6 +83,7 @@ func benchSetup(b *testing.B) (*host, []benchPath, []benchPath) {
 		{"loopback", "", "127.0.0.1:25201"},
 		{"bridge", "", ip + ":5201"},
 		{"published-lo", "", "127.0.0.1:15201"},
+		{"published-dnat", "", "127.0.0.2:15201"},
 		{"published-host", "", "10.250.0.1:15201"},
 		{"published-other", other, "10.250.0.1:15201"},
 	}
@@ -84,10 +91,12 @@ func benchSetup(b *testing.B) (*host, []benchPath, []benchPath) {
 		{"loopback", "", "127.0.0.1:28080"},
 		{"bridge", "", ip + ":80"},
 		{"published-lo", "", "127.0.0.1:18080"},
+		{"published-dnat", "", "127.0.0.2:18080"},
 		{"published-host", "", "10.250.0.1:18080"},
 		{"published-other", other, "10.250.0.1:18080"},
 	}
 	b.Cleanup(func() { _ = c })
+	b.Logf("%s=%q; connect-time redirections: %q", network.RedirectEnv, os.Getenv(network.RedirectEnv), h.redirects())
 	return h, onlyPaths(iperf), onlyPaths(httpPaths)
 }
 

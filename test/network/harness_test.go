@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,6 +24,7 @@ import (
 	"github.com/berthproject/berth/internal/network/dns"
 	"github.com/berthproject/berth/internal/network/netns"
 	"github.com/berthproject/berth/internal/network/nft"
+	"github.com/berthproject/berth/internal/network/portredirect"
 )
 
 // host is the test's view of the host: a manager on fresh records.
@@ -108,6 +110,42 @@ func (h *host) crash() {
 		c.Apply(nil, nft.Table{Family: nft.IPv4, Name: network.TableName}, nft.Table{Family: nft.IPv6, Name: network.TableName})
 		c.Close()
 	}
+	if err := portredirect.Remove(h.redirectName()); err != nil {
+		h.t.Errorf("remove the port redirection: %v", err)
+	}
+}
+
+// redirectName is the name of the store's connect-time redirection.
+func (h *host) redirectName() string { return network.RedirectName(h.records) }
+
+// redirects lists the store's connect-time redirections as
+// "ADDR:PORT -> ADDR:PORT", sorted.
+func (h *host) redirects() []string {
+	h.t.Helper()
+	es, err := portredirect.Entries(h.redirectName())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, netip.AddrPortFrom(e.Addr, e.Port).String()+" -> "+e.To.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// redirectLeft says what is left of the store's redirection: programs
+// attached to the cgroup2 root (BPF_PROG_QUERY) and pins; "" if nothing.
+func (h *host) redirectLeft() string {
+	h.t.Helper()
+	var left []string
+	if n, err := portredirect.Attached(h.redirectName()); err != nil || n != 0 {
+		left = append(left, fmt.Sprintf("%d programs attached (%v)", n, err))
+	}
+	if _, err := os.Lstat(portredirect.Dir(h.redirectName())); !errors.Is(err, os.ErrNotExist) {
+		left = append(left, "pins in "+portredirect.Dir(h.redirectName()))
+	}
+	return strings.Join(left, ", ")
 }
 
 // stopProcess ends a process this test started and waits until it is gone.
@@ -221,6 +259,22 @@ func fetchTCP(ns, addr string) (string, error) {
 		return "", err
 	}
 	return strings.TrimSpace(line), nil
+}
+
+// fetchTCPPeer is fetchTCP that also returns the server's address as the
+// client sees it (getpeername).
+func fetchTCPPeer(ns, addr string) (line, peer string, err error) {
+	var c net.Conn
+	if err := inNS(ns, func() (err error) { c, err = net.DialTimeout("tcp", addr, ioTimeout); return err }); err != nil {
+		return "", "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(ioTimeout))
+	line, err = bufio.NewReader(c).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", "", err
+	}
+	return strings.TrimSpace(line), c.RemoteAddr().String(), nil
 }
 
 // askUDP sends a datagram from ns to addr and returns the answer.

@@ -5,14 +5,27 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/berthproject/berth/internal/network"
 	"github.com/berthproject/berth/internal/network/nft"
+	"github.com/berthproject/berth/internal/network/portredirect"
 )
 
-func TestPublishedPorts(t *testing.T) {
+// TestPublishedPorts: with connect-time redirection (the default), and
+// with DNAT alone (BERTH_PORT_REDIRECT=0), every way to a published port
+// works; the difference a client can see is the source address the
+// container sees for a host client dialing the host's address.
+func TestPublishedPorts(t *testing.T) { testPublishedPorts(t, true) }
+
+func TestPublishedPortsDNATOnly(t *testing.T) {
+	t.Setenv(network.RedirectEnv, "0")
+	testPublishedPorts(t, false)
+}
+
+func testPublishedPorts(t *testing.T, redirect bool) {
 	h := newHost(t)
 	other := h.otherHost()
 	web, client := h.container("web"), h.container("client")
@@ -29,13 +42,22 @@ func TestPublishedPorts(t *testing.T) {
 	if got, err := fetchTCP(client.ns, webIP+":80"); err != nil || got != "web from "+epClient.IPv4.Addr().String() {
 		t.Errorf("client -> web directly = %q, %v; want the client's own address", got, err)
 	}
+	// DNAT keeps the host address as the source; a redirected connect()
+	// is a connection to the container's address, from the address the
+	// route to the bridge gives: the gateway's.
+	hostByAddress := "web from 10.250.0.1"
+	if redirect {
+		hostByAddress = "web from 172.30.0.1"
+	}
 	tests := []struct {
 		name, from, addr, want string
 	}{
 		{"from another host", other, "10.250.0.1:8080", "web from 10.250.0.2"},
-		{"from the host by its address", "", "10.250.0.1:8080", "web from 10.250.0.1"},
+		{"from the host by its address", "", "10.250.0.1:8080", hostByAddress},
 		{"from the host by 127.0.0.1", "", "127.0.0.1:8080", "web from 172.30.0.1"},
 		{"from the host by localhost only", "", "127.0.0.1:9090", "web from 172.30.0.1"},
+		// Not in the redirection's map (it holds 127.0.0.1): DNAT serves it.
+		{"from the host by 127.0.0.2", "", "127.0.0.2:8080", "web from 172.30.0.1"},
 		{"from the host by the gateway address", "", "172.30.0.1:8080", "web from 172.30.0.1"},
 		// Through the host and back onto the same bridge, the source is
 		// masqueraded to the gateway: replies then go back through the
@@ -47,10 +69,33 @@ func TestPublishedPorts(t *testing.T) {
 		{"direct on the bridge", "", webIP + ":80", "web from 172.30.0.1"},
 	}
 	for _, tt := range tests {
-		got, err := fetchTCP(tt.from, tt.addr)
-		if err != nil || got != tt.want {
-			t.Errorf("%s: fetch %s = %q, %v; want %q", tt.name, tt.addr, got, err, tt.want)
+		// The client sees the address it dialed (getpeername), redirected
+		// or not.
+		got, peer, err := fetchTCPPeer(tt.from, tt.addr)
+		if err != nil || got != tt.want || peer != tt.addr {
+			t.Errorf("%s: fetch %s = %q, peer %s, %v; want %q, peer %s", tt.name, tt.addr, got, peer, err, tt.want, tt.addr)
 		}
+	}
+	// The redirections: every IPv4 address of the host for 8080, 127.0.0.1
+	// alone for 9090; TCP only.
+	wantRedirects := []string{
+		"10.250.0.1:8080 -> " + webIP + ":80",
+		"127.0.0.1:8080 -> " + webIP + ":80",
+		"127.0.0.1:9090 -> " + webIP + ":80",
+		"172.30.0.1:8080 -> " + webIP + ":80",
+	}
+	if !redirect {
+		wantRedirects = nil
+	}
+	if got := h.redirects(); !slices.Equal(got, wantRedirects) {
+		t.Errorf("redirections = %q; want %q", got, wantRedirects)
+	}
+	if redirect {
+		if n, err := portredirect.Attached(h.redirectName()); err != nil || n != 2 {
+			t.Errorf("%d programs attached (%v); want 2 (connect4, getpeername4)", n, err)
+		}
+	} else if left := h.redirectLeft(); left != "" {
+		t.Errorf("BERTH_PORT_REDIRECT=0, yet %s", left)
 	}
 	// The 127.0.0.1-only port is not published on the host's other addresses.
 	if got, err := fetchTCP(other, "10.250.0.1:9090"); err == nil {
@@ -138,7 +183,31 @@ func TestPublishedPorts(t *testing.T) {
 	if !strings.Contains(s, "endpoint "+ep.ID[:12]) {
 		t.Errorf("the other container's rule went too:\n%s", s)
 	}
-	if _, err := fetchTCP(other, "10.250.0.1:8080"); err == nil {
-		t.Errorf("port 8080 still answers after detach")
+	for _, from := range []string{other, ""} {
+		if got, err := fetchTCP(from, "10.250.0.1:8080"); err == nil {
+			t.Errorf("port 8080 still answers after detach, from %q: %q", from, got)
+		}
+	}
+	if got, err := fetchTCP("", "127.0.0.1:8080"); err == nil {
+		t.Errorf("127.0.0.1:8080 still answers after detach: %q", got)
+	}
+	for _, r := range h.redirects() {
+		if strings.Contains(r, webIP) {
+			t.Errorf("redirection of the detached container remains: %s", r)
+		}
+	}
+	if redirect {
+		if got, err := fetchTCP("", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), hp).String()); err != nil || !strings.HasPrefix(got, "third") {
+			t.Errorf("the other container's port %d by 127.0.0.1 after the detach = %q, %v", hp, got, err)
+		}
+	}
+	// Once no port is published, nothing of the redirection is left.
+	for _, c := range []*ctr{third, client} {
+		if err := h.m.DetachAll(context.Background(), c.id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if left := h.redirectLeft(); left != "" {
+		t.Errorf("no port published, yet %s", left)
 	}
 }

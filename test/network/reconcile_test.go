@@ -15,6 +15,7 @@ import (
 
 	"github.com/berthproject/berth/internal/network"
 	"github.com/berthproject/berth/internal/network/nft"
+	"github.com/berthproject/berth/internal/network/portredirect"
 )
 
 // TestReconcileAfterCrash: the records survive, the kernel's state does not
@@ -46,6 +47,14 @@ func TestReconcileAfterCrash(t *testing.T) {
 	if got, err := fetchTCP(other, "10.250.0.1:8088"); err != nil || got != "rweb from 10.250.0.2" {
 		t.Errorf("published port after reconcile = %q, %v", got, err)
 	}
+	// The connect-time redirection is made again from the records too.
+	webAt := epWeb.IPv4.Addr().String() + ":80"
+	if got := h.redirects(); !slices.Contains(got, "127.0.0.1:8088 -> "+webAt) || !slices.Contains(got, "10.250.0.1:8088 -> "+webAt) {
+		t.Errorf("redirections after reconcile = %q", got)
+	}
+	if got, peer, err := fetchTCPPeer("", "127.0.0.1:8088"); err != nil || got != "rweb from 172.30.0.1" || peer != "127.0.0.1:8088" {
+		t.Errorf("127.0.0.1:8088 after reconcile = %q, peer %s, %v", got, peer, err)
+	}
 	if err := ping(db.ns, netip.MustParseAddr("10.250.0.2")); err != nil {
 		t.Errorf("user network's way out after reconcile: %v", err)
 	}
@@ -68,6 +77,18 @@ func TestReconcileAfterCrash(t *testing.T) {
 		t.Errorf("second reconcile changed rules:\n%s\nhad:\n%s", got, rules)
 	}
 
+	// The map alone is lost (someone unpinned and detached it; berth was
+	// killed halfway through a change): the next reconcile makes it again.
+	if err := portredirect.Remove(h.redirectName()); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.m.Reconcile(ctx, alive); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.redirects(); !slices.Contains(got, "127.0.0.1:8088 -> "+webAt) {
+		t.Errorf("redirections after the map was lost and reconcile = %q", got)
+	}
+
 	// The container dies (kill -9: nobody detached it): its endpoint, veth,
 	// address and port are freed.
 	dead := func(id string) bool { return id != web.id }
@@ -82,6 +103,17 @@ func TestReconcileAfterCrash(t *testing.T) {
 	}
 	if eps, _ := h.m.Endpoints(ctx, web.id); len(eps) != 0 {
 		t.Errorf("endpoints of a dead container: %v", eps)
+	}
+	// Its redirection is gone with it, and with it the last published
+	// port: nothing is left attached or pinned.
+	if got := h.redirects(); len(got) != 0 {
+		t.Errorf("redirections of a dead container survived reconcile: %q", got)
+	}
+	if left := h.redirectLeft(); left != "" {
+		t.Errorf("no port published after reconcile, yet %s", left)
+	}
+	if got, err := fetchTCP("", "127.0.0.1:8088"); err == nil {
+		t.Errorf("127.0.0.1:8088 answers after its container died: %q", got)
 	}
 }
 

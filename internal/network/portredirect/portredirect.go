@@ -1,0 +1,475 @@
+// Package portredirect makes host-local TCP clients reach published ports
+// without NAT: a cgroup sock_addr eBPF program, attached to the root of
+// the cgroup2 hierarchy, rewrites the destination of connect() from a
+// published (address, port) to the container's (address, port) when the
+// socket belongs to the engine's network namespace, and a second program
+// makes getpeername() answer with the address the client dialed. The
+// connection then runs over the bridge as a direct one does: no DNAT, no
+// conntrack NAT, no masquerade on every segment (what Cilium's socket load
+// balancer does).
+//
+// It is an accelerator, never the only path: the nftables DNAT rules stay
+// as they are and serve everything the map does not hold (other hosts,
+// containers, UDP, IPv6, addresses the host gained later).
+//
+// The programs and their maps live in the bpf file system under
+// /sys/fs/bpf/NAME (one NAME per store), so they outlast the berth process
+// that made them; Sync makes the map hold exactly the entries given,
+// creating and attaching what is missing, and Remove (or Sync with no
+// entries) detaches and unpins everything of NAME.
+//
+// Maps (the byte layout the programs read):
+//
+//	services  hash  key {u64 netns cookie; be32 addr; be16 port; u8 proto; u8 0}
+//	                value {be32 addr; be16 port; u16 0}          the container's
+//	revnat    LRU   key {u64 socket cookie}
+//	                value {be32 addr; be16 port; u16 0;           what was dialed
+//	                       be32 addr; be16 port; u16 0}           where it went
+package portredirect
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berthproject/berth/internal/bpf"
+)
+
+// Entry is one published address to redirect.
+type Entry struct {
+	Proto string     // "tcp" (others are not redirected)
+	Addr  netip.Addr // an IPv4 address of the host namespace
+	Port  uint16
+	To    netip.AddrPort // the container's address and port
+}
+
+// BPFFS is where the bpf file system is (mounted there if it is not).
+var BPFFS = "/sys/fs/bpf"
+
+const (
+	pinServices = "services"
+	pinRevNAT   = "revnat"
+	pinConnect  = "connect4"
+	pinPeerName = "getpeername4"
+
+	maxServices = 16384
+	maxRevNAT   = 65536
+)
+
+// Dir is where the objects of name are pinned.
+func Dir(name string) string { return filepath.Join(BPFFS, name) }
+
+// programNames are the names the programs of name load with (at most 15
+// bytes of letters, digits, '_' and '.'), by which leftovers are found on
+// the cgroup when their pins are gone.
+func programNames(name string) (connect, peer string) {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	x := fmt.Sprintf("%08x", h.Sum32())
+	return "brt_c4_" + x, "brt_gp_" + x
+}
+
+// NetNSCookie is the cookie of the calling thread's network namespace.
+func NetNSCookie() (uint64, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	return unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+}
+
+// CgroupRoot finds the root of the cgroup2 hierarchy in /proc/self/mountinfo
+// (/sys/fs/cgroup on a pure v2 host, /sys/fs/cgroup/unified on a hybrid one).
+func CgroupRoot() (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPER
+		pre, post, ok := strings.Cut(s.Text(), " - ")
+		if !ok {
+			continue
+		}
+		f1, f2 := strings.Fields(pre), strings.Fields(post)
+		if len(f1) >= 5 && len(f2) >= 1 && f2[0] == "cgroup2" && f1[3] == "/" {
+			return unescape(f1[4]), nil
+		}
+	}
+	if err := s.Err(); err != nil {
+		return "", err
+	}
+	return "", errors.New("no cgroup2 hierarchy is mounted")
+}
+
+// unescape undoes mountinfo's octal escapes (\040 for a space).
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			fmt.Sscanf(s[i+1:i+4], "%03o", &v)
+			b.WriteByte(v)
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// objects are the open fds of one name's maps and programs.
+type objects struct {
+	services, revnat, connect, peer int
+}
+
+func (o *objects) close() {
+	for _, fd := range []int{o.services, o.revnat, o.connect, o.peer} {
+		if fd > 0 {
+			unix.Close(fd)
+		}
+	}
+}
+
+// Sync makes the redirection of name hold exactly entries, for sockets of
+// the network namespace with cookie netns: it mounts the bpf file system if
+// needed, creates, pins and attaches the programs if they are not, and
+// updates the map. No entries: Remove.
+func Sync(name string, netns uint64, entries []Entry) error {
+	want := map[[16]byte][8]byte{}
+	for _, e := range entries {
+		if e.Proto != "tcp" || !e.Addr.Is4() || !e.To.Addr().Is4() {
+			continue
+		}
+		k := serviceKey(netns, e.Addr, e.Port, unix.IPPROTO_TCP)
+		if _, dup := want[k]; !dup {
+			want[k] = serviceValue(e.To)
+		}
+	}
+	if len(want) == 0 {
+		return Remove(name)
+	}
+	root, err := CgroupRoot()
+	if err != nil {
+		return err
+	}
+	cg, err := unix.Open(root, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open cgroup2 root %s: %w", root, err)
+	}
+	defer unix.Close(cg)
+	if err := mountBPFFS(); err != nil {
+		return err
+	}
+	o, err := open(name)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := remove(name, cg); err != nil {
+			return err
+		}
+		o, err = create(name)
+	}
+	if err != nil {
+		return err
+	}
+	defer o.close()
+
+	keys, err := bpf.Keys(o.services, 16)
+	if err != nil {
+		return fmt.Errorf("list redirections: %w", err)
+	}
+	for _, k := range keys {
+		if _, ok := want[[16]byte(k)]; !ok {
+			if err := bpf.DeleteElem(o.services, k); err != nil && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("delete redirection: %w", err)
+			}
+		}
+	}
+	for k, v := range want {
+		if err := bpf.UpdateElem(o.services, k[:], v[:]); err != nil {
+			return fmt.Errorf("add redirection: %w", err)
+		}
+	}
+	for _, p := range []struct {
+		fd  int
+		typ uint32
+	}{{o.connect, unix.BPF_CGROUP_INET4_CONNECT}, {o.peer, unix.BPF_CGROUP_INET4_GETPEERNAME}} {
+		id, _, err := bpf.ProgInfo(p.fd)
+		if err != nil {
+			return err
+		}
+		ids, err := bpf.Query(cg, p.typ)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(ids, id) {
+			continue
+		}
+		if err := bpf.Attach(cg, p.fd, p.typ); err != nil {
+			return fmt.Errorf("attach to %s: %w", root, err)
+		}
+	}
+	return nil
+}
+
+// open opens the pinned objects of name; os.ErrNotExist if one is missing.
+func open(name string) (*objects, error) {
+	dir := Dir(name)
+	o := &objects{}
+	for _, p := range []struct {
+		fd   *int
+		file string
+	}{{&o.services, pinServices}, {&o.revnat, pinRevNAT}, {&o.connect, pinConnect}, {&o.peer, pinPeerName}} {
+		fd, err := bpf.Get(filepath.Join(dir, p.file))
+		if err != nil {
+			o.close()
+			return nil, err
+		}
+		*p.fd = fd
+	}
+	return o, nil
+}
+
+// create makes the maps and programs of name and pins them, programs last:
+// a directory with all four pins is complete.
+func create(name string) (_ *objects, err error) {
+	o := &objects{}
+	defer func() {
+		if err != nil {
+			o.close()
+		}
+	}()
+	if o.services, err = bpf.CreateMap(bpf.MapSpec{Type: unix.BPF_MAP_TYPE_HASH, KeySize: 16, ValueSize: 8, MaxEntries: maxServices, Name: "brt_services"}); err != nil {
+		return nil, err
+	}
+	if o.revnat, err = bpf.CreateMap(bpf.MapSpec{Type: unix.BPF_MAP_TYPE_LRU_HASH, KeySize: 8, ValueSize: 16, MaxEntries: maxRevNAT, Name: "brt_revnat"}); err != nil {
+		return nil, err
+	}
+	cn, pn := programNames(name)
+	insns, err := ConnectProgram(o.services, o.revnat)
+	if err != nil {
+		return nil, err
+	}
+	if o.connect, err = bpf.LoadProg(bpf.ProgSpec{Type: unix.BPF_PROG_TYPE_CGROUP_SOCK_ADDR, AttachType: unix.BPF_CGROUP_INET4_CONNECT,
+		Name: cn, Insns: insns, License: "Apache-2.0"}); err != nil {
+		return nil, err
+	}
+	if insns, err = PeerNameProgram(o.revnat); err != nil {
+		return nil, err
+	}
+	if o.peer, err = bpf.LoadProg(bpf.ProgSpec{Type: unix.BPF_PROG_TYPE_CGROUP_SOCK_ADDR, AttachType: unix.BPF_CGROUP_INET4_GETPEERNAME,
+		Name: pn, Insns: insns, License: "Apache-2.0"}); err != nil {
+		return nil, err
+	}
+	dir := Dir(name)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, err
+	}
+	for _, p := range []struct {
+		fd   int
+		file string
+	}{{o.services, pinServices}, {o.revnat, pinRevNAT}, {o.connect, pinConnect}, {o.peer, pinPeerName}} {
+		if err := bpf.Pin(p.fd, filepath.Join(dir, p.file)); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// Remove detaches the programs of name from the cgroup2 root and removes
+// its pins. It does nothing (one stat) when there are none in a mounted
+// bpf file system. When no bpf file system is mounted at BPFFS (someone
+// unmounted it: the pins went, what they pinned may still be attached), it
+// looks for programs of name on the cgroup2 root and detaches them, so that
+// a redirection whose records are gone never outlives them.
+func Remove(name string) error {
+	if _, err := os.Lstat(Dir(name)); errors.Is(err, os.ErrNotExist) {
+		var st unix.Statfs_t
+		if err := unix.Statfs(BPFFS, &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
+			return nil
+		}
+	}
+	cg := -1
+	if root, err := CgroupRoot(); err == nil {
+		if cg, err = unix.Open(root, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+			return fmt.Errorf("open cgroup2 root %s: %w", root, err)
+		}
+		defer unix.Close(cg)
+	}
+	return remove(name, cg)
+}
+
+// remove detaches what name has attached to the cgroup open at cg (none if
+// cg < 0), pinned or not, then removes its pins.
+func remove(name string, cg int) error {
+	dir := Dir(name)
+	if cg >= 0 {
+		if err := detachAll(name, cg); err != nil {
+			return err
+		}
+	}
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return os.Remove(dir)
+}
+
+// detachAll detaches the programs named as name's from the cgroup open at cg.
+func detachAll(name string, cg int) error {
+	cn, pn := programNames(name)
+	for _, a := range []struct {
+		typ  uint32
+		name string
+	}{{unix.BPF_CGROUP_INET4_CONNECT, cn}, {unix.BPF_CGROUP_INET4_GETPEERNAME, pn}} {
+		fds, err := attached(cg, a.typ, a.name)
+		if err != nil {
+			return err
+		}
+		for _, fd := range fds {
+			err := bpf.Detach(cg, fd, a.typ)
+			unix.Close(fd)
+			if err != nil && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("detach %s: %w", a.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// attached opens the programs called name attached to the cgroup open at
+// cg for typ.
+func attached(cg int, typ uint32, name string) ([]int, error) {
+	ids, err := bpf.Query(cg, typ)
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	for _, id := range ids {
+		fd, err := bpf.ProgFDByID(id)
+		if err != nil {
+			continue // gone meanwhile, or not ours to see
+		}
+		if _, n, err := bpf.ProgInfo(fd); err == nil && n == name {
+			fds = append(fds, fd)
+			continue
+		}
+		unix.Close(fd)
+	}
+	return fds, nil
+}
+
+// Attached counts the programs of name attached to the cgroup2 root (for
+// tests and diagnostics: 0 once Remove has run).
+func Attached(name string) (int, error) {
+	root, err := CgroupRoot()
+	if err != nil {
+		return 0, err
+	}
+	cg, err := unix.Open(root, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(cg)
+	cn, pn := programNames(name)
+	n := 0
+	for _, a := range []struct {
+		typ  uint32
+		name string
+	}{{unix.BPF_CGROUP_INET4_CONNECT, cn}, {unix.BPF_CGROUP_INET4_GETPEERNAME, pn}} {
+		fds, err := attached(cg, a.typ, a.name)
+		if err != nil {
+			return 0, err
+		}
+		n += len(fds)
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
+	return n, nil
+}
+
+// Entries lists the redirections in the map of name (nil if it has none).
+func Entries(name string) ([]Entry, error) {
+	fd, err := bpf.Get(filepath.Join(Dir(name), pinServices))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	keys, err := bpf.Keys(fd, 16)
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, k := range keys {
+		v := make([]byte, 8)
+		if err := bpf.LookupElem(fd, k, v); err != nil {
+			continue
+		}
+		out = append(out, Entry{
+			Proto: "tcp",
+			Addr:  netip.AddrFrom4([4]byte(k[8:12])),
+			Port:  binary.BigEndian.Uint16(k[12:14]),
+			To:    netip.AddrPortFrom(netip.AddrFrom4([4]byte(v[0:4])), binary.BigEndian.Uint16(v[4:6])),
+		})
+	}
+	return out, nil
+}
+
+func serviceKey(netns uint64, a netip.Addr, port uint16, proto uint8) [16]byte {
+	var k [16]byte
+	binary.NativeEndian.PutUint64(k[0:8], netns)
+	a4 := a.As4()
+	copy(k[8:12], a4[:])
+	binary.BigEndian.PutUint16(k[12:14], port)
+	k[14] = proto
+	return k
+}
+
+func serviceValue(to netip.AddrPort) [8]byte {
+	var v [8]byte
+	a4 := to.Addr().As4()
+	copy(v[0:4], a4[:])
+	binary.BigEndian.PutUint16(v[4:6], to.Port())
+	return v
+}
+
+// mountBPFFS mounts a bpf file system at BPFFS unless one is there.
+func mountBPFFS() error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(BPFFS, &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
+		return nil
+	}
+	if err := os.MkdirAll(BPFFS, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Mount("bpf", BPFFS, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("mount bpf file system at %s: %w", BPFFS, err)
+	}
+	return nil
+}
