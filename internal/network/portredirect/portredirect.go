@@ -337,13 +337,21 @@ func remove(name string, cg int) error {
 	return os.Remove(dir)
 }
 
+// hook is where one of name's programs is attached, and the name it was
+// loaded with.
+type hook struct {
+	typ  uint32
+	name string
+}
+
+func hooks(name string) []hook {
+	cn, pn := programNames(name)
+	return []hook{{unix.BPF_CGROUP_INET4_CONNECT, cn}, {unix.BPF_CGROUP_INET4_GETPEERNAME, pn}}
+}
+
 // detachAll detaches the programs named as name's from the cgroup open at cg.
 func detachAll(name string, cg int) error {
-	cn, pn := programNames(name)
-	for _, a := range []struct {
-		typ  uint32
-		name string
-	}{{unix.BPF_CGROUP_INET4_CONNECT, cn}, {unix.BPF_CGROUP_INET4_GETPEERNAME, pn}} {
+	for _, a := range hooks(name) {
 		fds, err := attached(cg, a.typ, a.name)
 		if err != nil {
 			return err
@@ -393,12 +401,8 @@ func Attached(name string) (int, error) {
 		return 0, err
 	}
 	defer unix.Close(cg)
-	cn, pn := programNames(name)
 	n := 0
-	for _, a := range []struct {
-		typ  uint32
-		name string
-	}{{unix.BPF_CGROUP_INET4_CONNECT, cn}, {unix.BPF_CGROUP_INET4_GETPEERNAME, pn}} {
+	for _, a := range hooks(name) {
 		fds, err := attached(cg, a.typ, a.name)
 		if err != nil {
 			return 0, err
