@@ -359,10 +359,7 @@ func parseResumeState(s string) (resumeState, error) {
 // resume takes the monitor over from berth-shim-idle: what setup and
 // startContainer did is in the state and the inherited descriptors.
 func (s *shim) resume() error {
-	st, err := parseResumeState(s.cfg.resume)
-	if err != nil {
-		return err
-	}
+	st := s.cfg.resume
 	if err := s.setupCommon(); err != nil {
 		return err
 	}

@@ -48,8 +48,8 @@ func TestResumeState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.resume != st.String() || c.resumeOut != [2]int{13, -1} || string(c.resumePartial[0]) != "ab\n" || c.resumePartial[1] != nil {
-		t.Errorf("resume flags read as %q %v %q", c.resume, c.resumeOut, c.resumePartial)
+	if c.resume == nil || *c.resume != st || c.resumeOut != [2]int{13, -1} || string(c.resumePartial[0]) != "ab\n" || c.resumePartial[1] != nil {
+		t.Errorf("resume flags read as %+v %v %q", c.resume, c.resumeOut, c.resumePartial)
 	}
 	if _, err := parseArgs([]string{"--id", "c", "--bundle", "/b", "--runtime", "/bin/true", "--dir", "/d", "--resume-partial-err=zz"}); err == nil {
 		t.Errorf("--resume-partial-err=zz: no error")

@@ -65,7 +65,7 @@ type config struct {
 
 	// After berth-shim-idle (see idle.go): the monitor's state, the
 	// output descriptors (-1: ended) and their incomplete last lines.
-	resume        string
+	resume        *resumeState // nil: a new monitor
 	resumeOut     [2]int
 	resumePartial [2][]byte
 }
@@ -168,7 +168,11 @@ func parseArgs(args []string) (*config, error) {
 		case "exit-arg":
 			c.exitArgs = append(c.exitArgs, value)
 		case "resume":
-			c.resume = value
+			st, perr := parseResumeState(value)
+			if perr != nil {
+				return nil, &usageError{perr.Error()}
+			}
+			c.resume = &st
 		case "resume-out":
 			c.resumeOut[0], err = strconv.Atoi(value)
 		case "resume-err":
@@ -251,42 +255,20 @@ func main() {
 	debug.SetMemoryLimit(memoryLimit)
 	// No heap profile: its samples would cost buckets nobody reads.
 	runtime.MemProfileRate = 0
-	closeStrayFds()
 	os.Exit(run(os.Args[1:]))
 }
 
 // closeStrayFds closes the descriptors the monitor inherited by accident:
-// every one above 2 without close-on-exec but the ready pipe (3), the
-// attach socket (--attach-fd) and, after berth-shim-idle, what it hands
-// back (--resume*). A shell that starts the engine with a pipe open (a
-// command substitution, a CI runner) would otherwise wait on it for the
-// container's life. The Go runtime's own descriptors are all close-on-exec.
-func closeStrayFds() {
-	keep := map[int]bool{}
-	if !resuming(os.Args[1:]) {
-		keep[3] = true // the ready pipe
-	}
-	for _, a := range os.Args[1:] {
-		for _, flag := range []string{"--attach-fd=", "--resume-out=", "--resume-err="} {
-			if v, ok := strings.CutPrefix(a, flag); ok {
-				if n, err := strconv.Atoi(v); err == nil {
-					keep[n] = true
-				}
-			}
-		}
-		if v, ok := strings.CutPrefix(a, "--resume="); ok {
-			if st, err := parseResumeState(v); err == nil {
-				keep[st.ctl], keep[st.att], keep[st.in] = true, true, true
-			}
-		}
-	}
-	// "--attach-fd N" as two words.
-	for i := 1; i+1 < len(os.Args); i++ {
-		if os.Args[i] == "--attach-fd" {
-			if n, err := strconv.Atoi(os.Args[i+1]); err == nil {
-				keep[n] = true
-			}
-		}
+// every one above 2 without close-on-exec but those the command line names
+// (the attach socket; after berth-shim-idle, what it hands back). The ready
+// pipe is close-on-exec by now (readyPipe). A shell that starts the engine
+// with a pipe open (a command substitution, a CI runner) would otherwise
+// wait on it for the container's life. The Go runtime's own descriptors
+// are all close-on-exec.
+func closeStrayFds(c *config) {
+	keep := map[int]bool{c.attachFd: true, c.resumeOut[0]: true, c.resumeOut[1]: true}
+	if r := c.resume; r != nil {
+		keep[r.ctl], keep[r.att], keep[r.in] = true, true, true
 	}
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {

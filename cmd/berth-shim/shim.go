@@ -64,10 +64,11 @@ func run(args []string) int {
 		report(ready, protocol.Ready{Error: "berth-shim: " + err.Error()})
 		return 2
 	}
+	closeStrayFds(cfg)
 	s := &shim{cfg: cfg, reaper: newReaper(), env: childEnv(), ready: ready, attached: make(chan struct{}), hand: newHandover()}
 	s.exe = shimPath()
 	s.idle = newIdle(s.exe, os.Getenv)
-	if cfg.resume != "" {
+	if cfg.resume != nil {
 		if err := s.resume(); err != nil {
 			// The container runs on, without its monitor: the engine
 			// finds it gone and reports the container stopped.

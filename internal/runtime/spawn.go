@@ -275,6 +275,12 @@ func spawn(o spawnOpts) (c *child, fds []int, err error) {
 		env = append(env, "GOMAXPROCS=1") // as berth-nsenter sets it
 		sys = &syscall.SysProcAttr{Cloneflags: d.cloneflags}
 	}
+	if len(files) > nfiles {
+		// The floor above was counted short: the child's fork could put
+		// one of its descriptors where the binary it executes is.
+		parent.Close()
+		return nil, nil, fmt.Errorf("internal error: %d descriptors for the child, %d counted", len(files), nfiles)
+	}
 	// berth-nsenter, single-threaded, moves itself into the cgroup (see
 	// cgroups.Manager.SelfJoin): a cgroup.procs write would wait, after a
 	// quiet while, for an RCU grace period in the kernel, 5-20 ms on an
