@@ -422,6 +422,7 @@ func TestInspectShape(t *testing.T) {
 func TestTop(t *testing.T) {
 	e := newCtrEnv(t)
 	id := e.runD(box, "sh", "-c", "sleep 1001 & exec sleep 1000")
+	e.waitTree(id, "sleep 1000", "sleep 1001")
 	out := lines(e.ok("top", id))
 	if len(out) != 3 || strings.Join(strings.Fields(out[0]), " ") != "UID PID PPID C STIME TTY TIME CMD" {
 		t.Fatalf("top = %q, want ps -ef's header and two processes", out)
@@ -454,6 +455,7 @@ func TestStats(t *testing.T) {
 	e := newCtrEnv(t)
 	id := e.runD("--name", "st1", "-m", "64m", box, "sh", "-c", "sleep 1001 & exec sleep 1000")
 	e.runD("--name", "st2", box, "sleep", "1000")
+	e.waitTree(id, "sleep 1000", "sleep 1001")
 	out := lines(e.ok("stats", "--no-stream"))
 	if len(out) != 3 || strings.Join(strings.Fields(out[0]), " ") != "CONTAINER ID NAME CPU % MEM USAGE / LIMIT MEM % NET I/O BLOCK I/O PIDS" {
 		t.Fatalf("stats --no-stream = %q, want Docker's header and two rows", out)

@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -318,6 +319,30 @@ func pidsMentioning(s string) []int {
 func cmdline(pid int) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+}
+
+// waitTree waits until the container's init runs initCmd and has the
+// children whose command lines are given: a container started with
+// "sh -c 'sleep 1001 & exec sleep 1000'" is running when run -d returns,
+// but its shell may not have forked or exec'd yet.
+func (e *ctrEnv) waitTree(id, initCmd string, children ...string) {
+	e.t.Helper()
+	pid := e.cstate(id).Pid
+	want := slices.Clone(children)
+	slices.Sort(want)
+	waitFor(e.t, fmt.Sprintf("the processes of %s to be %q with children %q", id, initCmd, children), func() bool {
+		if cmdline(pid) != initCmd {
+			return false
+		}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		var got []string
+		for _, c := range strings.Fields(string(b)) {
+			n, _ := strconv.Atoi(c)
+			got = append(got, cmdline(n))
+		}
+		slices.Sort(got)
+		return slices.Equal(got, want)
+	})
 }
 
 // mountsUnder lists the mount points at or below dir.
