@@ -24,9 +24,11 @@
  *   berth-shim-idle --dir DIR --pid PID --control FD --attach FD
  *       [--out FD] [--err FD] [--log PATH --log-max-size N
  *       --log-max-files N] [--partial-out HEX] [--partial-err HEX]
- *       --resume STATE -- SHIM ARGS...
+ *       --resume STATE [--shim-fd FD] -- SHIM ARGS...
  *
- * and back:
+ * and back, by --shim-fd (berth-shim's binary as it was when the container
+ * started, pinned by an open descriptor; SHIM ARGS' first is its path, for
+ * ps) or else by the path:
  *
  *   SHIM ARGS... --resume=STATE --resume-out=FD --resume-err=FD
  *       [--resume-partial-out=HEX] [--resume-partial-err=HEX]
@@ -48,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -81,6 +84,7 @@ static int log_failed; /* a log write failed: warned once */
 static pid_t init_pid;
 static int control_fd = -1, attach_fd = -1;
 static const char *resume_state;
+static int shim_fd = -1;
 static char **shim_argv; /* SHIM ARGS... */
 static int shim_argc;
 
@@ -472,7 +476,13 @@ static void wake(sigset_t *blocked)
 	argv[n] = NULL;
 	static int failed;
 	sigprocmask(SIG_UNBLOCK, blocked, NULL);
-	execv(shim_argv[0], argv);
+	if (shim_fd >= 0) {
+		char self[40];
+		snprintf(self, sizeof self, "/proc/self/fd/%d", shim_fd);
+		execv(self, argv);
+	} else {
+		execv(shim_argv[0], argv);
+	}
 	if (!failed++) /* tried again every second: said once */
 		warn("wake berth-shim: execute it (trying again every second)", errno);
 	sigprocmask(SIG_BLOCK, blocked, NULL);
@@ -504,6 +514,8 @@ int main(int argc, char **argv)
 	long long pid = 0;
 	int bad = 0;
 
+	/* Executed by descriptor (/proc/self/fd/N), the process is named "N". */
+	prctl(PR_SET_NAME, "berth-shim-idle");
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (strcmp(a, "--") == 0) {
@@ -541,6 +553,8 @@ int main(int argc, char **argv)
 			partial[1] = v;
 		else if (strcmp(a, "--resume") == 0)
 			resume_state = v;
+		else if (strcmp(a, "--shim-fd") == 0)
+			bad |= parse_fd(v, &shim_fd);
 		else {
 			usage("unknown flag", a);
 			bad = 1;

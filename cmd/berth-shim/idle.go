@@ -33,6 +33,13 @@ import (
 // pipe or pty (the copies stop reading before it, and the incomplete last
 // line goes along), the init's exit waits as a zombie (the hand-over holds
 // the reaper's lock, and berth-shim-idle never reaps the init).
+//
+// Both programs are executed from descriptors opened when the monitor first
+// starts (its own binary through /proc/self/exe, berth-shim-idle by path),
+// kept across every hand-over: a container's monitor runs the code it was
+// started with for the container's whole life, as a monitor that never goes
+// idle does, even when berth is upgraded meanwhile. The resume state and the
+// two programs' arguments therefore never meet another build's.
 
 // defaultIdleDelay is how long the monitor must have had nothing to do
 // before it hands over. BERTH_SHIM_IDLE in the monitor's environment
@@ -46,6 +53,8 @@ const idleBinary = "berth-shim-idle"
 type idle struct {
 	path  string // berth-shim-idle; "": never hand over
 	delay time.Duration
+	// The binaries the hand-overs execute (see above); -1 when path is "".
+	fd, shimFd int
 
 	mu       sync.Mutex
 	cond     *sync.Cond // handing changed
@@ -59,8 +68,8 @@ type idle struct {
 // errHanding is accept's answer while a hand-over is under way.
 var errHanding = errors.New("handing over to " + idleBinary)
 
-func newIdle(shimPath string, env func(string) string) *idle {
-	d := &idle{delay: defaultIdleDelay, kick: make(chan struct{}, 1)}
+func newIdle(shimPath string, env func(string) string, resume *resumeState) *idle {
+	d := &idle{delay: defaultIdleDelay, kick: make(chan struct{}, 1), fd: -1, shimFd: -1}
 	d.cond = sync.NewCond(&d.mu)
 	switch v := env("BERTH_SHIM_IDLE"); v {
 	case "":
@@ -75,9 +84,26 @@ func newIdle(shimPath string, env func(string) string) *idle {
 		return d
 	}
 	p := filepath.Join(filepath.Dir(shimPath), idleBinary)
-	if unix.Access(p, unix.X_OK) == nil {
-		d.path = p
+	if resume != nil {
+		// The binaries pinned by the first start came along.
+		if resume.idleFd >= 0 && resume.shimFd >= 0 {
+			d.path, d.fd, d.shimFd = p, resume.idleFd, resume.shimFd
+			unix.CloseOnExec(d.fd)
+			unix.CloseOnExec(d.shimFd)
+		}
+		return d
 	}
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return d
+	}
+	// The file this process runs, even if its path was replaced since.
+	self, err := unix.Open("/proc/self/exe", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(fd)
+		return d
+	}
+	d.path, d.fd, d.shimFd = p, fd, self
 	return d
 }
 
@@ -204,6 +230,7 @@ func (s *shim) execIdle(init *proc) error {
 	st := resumeState{
 		pid: init.pid, restarts: s.restarts, startedAt: s.startedAt.UnixNano(), oomBase: s.oomBase,
 		backoff: int64(s.backoff.Delay()), ctl: s.ctlFd, att: s.attFd, in: -1,
+		idleFd: s.idle.fd, shimFd: s.idle.shimFd,
 	}
 	outFds := [2]int{-1, -1}
 	for i, o := range s.outs {
@@ -241,10 +268,10 @@ func (s *shim) execIdle(init *proc) error {
 			argv = append(argv, flag, hex.EncodeToString(p))
 		}
 	}
-	argv = append(argv, "--resume", st.String(), "--", s.exe)
+	argv = append(argv, "--resume", st.String(), "--shim-fd", strconv.Itoa(st.shimFd), "--", s.exe)
 	argv = append(argv, s.cfg.argv()...)
 
-	pass := []int{st.ctl, st.att, outFds[0], outFds[1]}
+	pass := []int{st.ctl, st.att, outFds[0], outFds[1], st.idleFd, st.shimFd}
 	if st.in >= 0 {
 		pass = append(pass, st.in)
 	}
@@ -255,7 +282,9 @@ func (s *shim) execIdle(init *proc) error {
 			}
 		}
 	}
-	err := syscall.Exec(s.idle.path, argv, os.Environ())
+	// By the pinned descriptor; argv[0] keeps the path for ps, and the
+	// program sets its name back (comm would be the descriptor's number).
+	err := syscall.Exec("/proc/self/fd/"+strconv.Itoa(st.idleFd), argv, os.Environ())
 	for _, fd := range pass {
 		if fd >= 0 {
 			unix.CloseOnExec(fd)
@@ -283,6 +312,7 @@ type resumeState struct {
 	in                 int   // the container's stdin: -1 none, -2 the pty, else the pipe
 	inPipe, inOnceDone bool
 	winH, winW         uint16 // the terminal's size asked for (0: none)
+	idleFd, shimFd     int    // the pinned binaries (see idle)
 }
 
 func (r resumeState) String() string {
@@ -295,6 +325,7 @@ func (r resumeState) String() string {
 		{"restarts", int64(r.restarts)}, {"started", r.startedAt}, {"oom", r.oomBase}, {"backoff", r.backoff},
 		{"ctl", int64(r.ctl)}, {"att", int64(r.att)}, {"in", int64(r.in)}, {"inpipe", b2i(r.inPipe)},
 		{"once", b2i(r.inOnceDone)}, {"winh", int64(r.winH)}, {"winw", int64(r.winW)},
+		{"idlefd", int64(r.idleFd)}, {"shimfd", int64(r.shimFd)},
 	} {
 		b = append(b, ',')
 		b = append(b, kv.k...)
@@ -346,11 +377,15 @@ func parseResumeState(s string) (resumeState, error) {
 			r.winH = uint16(n)
 		case "winw":
 			r.winW = uint16(n)
+		case "idlefd":
+			r.idleFd = int(n)
+		case "shimfd":
+			r.shimFd = int(n)
 		default:
 			return r, errors.New("--resume: unknown field " + strconv.Quote(k))
 		}
 	}
-	if seen != 12 || r.pid <= 0 || r.ctl < 3 || r.att < 3 {
+	if seen != 14 || r.pid <= 0 || r.ctl < 3 || r.att < 3 || r.idleFd < 3 || r.shimFd < 3 {
 		return r, errors.New("--resume: incomplete state " + strconv.Quote(s))
 	}
 	return r, nil

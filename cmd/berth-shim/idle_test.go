@@ -32,13 +32,13 @@ func TestConfigArgvRoundTrip(t *testing.T) {
 
 func TestResumeState(t *testing.T) {
 	st := resumeState{pid: 42, restarts: 3, startedAt: 1764400000123456789, oomBase: -1, backoff: 400e6,
-		ctl: 12, att: 11, in: -2, inPipe: false, inOnceDone: true, winH: 40, winW: 120}
+		ctl: 12, att: 11, in: -2, inPipe: false, inOnceDone: true, winH: 40, winW: 120, idleFd: 9, shimFd: 10}
 	got, err := parseResumeState(st.String())
 	if err != nil || got != st {
 		t.Fatalf("parseResumeState(%q) = %+v, %v; want %+v", st.String(), got, err, st)
 	}
 	for _, bad := range []string{"", "pid=1", st.String() + ",extra=1", strings.Replace(st.String(), "ctl=12", "ctl=x", 1),
-		strings.Replace(st.String(), "pid=42", "pid=0", 1)} {
+		strings.Replace(st.String(), "pid=42", "pid=0", 1), strings.Replace(st.String(), "shimfd=10", "shimfd=-1", 1)} {
 		if _, err := parseResumeState(bad); err == nil {
 			t.Errorf("parseResumeState(%q): no error", bad)
 		}

@@ -269,6 +269,7 @@ func closeStrayFds(c *config) {
 	keep := map[int]bool{c.attachFd: true, c.resumeOut[0]: true, c.resumeOut[1]: true}
 	if r := c.resume; r != nil {
 		keep[r.ctl], keep[r.att], keep[r.in] = true, true, true
+		keep[r.idleFd], keep[r.shimFd] = true, true
 	}
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -67,8 +68,10 @@ func run(args []string) int {
 	closeStrayFds(cfg)
 	s := &shim{cfg: cfg, reaper: newReaper(), env: childEnv(), ready: ready, attached: make(chan struct{}), hand: newHandover()}
 	s.exe = shimPath()
-	s.idle = newIdle(s.exe, os.Getenv)
+	s.idle = newIdle(s.exe, os.Getenv, cfg.resume)
 	if cfg.resume != nil {
+		// Executed by descriptor (/proc/self/fd/N), the process is named "N".
+		_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("berth-shim\x00")[0])), 0, 0, 0)
 		if err := s.resume(); err != nil {
 			// The container runs on, without its monitor: the engine
 			// finds it gone and reports the container stopped.

@@ -307,3 +307,91 @@ func TestIdleMonitorReapsOrphans(t *testing.T) {
 		t.Errorf("wait: %q, want 5", got)
 	}
 }
+
+// TestIdleMonitorUpgrade: a monitor runs the binaries its container was
+// started with for the container's whole life. berth-shim and
+// berth-shim-idle replaced on disk (an upgrade, by rename) while the
+// container runs change nothing: every wake and hand-over afterwards still
+// executes the old pair, whose resume state and arguments match.
+func TestIdleMonitorUpgrade(t *testing.T) {
+	t.Setenv("BERTH_SHIM_IDLE", "50ms")
+	e := newCtrEnv(t)
+	x := t.TempDir()
+
+	// A copy of the binaries, to be "upgraded" without touching the ones
+	// the other tests use.
+	bin := filepath.Join(t.TempDir(), "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(filepath.Dir(berthBin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ent := range ents {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(berthBin), ent.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(bin, ent.Name()), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := e.berthCmd("run", "-d", "--restart", "on-failure:2", "-v", x+":/x", box, "sh", "-c",
+		`n=$(( $(cat /x/n 2>/dev/null || echo 0) + 1 )); echo $n > /x/n; while [ ! -e /x/go$n ]; do sleep 0.05; done; exit 1`)
+	cmd.Path, cmd.Args[0] = filepath.Join(bin, "berth"), filepath.Join(bin, "berth")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("run -d with the copied binaries: %v %s", err, out)
+	}
+	id := e.remember(strings.TrimSpace(string(out)))
+
+	marker := filepath.Join(x, "new-binary-ran")
+	run := func(n int) {
+		t.Helper()
+		waitFor(t, "run "+strconv.Itoa(n), func() bool {
+			if b, err := os.ReadFile(marker); err == nil {
+				t.Fatalf("before run %d: a replaced binary was executed: %s", n, b)
+			}
+			b, _ := os.ReadFile(filepath.Join(x, "n"))
+			return strings.TrimSpace(string(b)) == strconv.Itoa(n)
+		})
+	}
+	run(1)
+	pid := e.idleMonitor(id)
+	for _, name := range []string{"berth-shim", "berth-shim-idle"} {
+		p := filepath.Join(bin, name)
+		script := "#!/bin/sh\necho \"$0 $*\" >> " + marker + "\nexit 1\n"
+		if err := os.WriteFile(p+".new", []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(p+".new", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n := 1; n <= 3; n++ {
+		run(n)
+		if got := e.idleMonitor(id); got != pid {
+			t.Fatalf("run %d: the monitor is pid %d, was %d", n, got, pid)
+		}
+		exe, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+		comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+		if exe != filepath.Join(bin, "berth-shim-idle")+" (deleted)" || string(comm) != "berth-shim-idle\n" {
+			t.Errorf("run %d: the idle monitor executes %q named %q; want the replaced berth-shim-idle, named so", n, exe, comm)
+		}
+		if err := os.WriteFile(filepath.Join(x, "go"+strconv.Itoa(n)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the third run's exit", func() bool {
+		st := e.cstate(id)
+		return !st.Running && !st.Restarting && st.ExitCode == 1
+	})
+	if got := strings.TrimSpace(e.ok("inspect", "-f", "{{.RestartCount}}", id)); got != "2" {
+		t.Errorf("RestartCount %s, want 2", got)
+	}
+	if b, err := os.ReadFile(marker); err == nil {
+		t.Errorf("a replaced binary was executed: %s", b)
+	}
+	e.monitorGone(id)
+}
