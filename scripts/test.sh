@@ -40,8 +40,8 @@ if [ "${SKIP_REFERENCE:-}" != 1 ]; then
 fi
 
 if [ "${SKIP_QEMU:-}" != 1 ]; then
-	log "cgroup v2 in a VM: the cgroups package"
-	test/qemu/run.sh -m loop -p ./internal/cgroups
+	log "cgroup v2 in a VM: the cgroups package, and the published ports' connect-time redirection (its programs attach to the cgroup2 root)"
+	test/qemu/run.sh -m loop -p ./internal/cgroups -p ./internal/network/portredirect
 	log "cgroup v2 in a VM: the whole runtime conformance suite against berth-runtime"
 	CGO_ENABLED=0 go test -c -o /tmp/berth-integration.test ./test/integration
 	test/qemu/run.sh -t 600 -f bin/berth-runtime:/work/bin/berth-runtime \
