@@ -226,6 +226,10 @@ func (s *shim) startContainer(first bool) error {
 		}
 		t.Stop()
 	}
+	// The count before the run, read before the runtime makes the cgroup:
+	// a container can be killed for memory within a millisecond of its
+	// start, before the runtime has even returned.
+	s.oomBase = s.oomCountBefore()
 	if err := s.launch(); err != nil {
 		return err
 	}
@@ -323,7 +327,6 @@ func (s *shim) launch() (err error) {
 	if s.init, err = s.reaper.watch(pid); err != nil {
 		return errors.New("OCI runtime create failed: watch the init: " + err.Error())
 	}
-	s.oomBase = s.oomCount()
 	return nil
 }
 
@@ -675,6 +678,23 @@ func (s *shim) oomCount() int64 {
 		return -1
 	}
 	b, err := os.ReadFile(s.cfg.oomFile)
+	if err != nil {
+		return -1
+	}
+	return parseOOMKill(b)
+}
+
+// oomCountBefore is the oom_kill count a run starts from: the cgroup's
+// current count when it exists already, 0 when it does not (the runtime
+// makes it anew, counting from 0).
+func (s *shim) oomCountBefore() int64 {
+	if s.cfg.oomFile == "" {
+		return -1
+	}
+	b, err := os.ReadFile(s.cfg.oomFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
 	if err != nil {
 		return -1
 	}
