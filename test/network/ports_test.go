@@ -182,6 +182,20 @@ func testPublishedPorts(t *testing.T, redirect bool) {
 	if !errors.Is(err, network.ErrConflict) || !strings.Contains(err.Error(), "in use on the host") {
 		t.Errorf("publishing a port a host program listens on: %v; want a conflict", err)
 	}
+	// Where IPv6 clients are served, a host program on [::1] holds the
+	// port too (docker-proxy's bind to [::] would fail the same way).
+	if redirect {
+		l6, err := net.Listen("tcp6", "[::1]:7071")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l6.Close()
+		_, err = h.m.Attach(context.Background(), network.AttachOptions{ContainerID: third.id, ContainerName: "third", NetNS: third.ns, Network: "bridge",
+			Ports: []network.PortRequest{{Proto: "tcp", HostPort: 7071, ContainerPort: 80}}})
+		if !errors.Is(err, network.ErrConflict) || !strings.Contains(err.Error(), "in use on the host") {
+			t.Errorf("publishing a port a host program listens on at [::1]: %v; want a conflict", err)
+		}
+	}
 	if n := len(linksOf(t, "")); n != linksBefore {
 		t.Errorf("refused attaches left links behind: %d links, had %d", n, linksBefore)
 	}
