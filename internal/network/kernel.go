@@ -163,9 +163,9 @@ var servesIPv6 = func() bool { return ipv6Enabled() && RedirectAvailable() == ni
 // sockets of this network namespace, a port published on every address
 // redirected from 127.0.0.1, ::1 and each address the namespace has now
 // (IPv6 link-local ones excepted; an address added later is served by
-// DNAT, or not at all over IPv6 for an IPv4-only container). With no rs (or redirection
-// turned off) it removes what there is, which costs one stat when there is
-// nothing. A failure (an old kernel, no cgroup2, EPERM) leaves the DNAT
+// DNAT, or not at all over IPv6 for an IPv4-only container). With no rs
+// (or redirection turned off) it removes what there is, which costs one
+// stat when there is nothing. A failure (an old kernel, no cgroup2, EPERM) leaves the DNAT
 // rules alone to serve the ports: it is logged at debug level and what was
 // half made is removed.
 func (k *hostKernel) SyncRedirects(rs []Redirect) {
@@ -224,8 +224,7 @@ func (k *hostKernel) syncRedirects(rs []Redirect) error {
 		}
 	}
 	for _, r := range rs {
-		switch {
-		case r.HostIP.IsValid() && !r.HostIP.IsUnspecified():
+		if r.HostIP.IsValid() && !r.HostIP.IsUnspecified() {
 			add([]netip.Addr{r.HostIP}, r)
 			continue
 		}
