@@ -14,7 +14,11 @@
 #       docker-proxy and the host's address with its DNAT rule; for berth
 #       also by 127.0.0.2 ("published-dnat": the DNAT path that 127.0.0.1
 #       takes with BERTH_PORT_REDIRECT=0, which the environment passes on
-#       to berth for a whole run without redirection)
+#       to berth for a whole run without redirection); for berth and docker
+#       also by [::1] ("published-v6lo": docker's docker-proxy on [::],
+#       berth's connect-time redirection to the IPv4-only container's
+#       address mapped; podman does not serve [::1]; B5_V6_PATH=0 leaves it
+#       out)
 #
 # Everything runs inside a throwaway network namespace made for the run (the
 # "host" of every engine: their bridges and firewall rules live and die with
@@ -131,9 +135,12 @@ b5=$T/harness/b5-network.sh
 sed -i -e 's|-p "127.0.0.1:$pi:5201" -p "127.0.0.1:$ph:8080"|-p "$pi:5201" -p "$ph:8080"|' \
 	-e 's|^  TOOLS+=("$e-bridge" "$e-published")$|  TOOLS+=("$e-bridge" "$e-published" "$e-hostaddr")\
   TGT_IPERF[$e-hostaddr]='"$HOST_ADDR"':$pi; TGT_HTTP[$e-hostaddr]='"$HOST_ADDR"':$ph\
-  if [[ $e == berth* \&\& ${B5_DNAT_PATH:-1} == 1 ]]; then TOOLS+=("$e-published-dnat"); TGT_IPERF[$e-published-dnat]=127.0.0.2:$pi; TGT_HTTP[$e-published-dnat]=127.0.0.2:$ph; fi|' "$b5"
-grep -q '"$e-hostaddr"' "$b5" && grep -q -- '-p "$pi:5201"' "$b5" && grep -q 'published-dnat' "$b5" ||
-	die "could not add the host address path to $b5"
+  if [[ $e == berth* \&\& ${B5_DNAT_PATH:-1} == 1 ]]; then TOOLS+=("$e-published-dnat"); TGT_IPERF[$e-published-dnat]=127.0.0.2:$pi; TGT_HTTP[$e-published-dnat]=127.0.0.2:$ph; fi\
+  if [[ $e != podman \&\& ${B5_V6_PATH:-1} == 1 ]]; then TOOLS+=("$e-published-v6lo"); TGT_IPERF[$e-published-v6lo]=[::1]:$pi; TGT_HTTP[$e-published-v6lo]=[::1]:$ph; fi|' \
+	-e 's|^  if iperf3 -c "$host"|  host=${host#[[]}; host=${host%[]]}\n&|' "$b5"
+grep -q '"$e-hostaddr"' "$b5" && grep -q -- '-p "$pi:5201"' "$b5" && grep -q 'published-dnat' "$b5" &&
+	grep -q 'published-v6lo' "$b5" && grep -qF 'host=${host#[[]}' "$b5" ||
+	die "could not add the host address and [::1] paths to $b5"
 profiles=$T/harness/engines
 
 for e in "${want[@]}"; do

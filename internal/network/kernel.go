@@ -129,12 +129,43 @@ func stampOf(id string, gen uint32) string { return fmt.Sprintf("v1 %s gen %d\n"
 // is removed by the next change of the rules).
 const RedirectEnv = "BERTH_PORT_REDIRECT"
 
+// RedirectAvailable tells why connect-time redirection cannot serve
+// published ports here (nil: it can): turned off by BERTH_PORT_REDIRECT=0,
+// no cgroup2 hierarchy, or a kernel without SO_NETNS_COOKIE (5.14). It
+// does not load the programs: a kernel that refuses them is found when the
+// rules are applied (and logged at debug level).
+func RedirectAvailable() error {
+	if os.Getenv(RedirectEnv) == "0" {
+		return fmt.Errorf("connect-time redirection is turned off (%s=0)", RedirectEnv)
+	}
+	if _, err := portredirect.CgroupRoot(); err != nil {
+		return fmt.Errorf("connect-time redirection needs cgroup2: %w", err)
+	}
+	if _, err := portredirect.NetNSCookie(); err != nil {
+		return fmt.Errorf("connect-time redirection needs SO_NETNS_COOKIE (Linux 5.14): %w", err)
+	}
+	return nil
+}
+
+// ipv6Enabled tells whether this network namespace has IPv6.
+func ipv6Enabled() bool {
+	b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+	return err == nil && strings.TrimSpace(string(b)) == "0"
+}
+
+// servesIPv6 tells whether host clients reach published ports of IPv4-only
+// containers over IPv6 ([::1] and the host's IPv6 addresses): the
+// redirection is available and the namespace has IPv6. A variable for the
+// tests.
+var servesIPv6 = func() bool { return ipv6Enabled() && RedirectAvailable() == nil }
+
 // SyncRedirects makes the store's connect-time redirection hold rs, for
 // sockets of this network namespace, a port published on every address
-// redirected from 127.0.0.1 and each IPv4 address the namespace has now
-// (an address added later is served by DNAT). With no rs (or redirection
-// turned off) it removes what there is, which costs one stat when there is
-// nothing. A failure (an old kernel, no cgroup2, EPERM) leaves the DNAT
+// redirected from 127.0.0.1, ::1 and each address the namespace has now
+// (IPv6 link-local ones excepted; an address added later is served by
+// DNAT, or not at all over IPv6 for an IPv4-only container). With no rs
+// (or redirection turned off) it removes what there is, which costs one
+// stat when there is nothing. A failure (an old kernel, no cgroup2, EPERM) leaves the DNAT
 // rules alone to serve the ports: it is logged at debug level and what was
 // half made is removed.
 func (k *hostKernel) SyncRedirects(rs []Redirect) {
@@ -159,29 +190,52 @@ func (k *hostKernel) syncRedirects(rs []Redirect) error {
 	if err != nil {
 		return fmt.Errorf("netns cookie: %w", err)
 	}
-	var local []netip.Addr
-	for _, r := range rs {
-		if !r.HostIP.IsValid() {
-			addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
-			if err != nil {
-				return fmt.Errorf("list addresses: %w", err)
-			}
-			for _, a := range addrs {
-				if ip, ok := netip.AddrFromSlice(a.IP); ok {
-					local = append(local, ip.Unmap())
-				}
-			}
-			break
+	var local4, local6 []netip.Addr
+	var listed bool
+	list := func() error {
+		if listed {
+			return nil
 		}
+		listed = true
+		addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+		if err != nil {
+			return fmt.Errorf("list addresses: %w", err)
+		}
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			switch ip = ip.Unmap(); {
+			case !ok:
+			case ip.Is4():
+				local4 = append(local4, ip)
+			case !ip.IsLinkLocalUnicast() && !ip.IsMulticast():
+				local6 = append(local6, ip)
+			}
+		}
+		return nil
 	}
 	var entries []portredirect.Entry
+	add := func(addrs []netip.Addr, r Redirect) {
+		for _, a := range addrs {
+			to := r.To
+			if a.Is6() && r.To6.IsValid() {
+				to = r.To6
+			}
+			entries = append(entries, portredirect.Entry{Proto: "tcp", Addr: a, Port: r.HostPort, To: to})
+		}
+	}
 	for _, r := range rs {
-		if r.HostIP.IsValid() {
-			entries = append(entries, portredirect.Entry{Proto: "tcp", Addr: r.HostIP, Port: r.HostPort, To: r.To})
+		if r.HostIP.IsValid() && !r.HostIP.IsUnspecified() {
+			add([]netip.Addr{r.HostIP}, r)
 			continue
 		}
-		for _, a := range local {
-			entries = append(entries, portredirect.Entry{Proto: "tcp", Addr: a, Port: r.HostPort, To: r.To})
+		if err := list(); err != nil {
+			return err
+		}
+		if !r.HostIP.IsValid() || r.HostIP.Is4() {
+			add(local4, r)
+		}
+		if !r.HostIP.IsValid() || r.HostIP.Is6() {
+			add(local6, r)
 		}
 	}
 	return portredirect.Sync(k.redirect, cookie, entries)

@@ -18,12 +18,28 @@ import (
 
 func newTestManager(t *testing.T) (*Manager, *fakeKernel, *fakeDNS) {
 	t.Helper()
+	withRedirect(t, false)
 	k, d := newFakeKernel(), &fakeDNS{}
 	m, err := newManager(Config{Dir: t.TempDir(), DNS: d}, func() (kernel, error) { return k, nil })
 	if err != nil {
 		t.Fatal(err)
 	}
 	return m, k, d
+}
+
+// withRedirect makes the connect-time redirection available (IPv6 clients
+// served: [::1] can be published, [::] listed for IPv4-only containers) or
+// not, for the test, whatever the machine running it has.
+func withRedirect(t *testing.T, ok bool) {
+	oldServes, oldCheck := servesIPv6, loopback6Check
+	t.Cleanup(func() { servesIPv6, loopback6Check = oldServes, oldCheck })
+	servesIPv6 = func() bool { return ok }
+	loopback6Check = func() error {
+		if ok {
+			return nil
+		}
+		return errors.New("publishing on IPv6 loopback is not supported here: connect-time redirection is turned off (BERTH_PORT_REDIRECT=0)")
+	}
 }
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
@@ -339,7 +355,8 @@ func TestPorts(t *testing.T) {
 		{"all addresses over a specific one", PortRequest{Proto: "tcp", HostPort: 8081, ContainerPort: 80}, "already published"},
 		{"a host program's port", PortRequest{Proto: "tcp", HostPort: 9000, ContainerPort: 80}, "in use on the host"},
 		{"sctp", PortRequest{Proto: "sctp", HostPort: 7000, ContainerPort: 80}, "only tcp and udp"},
-		{"IPv6 host address on an IPv4 network", PortRequest{Proto: "tcp", HostIP: ip("::1"), HostPort: 7001, ContainerPort: 80}, "no IPv6"},
+		{"IPv6 host address on an IPv4 network", PortRequest{Proto: "tcp", HostIP: ip("fd00::1"), HostPort: 7001, ContainerPort: 80}, "no IPv6"},
+		{"[::1] without the redirection", PortRequest{Proto: "tcp", HostIP: ip("::1"), HostPort: 7001, ContainerPort: 80}, "IPv6 loopback is not supported"},
 	}
 	for _, tt := range bad {
 		_, err := m.Attach(ctx, AttachOptions{ContainerID: "b", ContainerName: "b", NetNS: "/b", Network: "bridge", Ports: []PortRequest{tt.req}})
@@ -363,6 +380,7 @@ func TestPorts(t *testing.T) {
 }
 
 func TestPortRequests(t *testing.T) {
+	withRedirect(t, false)
 	bindings := network.PortMap{
 		network.MustParsePort("80/tcp"):  {{HostPort: "8080"}, {HostIP: ip("127.0.0.1"), HostPort: "9090"}},
 		network.MustParsePort("53/udp"):  {{HostPort: ""}},
@@ -393,6 +411,11 @@ func TestPortRequests(t *testing.T) {
 	if _, err := PortRequests(network.PortMap{network.MustParsePort("80/tcp"): {{HostIP: ip("::1"), HostPort: "8080"}}}, nil, false); !errors.Is(err, ErrInvalid) ||
 		!strings.Contains(err.Error(), "IPv6 loopback is not supported") {
 		t.Errorf("PortRequests([::1]:8080:80) = %v, want ErrInvalid naming IPv6 loopback", err)
+	}
+	withRedirect(t, true)
+	if reqs, err := PortRequests(network.PortMap{network.MustParsePort("80/tcp"): {{HostIP: ip("::1"), HostPort: "8080"}}}, nil, false); err != nil ||
+		len(reqs) != 1 || reqs[0].String() != "::1:8080:80/tcp" {
+		t.Errorf("PortRequests([::1]:8080:80) with the redirection = %v, %v", reqs, err)
 	}
 	for _, hp := range []string{"x", "0-10", "70000", "9000-8000"} {
 		if _, err := PortRequests(network.PortMap{network.MustParsePort("80/tcp"): {{HostPort: hp}}}, nil, false); !errors.Is(err, ErrInvalid) {
@@ -571,9 +594,10 @@ func TestValidName(t *testing.T) {
 }
 
 // The redirections the kernel is given follow the records in the same
-// calls as the rules: TCP over IPv4 only (UDP, IPv6 host addresses and
-// --internal networks keep DNAT alone, or nothing), "every address" left
-// to the kernel side to expand; gone with the endpoint.
+// calls as the rules: every TCP port, with the container's IPv4 and IPv6
+// addresses (UDP and --internal networks keep DNAT alone, or nothing),
+// "every address" left to the kernel side to expand (0.0.0.0: IPv4 ones
+// only); gone with the endpoint.
 func TestRedirects(t *testing.T) {
 	m, k, _ := newTestManager(t)
 	if _, err := m.Create(ctx, CreateOptions{Name: "v6", IPv6: true, Subnets: []netip.Prefix{pfx("10.9.0.0/24"), pfx("fd00:9::/64")}}); err != nil {
@@ -587,10 +611,12 @@ func TestRedirects(t *testing.T) {
 		{Proto: "tcp", HostIP: ip("fd00:9::1"), HostPort: 8083, ContainerPort: 83},
 	}})
 	to := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(a.IPv4.Addr(), port) }
+	to6 := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(a.IPv6.Addr(), port) }
 	want := []Redirect{
-		{HostPort: 8080, To: to(80)},
-		{HostIP: ip("127.0.0.1"), HostPort: 8081, To: to(81)},
-		{HostPort: 8082, To: to(82)},
+		{HostPort: 8080, To: to(80), To6: to6(80)},
+		{HostIP: ip("127.0.0.1"), HostPort: 8081, To: to(81), To6: to6(81)},
+		{HostIP: ip("0.0.0.0"), HostPort: 8082, To: to(82), To6: to6(82)},
+		{HostIP: ip("fd00:9::1"), HostPort: 8083, To: to(83), To6: to6(83)},
 	}
 	if !slices.Equal(k.redirects, want) {
 		t.Errorf("redirects = %v, want %v", k.redirects, want)
@@ -607,6 +633,42 @@ func TestRedirects(t *testing.T) {
 	}
 	if len(k.redirects) != 0 {
 		t.Errorf("after detach: redirects = %v", k.redirects)
+	}
+	// An IPv4-only container: [::1] is accepted where the redirection
+	// is, and goes to the IPv4 address (To6 none); no DNAT rule for it.
+	withRedirect(t, true)
+	c := attach(t, m, "c", "bridge", AttachOptions{Ports: []PortRequest{
+		{Proto: "tcp", HostPort: 8090, ContainerPort: 80},
+		{Proto: "tcp", HostIP: ip("::1"), HostPort: 8091, ContainerPort: 81},
+	}})
+	cto := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(c.IPv4.Addr(), port) }
+	if want := []Redirect{{HostPort: 8090, To: cto(80)}, {HostIP: ip("::1"), HostPort: 8091, To: cto(81)}}; !slices.Equal(k.redirects, want) {
+		t.Errorf("IPv4-only container: redirects = %v, want %v", k.redirects, want)
+	}
+	for _, tb := range k.rules {
+		if strings.Contains(tb.String(), "8091") {
+			t.Errorf("a rule for [::1]:8091:\n%s", tb)
+		}
+	}
+	if _, err := m.Attach(ctx, AttachOptions{ContainerID: "d", ContainerName: "d", NetNS: "/d", Network: "bridge",
+		Ports: []PortRequest{{Proto: "tcp", HostIP: ip("fd00::5"), HostPort: 8092, ContainerPort: 80}}}); err == nil || !strings.Contains(err.Error(), "no IPv6") {
+		t.Errorf("a global IPv6 host address on an IPv4 network = %v, want refused (no IPv6)", err)
+	}
+	pm, _ := m.PortMap(ctx, c.ContainerID)
+	if bs := pm[network.MustParsePort("80/tcp")]; len(bs) != 2 || bs[0].HostIP != ip("0.0.0.0") || bs[1].HostIP != ip("::") || bs[1].HostPort != "8090" {
+		t.Errorf("PortMap[80/tcp] of an IPv4-only container with the redirection = %v, want 0.0.0.0 and :: (as Docker)", bs)
+	}
+	if bs := pm[network.MustParsePort("81/tcp")]; len(bs) != 1 || bs[0].HostIP != ip("::1") {
+		t.Errorf("PortMap[81/tcp] = %v, want [::1] only", bs)
+	}
+	withRedirect(t, false)
+	if _, err := m.Attach(ctx, AttachOptions{ContainerID: "e", ContainerName: "e", NetNS: "/e", Network: "bridge",
+		Ports: []PortRequest{{Proto: "tcp", HostIP: ip("::1"), HostPort: 8093, ContainerPort: 80}}}); err == nil || !strings.Contains(err.Error(), "IPv6 loopback is not supported") {
+		t.Errorf("[::1] without the redirection = %v, want refused with the reason", err)
+	}
+	pm, _ = m.PortMap(ctx, c.ContainerID)
+	if bs := pm[network.MustParsePort("80/tcp")]; len(bs) != 1 {
+		t.Errorf("PortMap[80/tcp] without the redirection = %v, want 0.0.0.0 only", bs)
 	}
 }
 

@@ -2,12 +2,14 @@ package network
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/moby/moby/api/types/network"
 
@@ -52,10 +54,9 @@ func PortRequests(bindings network.PortMap, exposed network.PortSet, publishAll 
 			r.HostIP = r.HostIP.Unmap()
 		}
 		if r.HostIP.Is6() && r.HostIP.IsLoopback() {
-			// Docker serves [::1] with its userland proxy; berth has none,
-			// and the kernel drops DNATed packets from ::1 (IPv6 has no
-			// route_localnet): a rule would be a black hole.
-			return fmt.Errorf("%w: --publish [::1]:%s:%s: publishing on IPv6 loopback is not supported: the kernel does not route DNATed packets from ::1; publish on 127.0.0.1, or on every address and connect to 127.0.0.1 or a global IPv6 address of the host", ErrInvalid, b.HostPort, p)
+			if err := loopback6Check(); err != nil {
+				return fmt.Errorf("%w: --publish [::1]:%s:%s: %v", ErrInvalid, b.HostPort, p, err)
+			}
 		}
 		// Host port "0" is any free port, as "" (Docker's reading).
 		if b.HostPort != "" && b.HostPort != "0" {
@@ -99,6 +100,24 @@ func PortRequests(bindings network.PortMap, exposed network.PortSet, publishAll 
 	}
 	return out, nil
 }
+
+// loopback6 tells why [::1] cannot be published (nil: it can). Docker
+// serves [::1] with its userland proxy; berth has none, and the kernel
+// drops DNATed packets from ::1 (IPv6 has no route_localnet): only the
+// connect-time redirection serves it.
+func loopback6() error {
+	err := RedirectAvailable()
+	if err == nil && !ipv6Enabled() {
+		err = errors.New("IPv6 is disabled")
+	}
+	if err != nil {
+		return fmt.Errorf("publishing on IPv6 loopback is not supported here: the kernel does not route DNATed packets from ::1, and %v; publish on 127.0.0.1, or on every address and connect to 127.0.0.1 or a global IPv6 address of the host", err)
+	}
+	return nil
+}
+
+// loopback6Check is loopback6, a variable for the tests.
+var loopback6Check = loopback6
 
 func keys[V any](m map[network.Port]V) []network.Port {
 	out := make([]network.Port, 0, len(m))
@@ -171,14 +190,19 @@ func (m *Manager) assignPorts(st *store.State, k kernel, n *store.Network, e *st
 		if r.ContainerPort == 0 {
 			return nil, fmt.Errorf("%w: publish %s: container port 0", ErrInvalid, r)
 		}
-		if r.HostIP.IsValid() && r.HostIP.Is6() && !n.IPv6 {
+		if r.HostIP.IsValid() && r.HostIP.Is6() && r.HostIP.IsLoopback() {
+			// [::1] of any network: served by the redirection alone.
+			if err := loopback6Check(); err != nil {
+				return nil, fmt.Errorf("%w: publish %s: %v", ErrInvalid, r, err)
+			}
+		} else if r.HostIP.IsValid() && r.HostIP.Is6() && !n.IPv6 {
 			return nil, fmt.Errorf("%w: publish %s: network %s has no IPv6", ErrInvalid, r, n.Name)
 		}
 		free := func(port uint16) error {
 			if owner := portOwner(st, r.Proto, r.HostIP, port, out); owner != "" {
 				return fmt.Errorf("%w: publish %s: host port %d/%s is already published by %s", ErrConflict, r, port, r.Proto, owner)
 			}
-			for _, ip := range probeAddrs(r.HostIP, n.IPv6) {
+			for _, ip := range probeAddrs(r.HostIP, n.IPv6 || r.Proto == "tcp" && servesIPv6()) {
 				if err := k.PortFree(r.Proto, ip, port); err != nil {
 					return fmt.Errorf("%w: publish %s: host port %d/%s is in use on the host: %v", ErrConflict, r, port, r.Proto, err)
 				}
@@ -238,7 +262,9 @@ func pickPort(lo, hi uint16, free func(uint16) error) (uint16, error) {
 
 // PortMap is a container's published ports as Docker shows them
 // (NetworkSettings.Ports, `port`): every address is 0.0.0.0, plus :: when
-// the endpoint has IPv6.
+// the endpoint has IPv6 or, for a TCP port, when host clients reach it
+// over IPv6 by the connect-time redirection (as Docker lists [::] for an
+// IPv4-only container, which its docker-proxy serves).
 func (m *Manager) PortMap(ctx context.Context, containerID string) (network.PortMap, error) {
 	eps, err := m.Endpoints(ctx, containerID)
 	if err != nil {
@@ -250,6 +276,7 @@ func (m *Manager) PortMap(ctx context.Context, containerID string) (network.Port
 // PortMapOf is PortMap for endpoints at hand.
 func PortMapOf(eps []*Endpoint) network.PortMap {
 	out := network.PortMap{}
+	v6 := sync.OnceValue(servesIPv6)
 	for _, e := range eps {
 		for _, p := range e.Ports {
 			key, ok := network.PortFrom(p.ContainerPort, network.IPProtocol(p.Proto))
@@ -262,7 +289,7 @@ func PortMapOf(eps []*Endpoint) network.PortMap {
 				continue
 			}
 			out[key] = append(out[key], network.PortBinding{HostIP: netip.IPv4Unspecified(), HostPort: host})
-			if e.IPv6.IsValid() {
+			if e.IPv6.IsValid() || p.Proto == "tcp" && v6() {
 				out[key] = append(out[key], network.PortBinding{HostIP: netip.IPv6Unspecified(), HostPort: host})
 			}
 		}

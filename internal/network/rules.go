@@ -46,7 +46,8 @@ var loopback4 = netip.MustParsePrefix("127.0.0.0/8")
 //	                          --internal: nothing in or out, no ports published
 //
 // IPv6 has the same rules, except that ::1 is not DNATed: the kernel has no
-// route_localnet for IPv6 and would drop the packets.
+// route_localnet for IPv6 and would drop the packets (host clients of
+// [::1] are served by connect-time redirection alone, see Redirects).
 func Rules(st *store.State) []nft.Table {
 	var nets []*store.Network
 	for _, n := range st.SortedNetworks() {
@@ -126,7 +127,7 @@ func family(st *store.State, nets []*store.Network, f nft.Family) nft.Table {
 			continue
 		}
 		for _, p := range e.Ports {
-			if p.HostIP.IsValid() && p.HostIP.Is6() != v6 {
+			if p.HostIP.IsValid() && (p.HostIP.Is6() != v6 || p.HostIP.IsLoopback() && v6) {
 				continue
 			}
 			dnats = append(dnats, dnat{p, netip.AddrPortFrom(ip, p.ContainerPort), e.ID})
@@ -163,14 +164,24 @@ func short(id string) string {
 // Redirect is a published TCP port that host-local clients reach by
 // connect-time redirection (package portredirect) instead of DNAT.
 type Redirect struct {
-	HostIP   netip.Addr // an IPv4 address; zero: every IPv4 address of the host
+	// HostIP is the published address: zero (-p PORT:PORT) every address
+	// of the host, IPv4 and IPv6 (::1 included), as Docker serves;
+	// 0.0.0.0 every IPv4 one; :: every IPv6 one; else that address.
+	HostIP   netip.Addr
 	HostPort uint16
-	To       netip.AddrPort
+	To       netip.AddrPort // the container's IPv4 address
+	// To6 is the container's IPv6 address, if it has one: the target of
+	// IPv6 clients. Without it, they go to To (connected as
+	// ::ffff:A.B.C.D, over IPv4), as docker-proxy serves an IPv4-only
+	// container on [::].
+	To6 netip.AddrPort
 }
 
 // Redirects lists the published ports that connect-time redirection
-// serves: those of Rules' DNAT rules that are TCP over IPv4. UDP, IPv6 and
-// everything else stay with the DNAT rules alone.
+// serves: the TCP ones of Rules' DNAT rules, and IPv6 host addresses
+// (::1 included) of every published TCP port, also for IPv4-only
+// containers, which DNAT does not serve over IPv6. UDP and everything else
+// stay with the DNAT rules alone.
 func Redirects(st *store.State) []Redirect {
 	var out []Redirect
 	for _, e := range st.SortedEndpoints() {
@@ -178,12 +189,12 @@ func Redirects(st *store.State) []Redirect {
 			continue
 		}
 		for _, p := range e.Ports {
-			if p.Proto != "tcp" || (p.HostIP.IsValid() && !p.HostIP.Is4()) {
+			if p.Proto != "tcp" {
 				continue
 			}
-			r := Redirect{HostPort: p.HostPort, To: netip.AddrPortFrom(e.IPv4, p.ContainerPort)}
-			if p.HostIP.IsValid() && !p.HostIP.IsUnspecified() {
-				r.HostIP = p.HostIP
+			r := Redirect{HostIP: p.HostIP, HostPort: p.HostPort, To: netip.AddrPortFrom(e.IPv4, p.ContainerPort)}
+			if e.IPv6.IsValid() {
+				r.To6 = netip.AddrPortFrom(e.IPv6, p.ContainerPort)
 			}
 			out = append(out, r)
 		}

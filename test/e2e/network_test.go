@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -353,7 +354,7 @@ func TestNetworkPublish(t *testing.T) {
 	// Host clients are redirected at connect(): 18080/tcp on each of the
 	// host's IPv4 addresses; the UDP port is not.
 	webAt := e.endpoint(web, "bridge").IPAddress.String() + ":80"
-	if got, want := e.redirects(), []string{"10.251.0.1:18080 -> " + webAt, "127.0.0.1:18080 -> " + webAt, "172.30.0.1:18080 -> " + webAt}; !slices.Equal(got, want) {
+	if got, want := e.redirects(), []string{"10.251.0.1:18080 -> " + webAt, "127.0.0.1:18080 -> " + webAt, "172.30.0.1:18080 -> " + webAt, "[::1]:18080 -> " + webAt}; !slices.Equal(got, want) {
 		t.Errorf("redirections = %q, want %q", got, want)
 	}
 	// No proxy process: nothing listens on the published port, the kernel
@@ -372,20 +373,22 @@ func TestNetworkPublish(t *testing.T) {
 		t.Errorf("hairpin from the container to its own published port: %q, exit %d, %s", out, code, stderr)
 	}
 	// 127.0.0.1:18081/udp is published on 127.0.0.1 only.
-	if got := lines(e.ok("port", "web")); !slices.Equal(got, []string{"80/tcp -> 0.0.0.0:18080", "81/udp -> 127.0.0.1:18081"}) {
+	// [::]:18080 too, as Docker lists it: host clients reach it by [::1]
+	// (the redirection), as docker-proxy's [::] serves them.
+	if got := lines(e.ok("port", "web")); !slices.Equal(got, []string{"80/tcp -> 0.0.0.0:18080", "80/tcp -> [::]:18080", "81/udp -> 127.0.0.1:18081"}) {
 		t.Errorf("port web = %q", got)
 	}
 	if out := e.ok("port", "web", "81/udp"); out != "127.0.0.1:18081\n" {
 		t.Errorf("port web 81/udp = %q", out)
 	}
-	if out := e.ok("ps", "--filter", "name=web", "--format", "{{.Ports}}"); out != "9999/tcp, 0.0.0.0:18080->80/tcp, 127.0.0.1:18081->81/udp\n" {
+	if out := e.ok("ps", "--filter", "name=web", "--format", "{{.Ports}}"); out != "9999/tcp, 0.0.0.0:18080->80/tcp, [::]:18080->80/tcp, 127.0.0.1:18081->81/udp\n" {
 		// Docker's CLI order: ports published on their own number and
 		// unpublished ones first (grouped), then the other mappings.
 		t.Errorf("ps PORTS = %q", out)
 	}
 	in, raw := e.inspectC(web)
 	p80 := in.NetworkSettings.Ports[network.MustParsePort("80/tcp")]
-	if len(p80) != 1 || p80[0].HostIP != netip.IPv4Unspecified() || p80[0].HostPort != "18080" {
+	if len(p80) != 2 || p80[0].HostIP != netip.IPv4Unspecified() || p80[0].HostPort != "18080" || p80[1].HostIP != netip.IPv6Unspecified() {
 		t.Errorf("inspect NetworkSettings.Ports[80/tcp] = %+v", p80)
 	}
 	if ports := raw["NetworkSettings"].(map[string]any)["Ports"].(map[string]any); ports["9999/tcp"] != nil {
@@ -395,7 +398,7 @@ func TestNetworkPublish(t *testing.T) {
 	// -P publishes the exposed ports on free host ports; a range gives one
 	// port of it; host port 0 is any free one (Docker's reading).
 	all := e.runD("--name", "all", "-P", "--expose", "80", "-p", "18090-18095:8080", "-p", "127.0.0.1:0:81", box, "httpd", "-f", "-p", "80", "-h", "/etc")
-	hostPort := strings.TrimPrefix(strings.TrimSpace(e.ok("port", "all", "80")), "0.0.0.0:")
+	hostPort := strings.TrimPrefix(lines(e.ok("port", "all", "80"))[0], "0.0.0.0:")
 	if n := atoi(hostPort); n < 1024 {
 		t.Errorf("-P: port all 80 = %q, want a port of the ephemeral range", hostPort)
 	}
@@ -403,7 +406,7 @@ func TestNetworkPublish(t *testing.T) {
 	if got, _ := wget(t, other, "http://10.251.0.1:"+hostPort+"/hostname"); got != all[:12]+"\n" {
 		t.Errorf("-P port %s from another host: %q", hostPort, got)
 	}
-	if n := atoi(strings.TrimPrefix(strings.TrimSpace(e.ok("port", "all", "8080")), "0.0.0.0:")); n < 18090 || n > 18095 {
+	if n := atoi(strings.TrimPrefix(lines(e.ok("port", "all", "8080"))[0], "0.0.0.0:")); n < 18090 || n > 18095 {
 		t.Errorf("-p 18090-18095:8080 published on %d", n)
 	}
 	if out := strings.TrimSpace(e.ok("port", "all", "81")); !strings.HasPrefix(out, "127.0.0.1:") || atoi(strings.TrimPrefix(out, "127.0.0.1:")) < 1024 {
@@ -808,7 +811,9 @@ func TestNetworkKill(t *testing.T) {
 	for id := range running {
 		ip := e.endpoint(id, "killnet").IPAddress.String()
 		for _, l := range lines(e.ok("port", id, "80")) {
-			published[":"+strings.TrimPrefix(l, "0.0.0.0:")+" -> "+ip+":80"] = true
+			if p, ok := strings.CutPrefix(l, "0.0.0.0:"); ok {
+				published[":"+p+" -> "+ip+":80"] = true
+			}
 		}
 	}
 	redirects := e.redirects()
@@ -818,7 +823,8 @@ func TestNetworkKill(t *testing.T) {
 		}
 	}
 	for _, r := range redirects {
-		if _, p, _ := strings.Cut(r, ":"); !published[":"+p] {
+		dialed, to, _ := strings.Cut(r, " -> ")
+		if ap, err := netip.ParseAddrPort(dialed); err != nil || !published[fmt.Sprintf(":%d -> %s", ap.Port(), to)] {
 			t.Errorf("after kill -9 of run -d and a reconcile, %s is redirected, not a port of a running container", r)
 		}
 	}
@@ -887,12 +893,6 @@ func TestNetworkIPv6Internal(t *testing.T) {
 	}
 	if rules := nftTable(t, "ip6"); !strings.Contains(rules, "dnat to ["+epA.GlobalIPv6Address.String()+"]:80") {
 		t.Errorf("the IPv6 port rule is missing:\n%s", rules)
-	}
-	for _, cmd := range []string{"run", "create"} {
-		r := e.fails(cmd, "--network", "v6net", "-p", "[::1]:18402:80", box, "true")
-		if r.code != 125 || !strings.Contains(r.stderr, "publishing on IPv6 loopback is not supported") {
-			t.Errorf("%s -p [::1]:18402:80: %v, want exit 125 and the reason", cmd, r)
-		}
 	}
 
 	e.ok("network", "create", "--internal", "--subnet", "10.127.0.0/24", "closed")
@@ -1272,7 +1272,7 @@ func TestNetworkRefusedLeavesNothing(t *testing.T) {
 	if _, code, stderr := e.shAny(db, "ping -c 1 -W 5 10.131.0.1"); code != 0 {
 		t.Errorf("db cannot reach its gateway after the refusals: %s", stderr)
 	}
-	if out := e.ok("port", "db"); out != "80/tcp -> 0.0.0.0:18500\n" {
+	if out := e.ok("port", "db"); out != "80/tcp -> 0.0.0.0:18500\n80/tcp -> [::]:18500\n" {
 		t.Errorf("port db = %q", out)
 	}
 }
@@ -1284,7 +1284,7 @@ func TestNetworkRefusedLeavesNothing(t *testing.T) {
 func TestNetworkPortForms(t *testing.T) {
 	e := newNetEnv(t)
 	id := e.runD("--name", "forms", "-p", "0:80", "-p", "19000-19002:19000-19002", "-p", "19010-19011:81-82/udp", box, "httpd", "-f", "-p", "80", "-h", "/etc")
-	out := strings.TrimSpace(e.ok("port", "forms", "80/tcp"))
+	out := lines(e.ok("port", "forms", "80/tcp"))[0]
 	hostPort := atoi(strings.TrimPrefix(out, "0.0.0.0:"))
 	if !strings.HasPrefix(out, "0.0.0.0:") || hostPort < 1024 {
 		t.Fatalf("-p 0:80: port forms 80 = %q, want 0.0.0.0:PORT of the ephemeral range", out)
@@ -1297,13 +1297,13 @@ func TestNetworkPortForms(t *testing.T) {
 	if b := in.HostConfig.PortBindings[network.MustParsePort("80/tcp")]; len(b) != 1 || b[0].HostPort != "0" {
 		t.Errorf("-p 0:80: HostConfig.PortBindings[80/tcp] = %+v, want HostPort \"0\"", b)
 	}
-	want := fmt.Sprintf("0.0.0.0:19000-19002->19000-19002/tcp, 0.0.0.0:%d->80/tcp, 0.0.0.0:19010->81/udp, 0.0.0.0:19011->82/udp\n", hostPort)
+	want := fmt.Sprintf("0.0.0.0:19000-19002->19000-19002/tcp, [::]:19000-19002->19000-19002/tcp, 0.0.0.0:%d->80/tcp, [::]:%d->80/tcp, 0.0.0.0:19010->81/udp, 0.0.0.0:19011->82/udp\n", hostPort, hostPort)
 	if out := e.ok("ps", "--filter", "name=forms", "--format", "{{.Ports}}"); out != want {
 		t.Errorf("ps PORTS = %q, want %q", out, want)
 	}
 	// Another -p 0:80 gets another port.
 	e.runD("--name", "forms2", "-p", "0:80", box, "sleep", "1000")
-	if out := strings.TrimSpace(e.ok("port", "forms2", "80")); atoi(strings.TrimPrefix(out, "0.0.0.0:")) == hostPort {
+	if out := lines(e.ok("port", "forms2", "80"))[0]; atoi(strings.TrimPrefix(out, "0.0.0.0:")) == hostPort {
 		t.Errorf("two -p 0:80 got the same host port %d", hostPort)
 	}
 }
@@ -1344,4 +1344,140 @@ func TestNetworkBridgeSubnet(t *testing.T) {
 	if r := e.run(nil, "--bridge-subnet", "10.140.0.1/24", "run", "--rm", box, "true"); r.code == 0 || !strings.Contains(r.stderr, "10.140.0.1/24") {
 		t.Errorf("--bridge-subnet 10.140.0.1/24 (not masked): %v", r)
 	}
+}
+
+// TestNetworkPublishIPv6: host clients reach published ports over IPv6 as
+// Docker's docker-proxy on [::] serves them: -p PORT:PORT by [::1] and by
+// the host's IPv6 addresses, for an IPv4-only container (connected over
+// IPv4 to its address) and a dual-stack one (to its IPv6 address), with
+// getpeername answering what was dialed; -p 127.0.0.1:P:P is not served on
+// [::1], -p [::1]:P:P on [::1] alone; neither another host, a container,
+// nor another namespace's [::1] is redirected; port and ps list what is
+// served; without the redirection (BERTH_PORT_REDIRECT=0) -p [::1]:P:P is
+// refused with the reason.
+func TestNetworkPublishIPv6(t *testing.T) {
+	e := newNetEnv(t)
+	other := otherHost(t)
+	// A global IPv6 address of the host, and one for the other host.
+	for _, args := range [][]string{
+		{"ip", "addr", "add", "fd00:251::1/64", "dev", "bte2e-up", "nodad"},
+		{"nsenter", "--net=" + other, "ip", "addr", "add", "fd00:251::2/64", "dev", "bte2e-peer", "nodad"},
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
+	}
+	web := e.runD("--name", "web6", "-p", "18600:80", "-p", "127.0.0.1:18601:80", "-p", "[::1]:18602:80", box, "httpd", "-f", "-p", "80", "-h", "/etc")
+	want := web[:12] + "\n"
+	waitFor(t, "httpd in web6", func() bool { _, ok := wget(t, "", "http://127.0.0.1:18600/hostname"); return ok })
+	for _, url := range []string{"http://[::1]:18600/hostname", "http://[fd00:251::1]:18600/hostname", "http://[::1]:18602/hostname", "http://127.0.0.1:18601/hostname"} {
+		if got, ok := wget(t, "", url); !ok || got != want {
+			t.Errorf("IPv4-only container: %s from the host = %q (%v), want %q", url, got, ok, want)
+		}
+	}
+	client := e.runD("--name", "client6", box, "sleep", "1000")
+	for _, c := range []struct{ what, ns, url string }{
+		{"a port published on 127.0.0.1, by [::1]", "", "http://[::1]:18601/hostname"},
+		{"a port published on [::1], by 127.0.0.1", "", "http://127.0.0.1:18602/hostname"},
+		{"another namespace's [::1]", other, "http://[::1]:18600/hostname"},
+		{"another host over IPv6 (no userland proxy)", other, "http://[fd00:251::1]:18600/hostname"},
+	} {
+		if got, ok := wget(t, c.ns, c.url); ok {
+			t.Errorf("%s: %s answered %q", c.what, c.url, got)
+		}
+	}
+	if out, code, _ := e.shAny(client, "timeout 10 wget -q -O - http://[::1]:18600/hostname"); code == 0 {
+		t.Errorf("a container's own [::1]:18600 answered %q", out)
+	}
+	// The client sees the address it dialed (getpeername).
+	for _, addr := range []string{"[::1]:18600", "[fd00:251::1]:18600", "[::1]:18602"} {
+		if peer, body, err := httpPeer(addr); err != nil || peer != addr || !strings.HasSuffix(body, "\r\n\r\n"+want) {
+			t.Errorf("GET from %s: peer %s, body %q, %v; want peer %s and the hostname", addr, peer, body, err, addr)
+		}
+	}
+	webAt := e.endpoint(web, "bridge").IPAddress.String() + ":80"
+	got := e.redirects()
+	for _, r := range []string{"[::1]:18600 -> " + webAt, "[fd00:251::1]:18600 -> " + webAt, "[::1]:18602 -> " + webAt, "127.0.0.1:18601 -> " + webAt} {
+		if !slices.Contains(got, r) {
+			t.Errorf("redirections %q, missing %q", got, r)
+		}
+	}
+	for _, r := range got {
+		if strings.Contains(r, ":18601 ") && !strings.HasPrefix(r, "127.0.0.1:") || strings.Contains(r, ":18602 ") && !strings.HasPrefix(r, "[::1]:") {
+			t.Errorf("redirected beyond what is published: %s", r)
+		}
+	}
+	if got := lines(e.ok("port", "web6")); !slices.Equal(got, []string{"80/tcp -> 0.0.0.0:18600", "80/tcp -> 127.0.0.1:18601", "80/tcp -> [::1]:18602", "80/tcp -> [::]:18600"}) {
+		t.Errorf("port web6 = %q", got)
+	}
+	if out := e.ok("ps", "--filter", "name=web6", "--format", "{{.Ports}}"); out != "0.0.0.0:18600->80/tcp, 127.0.0.1:18601->80/tcp, [::]:18600->80/tcp, [::1]:18602->80/tcp\n" {
+		t.Errorf("ps PORTS = %q", out)
+	}
+
+	// A dual-stack container: IPv6 clients go to its IPv6 address.
+	e.ok("network", "create", "--ipv6", "--subnet", "10.128.0.0/24", "--subnet", "fd00:128::/64", "v6pub")
+	dual := e.runD("--name", "dual6", "--network", "v6pub", "-p", "18610:80", "-p", "[::1]:18611:80", box, "httpd", "-f", "-p", "80", "-h", "/etc")
+	waitFor(t, "httpd in dual6", func() bool { _, ok := wget(t, "", "http://127.0.0.1:18610/hostname"); return ok })
+	for _, url := range []string{"http://[::1]:18610/hostname", "http://[fd00:251::1]:18610/hostname", "http://[::1]:18611/hostname"} {
+		if got, ok := wget(t, "", url); !ok || got != dual[:12]+"\n" {
+			t.Errorf("dual-stack container: %s from the host = %q (%v)", url, got, ok)
+		}
+	}
+	if peer, body, err := httpPeer("[::1]:18610"); err != nil || peer != "[::1]:18610" || !strings.HasSuffix(body, dual[:12]+"\n") {
+		t.Errorf("GET from [::1]:18610: peer %s, body %q, %v", peer, body, err)
+	}
+	dualAt := "[" + e.endpoint(dual, "v6pub").GlobalIPv6Address.String() + "]:80"
+	got = e.redirects()
+	for _, r := range []string{"[::1]:18610 -> " + dualAt, "[fd00:251::1]:18610 -> " + dualAt, "[::1]:18611 -> " + dualAt} {
+		if !slices.Contains(got, r) {
+			t.Errorf("redirections %q, missing %q", got, r)
+		}
+	}
+	if rules := nftTable(t, "ip6"); strings.Contains(rules, "18611") {
+		t.Errorf("a DNAT rule for [::1]:18611 (the kernel would drop its packets):\n%s", rules)
+	}
+	if got := lines(e.ok("port", "dual6")); !slices.Equal(got, []string{"80/tcp -> 0.0.0.0:18610", "80/tcp -> [::1]:18611", "80/tcp -> [::]:18610"}) {
+		t.Errorf("port dual6 = %q", got)
+	}
+
+	// Without the redirection, [::1] cannot be served: refused at run and
+	// create with the reason, nothing made.
+	t.Setenv(berthnet.RedirectEnv, "0")
+	for _, cmd := range []string{"run", "create"} {
+		r := e.fails(cmd, "-p", "[::1]:18620:80", box, "true")
+		if r.code != 125 || !strings.Contains(r.stderr, "publishing on IPv6 loopback is not supported") || !strings.Contains(r.stderr, "BERTH_PORT_REDIRECT=0") {
+			t.Errorf("%s -p [::1]:18620:80 with BERTH_PORT_REDIRECT=0: %v, want exit 125 and the reason", cmd, r)
+		}
+	}
+	// The next command that applies the rules takes the redirection away;
+	// the IPv4 ports stay served by DNAT, and [::] is no longer listed.
+	e.ok("network", "create", "--subnet", "10.129.0.0/24", "after6")
+	if got, ok := wget(t, "", "http://127.0.0.1:18600/hostname"); !ok || got != want {
+		t.Errorf("BERTH_PORT_REDIRECT=0: 127.0.0.1:18600 = %q (%v)", got, ok)
+	}
+	if got, ok := wget(t, "", "http://[::1]:18600/hostname"); ok {
+		t.Errorf("BERTH_PORT_REDIRECT=0: [::1]:18600 still answers %q", got)
+	}
+	if n, err := portredirect.Attached(e.redirectName()); err != nil || n != 0 {
+		t.Errorf("BERTH_PORT_REDIRECT=0: %d programs still attached (%v)", n, err)
+	}
+	if got := lines(e.ok("port", "web6", "80")); !slices.Equal(got, []string{"0.0.0.0:18600", "127.0.0.1:18601", "[::1]:18602"}) {
+		t.Errorf("BERTH_PORT_REDIRECT=0: port web6 80 = %q", got)
+	}
+}
+
+// httpPeer sends GET /hostname to addr from the test's process (the host)
+// and returns what getpeername answered and the whole response.
+func httpPeer(addr string) (peer, body string, err error) {
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return "", "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "GET /hostname HTTP/1.0\r\n\r\n"); err != nil {
+		return "", "", err
+	}
+	b, err := io.ReadAll(c)
+	return c.RemoteAddr().String(), string(b), err
 }

@@ -68,6 +68,13 @@ func testPublishedPorts(t *testing.T, redirect bool) {
 		{"from another container by the gateway", client.ns, "172.30.0.1:8080", "web from 172.30.0.1"},
 		{"direct on the bridge", "", webIP + ":80", "web from 172.30.0.1"},
 	}
+	if redirect {
+		// IPv6 clients of the host reach the IPv4-only container as
+		// docker-proxy's [::] serves them: connected mapped, over IPv4.
+		tests = append(tests,
+			struct{ name, from, addr, want string }{"from the host by [::1]", "", "[::1]:8080", "web from 172.30.0.1"},
+			struct{ name, from, addr, want string }{"from the host by its IPv6 address", "", "[fd00:250::1]:8080", "web from 172.30.0.1"})
+	}
 	for _, tt := range tests {
 		// The client sees the address it dialed (getpeername), redirected
 		// or not.
@@ -84,15 +91,31 @@ func testPublishedPorts(t *testing.T, redirect bool) {
 		"127.0.0.1:9090 -> " + webIP + ":80",
 		"172.30.0.1:8080 -> " + webIP + ":80",
 	}
+	// And [::1] and the host's IPv6 address for 8080 (not 9090).
+	wantRedirects = append(wantRedirects,
+		"[::1]:8080 -> "+webIP+":80",
+		"[fd00:250::1]:8080 -> "+webIP+":80")
 	if !redirect {
 		wantRedirects = nil
 	}
 	if got := h.redirects(); !slices.Equal(got, wantRedirects) {
 		t.Errorf("redirections = %q; want %q", got, wantRedirects)
 	}
+	// Not on [::1] for the 127.0.0.1-only port; never for a container's
+	// own [::1]; not over IPv6 from another host to an IPv4-only container
+	// (no userland proxy); and without the redirection, not on IPv6 at all.
+	notServed := []struct{ from, addr string }{{"", "[::1]:9090"}, {client.ns, "[::1]:8080"}, {other, "[fd00:250::1]:8080"}}
+	if !redirect {
+		notServed = append(notServed, struct{ from, addr string }{"", "[::1]:8080"}, struct{ from, addr string }{"", "[fd00:250::1]:8080"})
+	}
+	for _, c := range notServed {
+		if got, err := fetchTCP(c.from, c.addr); err == nil {
+			t.Errorf("%s from %q answered %q", c.addr, c.from, got)
+		}
+	}
 	if redirect {
-		if n, err := portredirect.Attached(h.redirectName()); err != nil || n != 2 {
-			t.Errorf("%d programs attached (%v); want 2 (connect4, getpeername4)", n, err)
+		if n, err := portredirect.Attached(h.redirectName()); err != nil || n != 4 {
+			t.Errorf("%d programs attached (%v); want 4 (connect4, getpeername4, connect6, getpeername6)", n, err)
 		}
 	} else if left := h.redirectLeft(); left != "" {
 		t.Errorf("BERTH_PORT_REDIRECT=0, yet %s", left)
@@ -134,6 +157,11 @@ func testPublishedPorts(t *testing.T, redirect bool) {
 			t.Errorf("PortMap = %v, missing %q", got, want)
 		}
 	}
+	// [::] for the TCP port served over IPv6 by the redirection, as Docker
+	// lists it; never for the UDP one; not without the redirection.
+	if v6 := slices.Contains(got, "80/tcp -> :::8080"); v6 != redirect || slices.Contains(got, "53/udp -> :::8053") {
+		t.Errorf("PortMap = %v; want 80/tcp -> [::]:8080 listed: %v, never 53/udp on ::", got, redirect)
+	}
 
 	// A second container cannot take a published port, nor a port a host
 	// program listens on; nothing is left of the refused attempt.
@@ -153,6 +181,20 @@ func testPublishedPorts(t *testing.T, redirect bool) {
 		Ports: []network.PortRequest{{Proto: "tcp", HostPort: 7070, ContainerPort: 80}}})
 	if !errors.Is(err, network.ErrConflict) || !strings.Contains(err.Error(), "in use on the host") {
 		t.Errorf("publishing a port a host program listens on: %v; want a conflict", err)
+	}
+	// Where IPv6 clients are served, a host program on [::1] holds the
+	// port too (docker-proxy's bind to [::] would fail the same way).
+	if redirect {
+		l6, err := net.Listen("tcp6", "[::1]:7071")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l6.Close()
+		_, err = h.m.Attach(context.Background(), network.AttachOptions{ContainerID: third.id, ContainerName: "third", NetNS: third.ns, Network: "bridge",
+			Ports: []network.PortRequest{{Proto: "tcp", HostPort: 7071, ContainerPort: 80}}})
+		if !errors.Is(err, network.ErrConflict) || !strings.Contains(err.Error(), "in use on the host") {
+			t.Errorf("publishing a port a host program listens on at [::1]: %v; want a conflict", err)
+		}
 	}
 	if n := len(linksOf(t, "")); n != linksBefore {
 		t.Errorf("refused attaches left links behind: %d links, had %d", n, linksBefore)

@@ -184,15 +184,27 @@ func TestIPv6DualStack(t *testing.T) {
 	if got, err := fetchTCP(b.ns, "[fd00:250::1]:8086"); err != nil || !strings.HasPrefix(got, "v6web from ") {
 		t.Errorf("IPv6 hairpin = %q, %v", got, err)
 	}
-	// From the host itself by its global IPv6 address (output DNAT).
-	if got, err := fetchTCP("", "[fd00:250::1]:8086"); err != nil || !strings.HasPrefix(got, "v6web from ") {
-		t.Errorf("IPv6 published port from the host by its own address = %q, %v", got, err)
+	// From the host itself by its global IPv6 address and by [::1]: the
+	// connect-time redirection sends the socket to the container's IPv6
+	// address (DNAT could not serve ::1: IPv6 has no route_localnet), from
+	// the bridge's IPv6 gateway; getpeername answers what was dialed.
+	for _, addr := range []string{"[fd00:250::1]:8086", "[::1]:8086"} {
+		if got, peer, err := fetchTCPPeer("", addr); err != nil || got != "v6web from fd00:95::1" || peer != addr {
+			t.Errorf("IPv6 published port from the host by %s = %q, peer %s, %v; want v6web from fd00:95::1, peer %s", addr, got, peer, err, addr)
+		}
 	}
-	// Not by [::1]: the kernel routes no DNATed ::1 packet out of lo
-	// (IPv6 has no route_localnet), so berth leaves ::1 alone rather than
-	// DNAT it into a black hole, and refuses -p [::1]:... (PortRequests).
-	if got, err := fetchTCP("", "[::1]:8086"); err == nil {
-		t.Errorf("[::1]:8086 answered %q: ::1 is DNATed after all? (then document it)", got)
+	wantRedirects := []string{
+		"10.250.0.1:8086 -> " + epA.IPv4.Addr().String() + ":80",
+		"127.0.0.1:8086 -> " + epA.IPv4.Addr().String() + ":80",
+		"[::1]:8086 -> [fd00:95::2]:80",
+		"[fd00:250::1]:8086 -> [fd00:95::2]:80",
+	}
+	if got := h.redirects(); !slices.ContainsFunc(got, func(s string) bool { return s == wantRedirects[2] }) || !slices.ContainsFunc(got, func(s string) bool { return s == wantRedirects[3] }) {
+		t.Errorf("redirections = %q, want among them %q", got, wantRedirects)
+	}
+	// A container's [::1] is its own.
+	if got, err := fetchTCP(b.ns, "[::1]:8086"); err == nil {
+		t.Errorf("[::1]:8086 from another container answered %q", got)
 	}
 	pm, _ := h.m.PortMap(context.Background(), a.id)
 	var bindings []string

@@ -8,9 +8,17 @@
 // conntrack NAT, no masquerade on every segment (what Cilium's socket load
 // balancer does).
 //
+// IPv6 sockets have their own pair of programs (connect6, getpeername6)
+// and maps (services6, revnat6): a dialed IPv6 address (::1 included, which
+// DNAT cannot serve) goes to the container's IPv6 address, or, for an
+// IPv4-only container, to its IPv4 address mapped (::ffff:A.B.C.D), which
+// the kernel connects over IPv4.
+//
 // It is an accelerator, never the only path: the nftables DNAT rules stay
 // as they are and serve everything the map does not hold (other hosts,
-// containers, UDP, IPv6, addresses the host gained later).
+// containers, UDP, addresses the host gained later); [::1] and IPv6
+// clients of an IPv4-only container have no DNAT path, the redirection is
+// their only one.
 //
 // The programs and their maps live in the bpf file system under
 // /sys/fs/bpf/NAME (one NAME per store), so they outlast the berth process
@@ -25,6 +33,11 @@
 //	revnat    LRU   key {u64 socket cookie}
 //	                value {be32 addr; be16 port; u16 0;           what was dialed
 //	                       be32 addr; be16 port; u16 0}           where it went
+//	services6 hash  key {u64 netns cookie; u8 addr[16]; be16 port; u8 proto; u8 0}   28 bytes
+//	                value {u8 addr[16]; be16 port; u16 0}         the container's (IPv4: ::ffff:A.B.C.D)
+//	revnat6   LRU   key {u64 socket cookie}
+//	                value {u8 addr[16]; be16 port; u16 0;         what was dialed
+//	                       u8 addr[16]; be16 port; u16 0}         where it went
 package portredirect
 
 import (
@@ -47,9 +60,12 @@ import (
 // Entry is one published address to redirect.
 type Entry struct {
 	Proto string     // "tcp" (others are not redirected)
-	Addr  netip.Addr // an IPv4 address of the host namespace
+	Addr  netip.Addr // an address of the host namespace, IPv4 or IPv6
 	Port  uint16
-	To    netip.AddrPort // the container's address and port
+	// To is the container's address and port: for an IPv6 Addr, an IPv6
+	// address or an IPv4 one (the socket connects to it mapped); for an
+	// IPv4 Addr, an IPv4 address (others are not redirected).
+	To netip.AddrPort
 }
 
 // BPFFS is where the bpf file system is (mounted there if it is not).
@@ -61,6 +77,14 @@ const (
 	pinConnect  = "connect4"
 	pinPeerName = "getpeername4"
 
+	pinServices6 = "services6"
+	pinRevNAT6   = "revnat6"
+	pinConnect6  = "connect6"
+	pinPeerName6 = "getpeername6"
+
+	keySize6 = 28
+	valSize6 = 20
+
 	maxServices = 16384
 	maxRevNAT   = 65536
 )
@@ -71,11 +95,11 @@ func Dir(name string) string { return filepath.Join(BPFFS, name) }
 // programNames are the names the programs of name load with (at most 15
 // bytes of letters, digits, '_' and '.'), by which leftovers are found on
 // the cgroup when their pins are gone.
-func programNames(name string) (connect, peer string) {
+func programNames(name string) (connect, peer, connect6, peer6 string) {
 	h := fnv.New32a()
 	h.Write([]byte(name))
 	x := fmt.Sprintf("%08x", h.Sum32())
-	return "brt_c4_" + x, "brt_gp_" + x
+	return "brt_c4_" + x, "brt_gp_" + x, "brt_c6_" + x, "brt_g6_" + x
 }
 
 // NetNSCookie is the cookie of the calling thread's network namespace.
@@ -135,11 +159,24 @@ func unescape(s string) string {
 
 // objects are the open fds of one name's maps and programs.
 type objects struct {
-	services, revnat, connect, peer int
+	services, revnat, connect, peer     int
+	services6, revnat6, connect6, peer6 int
+}
+
+// pins are the objects' fds and the files they are pinned as, maps first.
+func (o *objects) pins() []struct {
+	fd   *int
+	file string
+} {
+	return []struct {
+		fd   *int
+		file string
+	}{{&o.services, pinServices}, {&o.revnat, pinRevNAT}, {&o.services6, pinServices6}, {&o.revnat6, pinRevNAT6},
+		{&o.connect, pinConnect}, {&o.peer, pinPeerName}, {&o.connect6, pinConnect6}, {&o.peer6, pinPeerName6}}
 }
 
 func (o *objects) close() {
-	for _, fd := range []int{o.services, o.revnat, o.connect, o.peer} {
+	for _, fd := range []int{o.services, o.revnat, o.connect, o.peer, o.services6, o.revnat6, o.connect6, o.peer6} {
 		if fd > 0 {
 			unix.Close(fd)
 		}
@@ -151,17 +188,26 @@ func (o *objects) close() {
 // needed, creates, pins and attaches the programs if they are not, and
 // updates the map. No entries: Remove.
 func Sync(name string, netns uint64, entries []Entry) error {
-	want := map[[16]byte][8]byte{}
+	want, want6 := map[string][]byte{}, map[string][]byte{}
 	for _, e := range entries {
-		if e.Proto != "tcp" || !e.Addr.Is4() || !e.To.Addr().Is4() {
+		if e.Proto != "tcp" || !e.To.Addr().IsValid() {
 			continue
 		}
-		k := serviceKey(netns, e.Addr, e.Port, unix.IPPROTO_TCP)
-		if _, dup := want[k]; !dup {
-			want[k] = serviceValue(e.To)
+		addr, to := e.Addr.Unmap(), e.To.Addr().Unmap()
+		switch {
+		case addr.Is4() && to.Is4():
+			k, v := serviceKey(netns, addr, e.Port, unix.IPPROTO_TCP), serviceValue(netip.AddrPortFrom(to, e.To.Port()))
+			if _, dup := want[string(k[:])]; !dup {
+				want[string(k[:])] = v[:]
+			}
+		case addr.Is6():
+			k, v := serviceKey6(netns, addr, e.Port, unix.IPPROTO_TCP), serviceValue6(netip.AddrPortFrom(to, e.To.Port()))
+			if _, dup := want6[string(k[:])]; !dup {
+				want6[string(k[:])] = v[:]
+			}
 		}
 	}
-	if len(want) == 0 {
+	if len(want) == 0 && len(want6) == 0 {
 		return Remove(name)
 	}
 	root, err := CgroupRoot()
@@ -188,26 +234,17 @@ func Sync(name string, netns uint64, entries []Entry) error {
 	}
 	defer o.close()
 
-	keys, err := bpf.Keys(o.services, 16)
-	if err != nil {
-		return fmt.Errorf("list redirections: %w", err)
+	if err := syncMap(o.services, 16, want); err != nil {
+		return err
 	}
-	for _, k := range keys {
-		if _, ok := want[[16]byte(k)]; !ok {
-			if err := bpf.DeleteElem(o.services, k); err != nil && !errors.Is(err, unix.ENOENT) {
-				return fmt.Errorf("delete redirection: %w", err)
-			}
-		}
-	}
-	for k, v := range want {
-		if err := bpf.UpdateElem(o.services, k[:], v[:]); err != nil {
-			return fmt.Errorf("add redirection: %w", err)
-		}
+	if err := syncMap(o.services6, keySize6, want6); err != nil {
+		return err
 	}
 	for _, p := range []struct {
 		fd  int
 		typ uint32
-	}{{o.connect, unix.BPF_CGROUP_INET4_CONNECT}, {o.peer, unix.BPF_CGROUP_INET4_GETPEERNAME}} {
+	}{{o.connect, unix.BPF_CGROUP_INET4_CONNECT}, {o.peer, unix.BPF_CGROUP_INET4_GETPEERNAME},
+		{o.connect6, unix.BPF_CGROUP_INET6_CONNECT}, {o.peer6, unix.BPF_CGROUP_INET6_GETPEERNAME}} {
 		id, _, err := bpf.ProgInfo(p.fd)
 		if err != nil {
 			return err
@@ -226,14 +263,34 @@ func Sync(name string, netns uint64, entries []Entry) error {
 	return nil
 }
 
-// open opens the pinned objects of name; os.ErrNotExist if one is missing.
+// syncMap makes the services map open at fd hold exactly want (keys of
+// keySize bytes, as strings).
+func syncMap(fd, keySize int, want map[string][]byte) error {
+	keys, err := bpf.Keys(fd, keySize)
+	if err != nil {
+		return fmt.Errorf("list redirections: %w", err)
+	}
+	for _, k := range keys {
+		if _, ok := want[string(k)]; !ok {
+			if err := bpf.DeleteElem(fd, k); err != nil && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("delete redirection: %w", err)
+			}
+		}
+	}
+	for k, v := range want {
+		if err := bpf.UpdateElem(fd, []byte(k), v); err != nil {
+			return fmt.Errorf("add redirection: %w", err)
+		}
+	}
+	return nil
+}
+
+// open opens the pinned objects of name; os.ErrNotExist if one is missing
+// (a directory of an older berth, with the IPv4 objects only, too).
 func open(name string) (*objects, error) {
 	dir := Dir(name)
 	o := &objects{}
-	for _, p := range []struct {
-		fd   *int
-		file string
-	}{{&o.services, pinServices}, {&o.revnat, pinRevNAT}, {&o.connect, pinConnect}, {&o.peer, pinPeerName}} {
+	for _, p := range o.pins() {
 		fd, err := bpf.Get(filepath.Join(dir, p.file))
 		if err != nil {
 			o.close()
@@ -245,7 +302,7 @@ func open(name string) (*objects, error) {
 }
 
 // create makes the maps and programs of name and pins them, programs last:
-// a directory with all four pins is complete.
+// a directory with all eight pins is complete.
 func create(name string) (_ *objects, err error) {
 	o := &objects{}
 	defer func() {
@@ -259,7 +316,13 @@ func create(name string) (_ *objects, err error) {
 	if o.revnat, err = bpf.CreateMap(bpf.MapSpec{Type: unix.BPF_MAP_TYPE_LRU_HASH, KeySize: 8, ValueSize: 16, MaxEntries: maxRevNAT, Name: "brt_revnat"}); err != nil {
 		return nil, err
 	}
-	cn, pn := programNames(name)
+	if o.services6, err = bpf.CreateMap(bpf.MapSpec{Type: unix.BPF_MAP_TYPE_HASH, KeySize: keySize6, ValueSize: valSize6, MaxEntries: maxServices, Name: "brt_services6"}); err != nil {
+		return nil, err
+	}
+	if o.revnat6, err = bpf.CreateMap(bpf.MapSpec{Type: unix.BPF_MAP_TYPE_LRU_HASH, KeySize: 8, ValueSize: 2 * valSize6, MaxEntries: maxRevNAT, Name: "brt_revnat6"}); err != nil {
+		return nil, err
+	}
+	cn, pn, cn6, pn6 := programNames(name)
 	insns, err := ConnectProgram(o.services, o.revnat)
 	if err != nil {
 		return nil, err
@@ -275,15 +338,26 @@ func create(name string) (_ *objects, err error) {
 		Name: pn, Insns: insns, License: "Apache-2.0"}); err != nil {
 		return nil, err
 	}
+	if insns, err = Connect6Program(o.services6, o.revnat6); err != nil {
+		return nil, err
+	}
+	if o.connect6, err = bpf.LoadProg(bpf.ProgSpec{Type: unix.BPF_PROG_TYPE_CGROUP_SOCK_ADDR, AttachType: unix.BPF_CGROUP_INET6_CONNECT,
+		Name: cn6, Insns: insns, License: "Apache-2.0"}); err != nil {
+		return nil, err
+	}
+	if insns, err = PeerName6Program(o.revnat6); err != nil {
+		return nil, err
+	}
+	if o.peer6, err = bpf.LoadProg(bpf.ProgSpec{Type: unix.BPF_PROG_TYPE_CGROUP_SOCK_ADDR, AttachType: unix.BPF_CGROUP_INET6_GETPEERNAME,
+		Name: pn6, Insns: insns, License: "Apache-2.0"}); err != nil {
+		return nil, err
+	}
 	dir := Dir(name)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, err
 	}
-	for _, p := range []struct {
-		fd   int
-		file string
-	}{{o.services, pinServices}, {o.revnat, pinRevNAT}, {o.connect, pinConnect}, {o.peer, pinPeerName}} {
-		if err := bpf.Pin(p.fd, filepath.Join(dir, p.file)); err != nil {
+	for _, p := range o.pins() {
+		if err := bpf.Pin(*p.fd, filepath.Join(dir, p.file)); err != nil {
 			return nil, err
 		}
 	}
@@ -345,8 +419,9 @@ type hook struct {
 }
 
 func hooks(name string) []hook {
-	cn, pn := programNames(name)
-	return []hook{{unix.BPF_CGROUP_INET4_CONNECT, cn}, {unix.BPF_CGROUP_INET4_GETPEERNAME, pn}}
+	cn, pn, cn6, pn6 := programNames(name)
+	return []hook{{unix.BPF_CGROUP_INET4_CONNECT, cn}, {unix.BPF_CGROUP_INET4_GETPEERNAME, pn},
+		{unix.BPF_CGROUP_INET6_CONNECT, cn6}, {unix.BPF_CGROUP_INET6_GETPEERNAME, pn6}}
 }
 
 // detachAll detaches the programs named as name's from the cgroup open at cg.
@@ -415,32 +490,43 @@ func Attached(name string) (int, error) {
 	return n, nil
 }
 
-// Entries lists the redirections in the map of name (nil if it has none).
+// Entries lists the redirections in the maps of name (nil if it has none);
+// a mapped IPv4 target of an IPv6 entry is given as the IPv4 address.
 func Entries(name string) ([]Entry, error) {
-	fd, err := bpf.Get(filepath.Join(Dir(name), pinServices))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(fd)
-	keys, err := bpf.Keys(fd, 16)
-	if err != nil {
-		return nil, err
-	}
 	var out []Entry
-	for _, k := range keys {
-		v := make([]byte, 8)
-		if err := bpf.LookupElem(fd, k, v); err != nil {
+	for _, m := range []struct {
+		file             string
+		keySize, valSize int
+		addrLen          int
+	}{{pinServices, 16, 8, 4}, {pinServices6, keySize6, valSize6, 16}} {
+		fd, err := bpf.Get(filepath.Join(Dir(name), m.file))
+		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		out = append(out, Entry{
-			Proto: "tcp",
-			Addr:  netip.AddrFrom4([4]byte(k[8:12])),
-			Port:  binary.BigEndian.Uint16(k[12:14]),
-			To:    netip.AddrPortFrom(netip.AddrFrom4([4]byte(v[0:4])), binary.BigEndian.Uint16(v[4:6])),
-		})
+		if err != nil {
+			return nil, err
+		}
+		keys, err := bpf.Keys(fd, m.keySize)
+		if err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+		for _, k := range keys {
+			v := make([]byte, m.valSize)
+			if err := bpf.LookupElem(fd, k, v); err != nil {
+				continue
+			}
+			n := m.addrLen
+			addr, _ := netip.AddrFromSlice(k[8 : 8+n])
+			to, _ := netip.AddrFromSlice(v[0:n])
+			out = append(out, Entry{
+				Proto: "tcp",
+				Addr:  addr,
+				Port:  binary.BigEndian.Uint16(k[8+n : 10+n]),
+				To:    netip.AddrPortFrom(to.Unmap(), binary.BigEndian.Uint16(v[n:n+2])),
+			})
+		}
+		unix.Close(fd)
 	}
 	return out, nil
 }
@@ -460,6 +546,26 @@ func serviceValue(to netip.AddrPort) [8]byte {
 	a4 := to.Addr().As4()
 	copy(v[0:4], a4[:])
 	binary.BigEndian.PutUint16(v[4:6], to.Port())
+	return v
+}
+
+func serviceKey6(netns uint64, a netip.Addr, port uint16, proto uint8) [keySize6]byte {
+	var k [keySize6]byte
+	binary.NativeEndian.PutUint64(k[0:8], netns)
+	a16 := a.As16()
+	copy(k[8:24], a16[:])
+	binary.BigEndian.PutUint16(k[24:26], port)
+	k[26] = proto
+	return k
+}
+
+// serviceValue6 is the services6 value for to; an IPv4 address is stored
+// mapped (::ffff:A.B.C.D), as the IPv6 socket must be given it.
+func serviceValue6(to netip.AddrPort) [valSize6]byte {
+	var v [valSize6]byte
+	a16 := to.Addr().As16() // As16 of an IPv4 address is its mapped form
+	copy(v[0:16], a16[:])
+	binary.BigEndian.PutUint16(v[16:18], to.Port())
 	return v
 }
 
