@@ -348,10 +348,17 @@ func (s *Store) fetchLayers(ctx context.Context, repo *registry.Repo, layers []L
 	parallel := s.layers.Parallel()
 	writers := make([]LayerWriter, len(layers))
 	abortAll := func() {
+		// A layer's abort rewrites the snapshot table, which fails while
+		// another layer's files fill the disk (a pull too big for it):
+		// what failed is tried again once the others are gone.
+		var failed []LayerWriter
 		for _, w := range writers {
-			if w != nil {
-				w.Abort(context.WithoutCancel(ctx))
+			if w != nil && w.Abort(context.WithoutCancel(ctx)) != nil {
+				failed = append(failed, w)
 			}
+		}
+		for _, w := range failed {
+			w.Abort(context.WithoutCancel(ctx))
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
