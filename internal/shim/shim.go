@@ -290,24 +290,40 @@ func Pid(dir string) (int, error) {
 }
 
 // Alive reports whether the monitor of dir runs: the process of shim.pid
-// exists, is not a zombie, and has "--dir DIR" on its command line (which
-// no other live process can have, so a reused pid is not mistaken for it).
+// has not exited, and has "--dir DIR" on its command line (which no other
+// live process can have, so a reused pid is not mistaken for it).
 func Alive(dir string) bool {
 	pid, err := Pid(dir)
 	if err != nil {
 		return false
 	}
-	proc := "/proc/" + strconv.Itoa(pid)
-	cmdline, err := os.ReadFile(proc + "/cmdline")
-	// The monitor executes itself and berth-shim-idle in turn: inside
-	// execve the command line reads empty for a moment. Empty for good is
-	// a zombie (or a kernel thread that took the pid).
-	for try := 0; err == nil && len(cmdline) == 0 && try < 50 && !zombie(proc); try++ {
-		time.Sleep(time.Millisecond)
-		cmdline, err = os.ReadFile(proc + "/cmdline")
+	// Whether the process has exited comes from a pidfd: /proc/PID alone
+	// cannot tell. The monitor executes itself and berth-shim-idle in
+	// turn; inside execve its command line reads empty for a moment, and
+	// the Go monitor executes from whichever thread it runs on, so until
+	// that thread has taken the leader's place /proc/PID shows the leader
+	// as a zombie without memory, and for an instant not at all. A pidfd
+	// is readable only once every thread has exited.
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return false // no such process
 	}
-	if err != nil || len(cmdline) == 0 { // gone, or a zombie
-		return false
+	defer unix.Close(pidfd)
+	proc := "/proc/" + strconv.Itoa(pid)
+	var cmdline []byte
+	for try := 0; ; try++ {
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		if n, err := unix.Poll(fds, 0); err == nil && n > 0 {
+			return false // exited (a zombie until reaped)
+		}
+		cmdline, err = os.ReadFile(proc + "/cmdline")
+		if err == nil && len(cmdline) > 0 {
+			break
+		}
+		if try == 50 { // empty for good: a kernel thread took the pid
+			return false
+		}
+		time.Sleep(time.Millisecond)
 	}
 	args := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
 	want := filepath.Clean(dir)
@@ -320,16 +336,6 @@ func Alive(dir string) bool {
 		}
 	}
 	return false
-}
-
-// zombie reports whether the process of /proc/PID proc has exited (or is gone).
-func zombie(proc string) bool {
-	b, err := os.ReadFile(proc + "/stat")
-	if err != nil {
-		return true
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
 }
 
 // dial connects to one of the monitor's sockets.
