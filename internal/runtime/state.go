@@ -251,17 +251,43 @@ func procStart(pid int) (start uint64, zombie bool, err error) {
 	return start, f[0] == "Z" || f[0] == "X", err
 }
 
-// alive reports whether the recorded init process still exists (and is not
-// a zombie, and is not another process that reused its pid).
+// alive reports whether the recorded init process still exists (and has
+// not exited, and is not another process that reused its pid).
 func (st *State) alive() bool {
 	if st.Pid <= 0 {
 		return false
 	}
 	start, zombie, err := procStart(st.Pid)
 	if err != nil || zombie {
-		return false
+		// /proc/PID shows the thread group's leader: a zombie while
+		// another thread of the process lives (a leader that called
+		// pthread_exit; a program executed by another thread, until that
+		// thread takes the leader's place, when /proc/PID is missing for
+		// an instant). Only a pidfd tells whether the process exited.
+		if !running(st.Pid) {
+			return false
+		}
+		for try := 0; err != nil && try < 50; try++ {
+			time.Sleep(time.Millisecond)
+			start, _, err = procStart(st.Pid)
+		}
+		if err != nil {
+			return false
+		}
 	}
 	return st.PidStart == 0 || start == st.PidStart
+}
+
+// running reports whether process pid exists and has a thread that has not
+// exited.
+func running(pid int) bool {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+	return err == nil && n == 0
 }
 
 // status derives the container's status from the kernel.
