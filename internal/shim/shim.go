@@ -311,7 +311,10 @@ func Alive(dir string) bool {
 	defer unix.Close(pidfd)
 	proc := "/proc/" + strconv.Itoa(pid)
 	var cmdline []byte
-	for try := 0; ; try++ {
+	// An execve's empty command line lasts tens of milliseconds on a
+	// loaded machine; empty for longer, the pid is a kernel thread's.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
 		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
 		if n, err := unix.Poll(fds, 0); err == nil && n > 0 {
 			return false // exited (a zombie until reaped)
@@ -320,7 +323,7 @@ func Alive(dir string) bool {
 		if err == nil && len(cmdline) > 0 {
 			break
 		}
-		if try == 50 { // empty for good: a kernel thread took the pid
+		if time.Now().After(deadline) {
 			return false
 		}
 		time.Sleep(time.Millisecond)
