@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/moby/moby/api/types/container"
@@ -337,8 +338,10 @@ func nsProcs(t *testing.T, pid int) map[int]string {
 // without it an orphan stays a zombie under a pid 1 that never waits.
 func TestRunInit(t *testing.T) {
 	e := newCtrEnv(t)
-	// The subshell's child is orphaned, reparented to pid 1, and exits.
-	orphan := "(sleep 0.2 &); exec sleep 1000"
+	// The subshell's child is orphaned and reparented to pid 1; the test
+	// kills it once the shell has exec'd sleep 1000 (the shell itself, still
+	// waiting for the subshell, could reap it otherwise).
+	orphan := "(sleep 1001 &); exec sleep 1000"
 	for _, init := range []bool{true, false} {
 		args := []string{box, "sh", "-c", orphan}
 		if init {
@@ -346,6 +349,21 @@ func TestRunInit(t *testing.T) {
 		}
 		id := e.runD(args...)
 		pid := e.cstate(id).Pid
+		// run -d returns once the init runs, before the shell has forked
+		// the orphan and exec'd sleep 1000.
+		orphanPid := 0
+		waitFor(t, "the shell to exec sleep 1000 after orphaning sleep 1001", func() bool {
+			execd := false
+			for p, c := range nsProcs(t, pid) {
+				switch {
+				case strings.HasSuffix(c, " sleep 1000"):
+					execd = true
+				case strings.HasSuffix(c, " sleep 1001"):
+					orphanPid = p
+				}
+			}
+			return execd && orphanPid != 0
+		})
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 		inside := e.sh(id, "cat /proc/1/comm")
 		if init && (strings.TrimSpace(string(comm)) != "berth-init" || inside != "berth-init\n") {
@@ -354,15 +372,16 @@ func TestRunInit(t *testing.T) {
 		if !init && inside != "sleep\n" {
 			t.Errorf("without --init pid 1 inside is %q, want sleep", inside)
 		}
+		if ppid := statusField(procStatus(t, orphanPid), "PPid"); ppid != strconv.Itoa(pid) {
+			t.Errorf("the orphan's parent is %s, want pid 1 of the container (%d)", ppid, pid)
+		}
+		syscall.Kill(orphanPid, syscall.SIGKILL)
+		// Once it has died: reaped (gone) under --init, a zombie without.
 		var procs map[int]string
-		waitFor(t, "the orphan sleep 0.2 to exit", func() bool {
+		waitFor(t, "the orphan to die and, with --init, be reaped", func() bool {
 			procs = nsProcs(t, pid)
-			for _, p := range procs {
-				if strings.HasSuffix(p, "sleep 0.2") && !strings.HasPrefix(p, "Z") {
-					return false
-				}
-			}
-			return true
+			c, ok := procs[orphanPid]
+			return init && !ok || !init && strings.HasPrefix(c, "Z")
 		})
 		zombies := 0
 		for _, p := range procs {
