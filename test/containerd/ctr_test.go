@@ -174,7 +174,12 @@ func TestRunForeground(t *testing.T) {
 			if tt.flags != nil {
 				extra = append(extra, tt.flags(t, c)...)
 			}
-			r := c.ctr(append(c.runArgs(extra...), tt.args...)...)
+			var r result
+			if len(tt.args) == 3 && tt.args[0] == "sh" && tt.args[1] == "-c" {
+				r = c.runDrained(extra, tt.args[2]) // all the output, see runDrained
+			} else {
+				r = c.ctr(append(c.runArgs(extra...), tt.args...)...)
+			}
 			failed := false
 			if tt.wantCode == -1 && r.code == 0 || tt.wantCode != -1 && r.code != tt.wantCode {
 				t.Errorf("exit code %d, want %d", r.code, tt.wantCode)
