@@ -300,9 +300,16 @@ func Alive(dir string) bool {
 	proc := "/proc/" + strconv.Itoa(pid)
 	cmdline, err := os.ReadFile(proc + "/cmdline")
 	// The monitor executes itself and berth-shim-idle in turn: inside
-	// execve the command line reads empty for a moment. Empty for good is
-	// a zombie (or a kernel thread that took the pid).
-	for try := 0; err == nil && len(cmdline) == 0 && try < 50 && !zombie(proc); try++ {
+	// execve, from the switch to the new program's memory until its
+	// arguments are laid out, the command line reads empty. That is
+	// usually a moment, but on a loaded machine the monitor can be
+	// descheduled or wait for a page of the binary in between: a bound
+	// of a few milliseconds took a live monitor for a dead one, and its
+	// running container was stopped as orphaned. Wait while the process
+	// is in execve; empty for good is a zombie or a kernel thread that
+	// took the pid. execWait only bounds a process that never gets a
+	// command line (one exec'd without arguments on an old kernel).
+	for deadline := time.Now().Add(execWait); err == nil && len(cmdline) == 0 && inExec(proc) && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 		cmdline, err = os.ReadFile(proc + "/cmdline")
 	}
@@ -322,14 +329,32 @@ func Alive(dir string) bool {
 	return false
 }
 
-// zombie reports whether the process of /proc/PID proc has exited (or is gone).
-func zombie(proc string) bool {
+// execWait bounds how long Alive waits for a process in execve to get its
+// command line; an execve takes milliseconds.
+const execWait = 10 * time.Second
+
+// pfKthread is PF_KTHREAD in the flags of /proc/PID/stat.
+const pfKthread = 0x00200000
+
+// inExec reports whether the process of /proc/PID proc, whose command line
+// read empty, may be inside execve: it lives (not gone, not a zombie) and
+// is not a kernel thread (whose command line is always empty).
+func inExec(proc string) bool {
 	b, err := os.ReadFile(proc + "/stat")
 	if err != nil {
-		return true
+		return false
 	}
 	i := bytes.LastIndexByte(b, ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
+	if i < 0 {
+		return false
+	}
+	// After the command: state, ppid, pgrp, session, tty_nr, tpgid, flags.
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 7 || f[0] == "Z" || f[0] == "X" {
+		return false
+	}
+	flags, err := strconv.ParseUint(f[6], 10, 64)
+	return err == nil && flags&pfKthread == 0
 }
 
 // dial connects to one of the monitor's sockets.
