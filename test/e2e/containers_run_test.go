@@ -461,17 +461,23 @@ func TestRunRestartAlways(t *testing.T) {
 	// The first run fails, the second stays up: inspect shows the new
 	// process (the container's layer keeps /tmp/once across restarts).
 	id = e.runD("--restart", "always", box, "sh", "-c", "[ -f /tmp/once ] && exec sleep 1000; touch /tmp/once; exit 1")
+	// The restarted shell can exec sleep 1000 before the monitor has
+	// recorded the new run: wait for inspect to show that run.
 	var pid int
-	waitFor(t, "the restarted container's sleep 1000", func() bool {
+	var in container.InspectResponse
+	waitFor(t, "the restarted container's sleep 1000, running in inspect", func() bool {
+		pid = 0
 		for _, p := range cgroupPids(filepath.Join("/sys/fs/cgroup/pids/berth", id)) {
 			if cmdline(p) == "sleep 1000" {
 				pid = p
-				return true
 			}
 		}
-		return false
+		if pid == 0 {
+			return false
+		}
+		in, _ = e.inspectC(id)
+		return in.State.Status != container.StateRestarting && in.RestartCount > 0
 	})
-	in, _ := e.inspectC(id)
 	if in.State.Pid != pid || in.RestartCount != 1 || in.State.Status != container.StateRunning {
 		t.Errorf("after one restart: State.Pid %d RestartCount %d Status %s, want %d (the live process), 1, running",
 			in.State.Pid, in.RestartCount, in.State.Status, pid)
