@@ -235,6 +235,16 @@ func (s *shim) startContainer(first bool) error {
 // container's stdio, adopts the init and starts copying its output.
 func (s *shim) launch() (err error) {
 	_ = os.Remove(s.path("init.pid"))
+	// The oom_kill count before the run, read before the runtime starts
+	// it: read after, it already counted the kill of a process that ran
+	// out of memory at once, and the run's exit was not reported as an
+	// OOM kill. A cgroup the runtime has yet to make counts from 0.
+	oomBase := s.oomCount()
+	if oomBase < 0 && s.cfg.oomFile != "" {
+		if _, err := os.Stat(filepath.Dir(s.cfg.oomFile)); errors.Is(err, os.ErrNotExist) {
+			oomBase = 0
+		}
+	}
 	var stdio [3]int
 	var closeAfter []int // the container's ends, closed once the runtime has them
 	defer func() {
@@ -320,7 +330,7 @@ func (s *shim) launch() (err error) {
 	if s.init, err = s.reaper.watch(pid); err != nil {
 		return errors.New("OCI runtime create failed: watch the init: " + err.Error())
 	}
-	s.oomBase = s.oomCount()
+	s.oomBase = oomBase
 	return nil
 }
 
