@@ -347,10 +347,17 @@ func (s *Store) fetchLayers(ctx context.Context, repo *registry.Repo, layers []L
 	}
 	parallel := s.layers.Parallel()
 	writers := make([]LayerWriter, len(layers))
+	// abortAll discards the layers being unpacked. A layer that filled
+	// the disk holds the space another's abort needs to rewrite the
+	// driver's table (that one may have been cancelled before it wrote
+	// anything it could free): a second round retries what failed once
+	// the others are gone.
 	abortAll := func() {
-		for _, w := range writers {
-			if w != nil {
-				w.Abort(context.WithoutCancel(ctx))
+		for range 2 {
+			for _, w := range writers {
+				if w != nil {
+					w.Abort(context.WithoutCancel(ctx))
+				}
 			}
 		}
 	}

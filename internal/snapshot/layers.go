@@ -147,14 +147,16 @@ func (w *LayerWriter) Commit(ctx context.Context, chainID digest.Digest) error {
 	return nil
 }
 
-// Abort discards the layer; after Commit it does nothing.
+// Abort discards the layer; after Commit or an Abort that succeeded it
+// does nothing. One that failed (a disk that other layers filled) may be
+// tried again.
 func (w *LayerWriter) Abort(ctx context.Context) error {
 	if w.done {
 		return nil
 	}
-	w.done = true
 	if err := w.l.d.Remove(ctx, w.key); err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("abort layer: %w", err)
 	}
+	w.done = true
 	return nil
 }
