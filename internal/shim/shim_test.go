@@ -125,6 +125,14 @@ func TestAliveChecksTheProcessAndItsDir(t *testing.T) {
 	if Alive(dir) {
 		t.Error("Alive with a reused pid = true")
 	}
+	// A kernel thread's command line is empty for good: not a monitor in
+	// execve (kthreadd is pid 2 of the initial pid namespace).
+	if b, err := os.ReadFile("/proc/2/stat"); err == nil && strings.Contains(string(b), "(kthreadd)") {
+		write(2)
+		if Alive(dir) {
+			t.Error("Alive with the pid of a kernel thread = true")
+		}
+	}
 	write(cmd.Process.Pid)
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()

@@ -174,7 +174,12 @@ func TestRunForeground(t *testing.T) {
 			if tt.flags != nil {
 				extra = append(extra, tt.flags(t, c)...)
 			}
-			r := c.ctr(append(c.runArgs(extra...), tt.args...)...)
+			var r result
+			if len(tt.args) == 3 && tt.args[0] == "sh" && tt.args[1] == "-c" {
+				r = c.runDrained(extra, tt.args[2]) // all the output, see runDrained
+			} else {
+				r = c.ctr(append(c.runArgs(extra...), tt.args...)...)
+			}
 			failed := false
 			if tt.wantCode == -1 && r.code == 0 || tt.wantCode != -1 && r.code != tt.wantCode {
 				t.Errorf("exit code %d, want %d", r.code, tt.wantCode)
@@ -208,8 +213,7 @@ func TestRunForeground(t *testing.T) {
 func TestRunTTY(t *testing.T) {
 	c := newContainer(t)
 	from := logSize()
-	out, code := c.ctrWithTerminal(t, append(c.runArgs("--rm", "--tty"),
-		"sh", "-c", "tty; test -t 0 && test -t 1 && echo stdio-is-a-tty; exit 4")...)
+	out, code := c.runTTYDrained(t, []string{"--rm", "--tty"}, "tty; test -t 0 && test -t 1 && echo stdio-is-a-tty; exit 4")
 	if code != 4 || !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "stdio-is-a-tty\n") {
 		t.Errorf("ctr run --tty exited %d with output %q; want 4, a /dev/pts/N tty and stdio-is-a-tty\n%s", code, out, c.diagnostics(from))
 	}
@@ -243,6 +247,61 @@ func (c *container) ctrWithTerminal(t *testing.T, args ...string) (string, int) 
 	}
 	// Both ptys, script's and the container's, turn \n into \r\n.
 	return strings.ReplaceAll(string(out), "\r", ""), code
+}
+
+// runTTYDrained is ctrWithTerminal for `ctr run` (flags extra, then sh -c
+// script) that holds the container's exit until ctr has printed all of
+// its output, as runDrained does without a terminal: the end mark is
+// printed, then a line typed on the terminal releases the container.
+func (c *container) runTTYDrained(t *testing.T, extra []string, script string) (string, int) {
+	t.Helper()
+	scriptBin, err := exec.LookPath("script")
+	if err != nil {
+		t.Skipf("script (util-linux) is not installed, ctr --tty needs a terminal: %v", err)
+	}
+	wrapped := "trap 'rc=$?; echo " + endMark + "; read _; exit $rc' EXIT\n" + script
+	full := append([]string{env.ctr, "-a", env.d.sock, "-n", namespace}, c.runArgs(extra...)...)
+	full = append(full, "sh", "-c", wrapped)
+	ctx, cancel := context.WithTimeout(context.Background(), commandGuard)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, scriptBin, "--quiet", "--return", "--command", shellQuote(full), "/dev/null")
+	cmd.WaitDelay = 10 * time.Second
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", scriptBin, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	released := false
+	for waiting := true; waiting; {
+		select {
+		case err = <-done:
+			waiting = false
+		case <-time.After(20 * time.Millisecond):
+			if !released && containsLine(out.String(), endMark) {
+				stdin.Write([]byte("\n"))
+				stdin.Close()
+				released = true
+			}
+		}
+	}
+	code := 0
+	var exit *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("%s hung: killed after %v", strings.Join(full, " "), commandGuard)
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("run %s: %v", scriptBin, err)
+	}
+	// Both ptys, script's and the container's, turn \n into \r\n.
+	return strings.Replace(strings.ReplaceAll(out.String(), "\r", ""), endMark+"\n", "", 1), code
 }
 
 // TestDetachedTask drives one detached task through the task commands of

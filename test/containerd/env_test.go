@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -209,6 +210,93 @@ func ctrRun(ctx context.Context, args ...string) result {
 	return r
 }
 
+// endMark is the line the script of a foreground container writes to its
+// stdout and its stderr once it has done its work (see runDrained).
+const endMark = "ctr-test-end-of-output"
+
+// runDrained runs `ctr run` in the foreground (flags extra, then sh -c
+// script) and holds the container's exit until ctr has printed all that
+// the script wrote to stdout and stderr. Without that hold ctr may lose
+// the tail of the output: ctr 1.6 (Debian 12 ships 1.6.20) ends a
+// foreground run with task.Delete, which closes its readers of the stdio
+// fifos before it waits for their copy, so whatever the shim had not yet
+// passed through the fifos when the task's exit event reached ctr is
+// dropped (containerd PR #8643 made Delete wait first). The script runs
+// as the init itself, as before: an EXIT trap writes endMark to both
+// streams and waits for a line on stdin, which the test sends once ctr
+// has printed both marks; the trap then exits with the script's status.
+// A container killed outright (SIGKILL, OOM) runs no trap; ctr exits
+// then and the test stops waiting.
+func (c *container) runDrained(extra []string, script string) result {
+	c.t.Helper()
+	from := logSize()
+	wrapped := "trap 'rc=$?; echo " + endMark + "; echo " + endMark + " >&2; read _; exit $rc' EXIT\n" + script
+	full := append([]string{"-a", env.d.sock, "-n", namespace}, c.runArgs(extra...)...)
+	full = append(full, "sh", "-c", wrapped)
+	ctx, cancel := context.WithTimeout(context.Background(), commandGuard)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, env.ctr, full...)
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 10 * time.Second
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatalf("start %s: %v", env.ctr, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	released := false
+	for waiting := true; waiting; {
+		select {
+		case err = <-done:
+			waiting = false
+		case <-time.After(20 * time.Millisecond):
+			if !released && containsLine(stdout.String(), endMark) && containsLine(stderr.String(), endMark) {
+				stdin.Write([]byte("\n"))
+				stdin.Close()
+				released = true
+			}
+		}
+	}
+	r := result{args: append([]string{"ctr"}, full...),
+		stdout: strings.Replace(stdout.String(), endMark+"\n", "", 1),
+		stderr: strings.Replace(stderr.String(), endMark+"\n", "", 1)}
+	var exit *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		r.err = fmt.Errorf("hung: killed after %v", commandGuard)
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	case err != nil:
+		r.err = err
+	}
+	if r.err != nil {
+		c.t.Fatalf("%v\ndaemon log:\n%s", r, logSince(from))
+	}
+	return r
+}
+
+// syncBuffer is a strings.Builder safe to read while a command writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // container is one container id of a test, with the cgroup path it gets
 // and the files the runc shim and the runtime keep for it; t.Cleanup
 // removes all of it.
@@ -261,10 +349,10 @@ func (c *container) runArgs(extra ...string) []string {
 	return append(append(args, extra...), imageRef, c.id)
 }
 
-// run runs script in the foreground with `ctr run --rm`.
+// run runs script in the foreground with `ctr run --rm` (see runDrained).
 func (c *container) run(script string, extra ...string) result {
 	c.t.Helper()
-	return c.ctr(append(c.runArgs(append([]string{"--rm"}, extra...)...), "sh", "-c", script)...)
+	return c.runDrained(append([]string{"--rm"}, extra...), script)
 }
 
 // runDetached starts script as a detached task (`ctr run -d`) whose stdout

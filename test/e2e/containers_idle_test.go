@@ -86,6 +86,7 @@ func TestIdleMonitorLog(t *testing.T) {
 	id := e.runD("-v", x+":/x", box, "sh", "-c",
 		`printf 'before idle'; while [ ! -e /x/go ]; do sleep 0.05; done; echo ' after'; cat /x/payload; echo to stderr >&2; `+
 			`printf 'no newline yet'; trap 'echo " and now one"; exit 0' TERM; while true; do sleep 0.05; done`)
+	initPid := e.cstate(id).Pid
 	pid := e.idleMonitor(id)
 	if err := os.WriteFile(filepath.Join(x, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -129,6 +130,8 @@ func TestIdleMonitorLog(t *testing.T) {
 		t.Fatalf("%d stdout records (want %d) and %d stderr (want 1)", len(out), len(want), len(errLines))
 	}
 
+	// The shell has printed "no newline yet" once it catches TERM.
+	waitCaught(t, initPid, syscall.SIGTERM)
 	e.ok("stop", id)
 	if b, _ := os.ReadFile(logPath); !bytes.Contains(b, []byte(`"log":"no newline yet and now one\n"`)) {
 		t.Errorf("the line completed after the hand-back is not one record:\n%s", b[bytes.LastIndex(b[:len(b)-1], []byte("\n"))+1:])
@@ -221,6 +224,7 @@ func TestIdleMonitorWakes(t *testing.T) {
 
 	// Stop while idle: the stop signal, then the exit recorded.
 	id = e.runD(box, "sh", "-c", `trap 'exit 7' TERM; while true; do sleep 0.05; done`)
+	waitCaught(t, e.cstate(id).Pid, syscall.SIGTERM)
 	e.idleMonitor(id)
 	e.ok("stop", id)
 	if st := e.cstate(id); st.Running || st.ExitCode != 7 {

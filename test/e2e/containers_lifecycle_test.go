@@ -495,8 +495,22 @@ func TestStats(t *testing.T) {
 // -f until the container exits, and size rotation.
 func TestLogs(t *testing.T) {
 	e := newCtrEnv(t)
-	e.run(nil, "run", "--name", "lg", box, "sh", "-c", "echo o1; sleep 0.1; echo e1 >&2; sleep 0.1; echo o2; sleep 0.1; echo e2 >&2")
-	e.remember("lg")
+	// The monitor reads stdout and stderr from two pipes and stamps a line
+	// when it reads it: lines written close together on the two streams
+	// may be stamped in either order. The container writes each line once
+	// the test has seen the one before in the log.
+	lgctl := filepath.Join(e.dir, "lgctl")
+	os.MkdirAll(lgctl, 0o755)
+	lg := e.runD("--name", "lg", "-v", lgctl+":/ctl", box, "sh", "-c",
+		"echo o1; until [ -f /ctl/1 ]; do sleep 0.05; done; echo e1 >&2; until [ -f /ctl/2 ]; do sleep 0.05; done; echo o2; until [ -f /ctl/3 ]; do sleep 0.05; done; echo e2 >&2")
+	for i, want := range []struct{ stdout, stderr string }{{"o1\n", ""}, {"o1\n", "e1\n"}, {"o1\no2\n", "e1\n"}} {
+		waitFor(t, "the log to hold "+strconv.Quote(want.stdout)+" and "+strconv.Quote(want.stderr), func() bool {
+			r := e.run(nil, "logs", "lg")
+			return r.stdout == want.stdout && r.stderr == want.stderr
+		})
+		os.WriteFile(filepath.Join(lgctl, strconv.Itoa(i+1)), nil, 0o644)
+	}
+	e.ok("wait", lg)
 	r := e.run(nil, "logs", "lg")
 	if r.stdout != "o1\no2\n" || r.stderr != "e1\ne2\n" {
 		t.Errorf("logs: stdout %q stderr %q, want o1 o2 and e1 e2 apart", r.stdout, r.stderr)
@@ -778,10 +792,9 @@ func TestCp(t *testing.T) {
 func TestCpTarStream(t *testing.T) {
 	e := newCtrEnv(t)
 	id := e.runD("--name", "cpd", box, "sh", "-c", "mkdir -p /tmp/d/e && echo deep > /tmp/d/e/f && ln -s /etc/hostname /tmp/d/l && exec sleep 1000")
-	waitFor(t, "the tree in the container", func() bool {
-		out, code, _ := e.shAny(id, "cat /tmp/d/e/f 2>/dev/null")
-		return code == 0 && out == "deep\n"
-	})
+	// The shell has made the whole tree, the link last, once it has
+	// exec'd sleep 1000.
+	e.waitTree(id, "sleep 1000")
 	t.Cleanup(func() { os.Remove("-") })
 
 	entries := func(data string) map[string]string {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/moby/moby/api/types/container"
@@ -337,8 +338,10 @@ func nsProcs(t *testing.T, pid int) map[int]string {
 // without it an orphan stays a zombie under a pid 1 that never waits.
 func TestRunInit(t *testing.T) {
 	e := newCtrEnv(t)
-	// The subshell's child is orphaned, reparented to pid 1, and exits.
-	orphan := "(sleep 0.2 &); exec sleep 1000"
+	// The subshell's child is orphaned and reparented to pid 1; the test
+	// kills it once the shell has exec'd sleep 1000 (the shell itself, still
+	// waiting for the subshell, could reap it otherwise).
+	orphan := "(sleep 1001 &); exec sleep 1000"
 	for _, init := range []bool{true, false} {
 		args := []string{box, "sh", "-c", orphan}
 		if init {
@@ -346,6 +349,21 @@ func TestRunInit(t *testing.T) {
 		}
 		id := e.runD(args...)
 		pid := e.cstate(id).Pid
+		// run -d returns once the init runs, before the shell has forked
+		// the orphan and exec'd sleep 1000.
+		orphanPid := 0
+		waitFor(t, "the shell to exec sleep 1000 after orphaning sleep 1001", func() bool {
+			execd := false
+			for p, c := range nsProcs(t, pid) {
+				switch {
+				case strings.HasSuffix(c, " sleep 1000"):
+					execd = true
+				case strings.HasSuffix(c, " sleep 1001"):
+					orphanPid = p
+				}
+			}
+			return execd && orphanPid != 0
+		})
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 		inside := e.sh(id, "cat /proc/1/comm")
 		if init && (strings.TrimSpace(string(comm)) != "berth-init" || inside != "berth-init\n") {
@@ -354,15 +372,16 @@ func TestRunInit(t *testing.T) {
 		if !init && inside != "sleep\n" {
 			t.Errorf("without --init pid 1 inside is %q, want sleep", inside)
 		}
+		if ppid := statusField(procStatus(t, orphanPid), "PPid"); ppid != strconv.Itoa(pid) {
+			t.Errorf("the orphan's parent is %s, want pid 1 of the container (%d)", ppid, pid)
+		}
+		syscall.Kill(orphanPid, syscall.SIGKILL)
+		// Once it has died: reaped (gone) under --init, a zombie without.
 		var procs map[int]string
-		waitFor(t, "the orphan sleep 0.2 to exit", func() bool {
+		waitFor(t, "the orphan to die and, with --init, be reaped", func() bool {
 			procs = nsProcs(t, pid)
-			for _, p := range procs {
-				if strings.HasSuffix(p, "sleep 0.2") && !strings.HasPrefix(p, "Z") {
-					return false
-				}
-			}
-			return true
+			c, ok := procs[orphanPid]
+			return init && !ok || !init && strings.HasPrefix(c, "Z")
 		})
 		zombies := 0
 		for _, p := range procs {
@@ -442,17 +461,23 @@ func TestRunRestartAlways(t *testing.T) {
 	// The first run fails, the second stays up: inspect shows the new
 	// process (the container's layer keeps /tmp/once across restarts).
 	id = e.runD("--restart", "always", box, "sh", "-c", "[ -f /tmp/once ] && exec sleep 1000; touch /tmp/once; exit 1")
+	// The restarted shell can exec sleep 1000 before the monitor has
+	// recorded the new run: wait for inspect to show that run.
 	var pid int
-	waitFor(t, "the restarted container's sleep 1000", func() bool {
+	var in container.InspectResponse
+	waitFor(t, "the restarted container's sleep 1000, running in inspect", func() bool {
+		pid = 0
 		for _, p := range cgroupPids(filepath.Join("/sys/fs/cgroup/pids/berth", id)) {
 			if cmdline(p) == "sleep 1000" {
 				pid = p
-				return true
 			}
 		}
-		return false
+		if pid == 0 {
+			return false
+		}
+		in, _ = e.inspectC(id)
+		return in.State.Status != container.StateRestarting && in.RestartCount > 0
 	})
-	in, _ := e.inspectC(id)
 	if in.State.Pid != pid || in.RestartCount != 1 || in.State.Status != container.StateRunning {
 		t.Errorf("after one restart: State.Pid %d RestartCount %d Status %s, want %d (the live process), 1, running",
 			in.State.Pid, in.RestartCount, in.State.Status, pid)

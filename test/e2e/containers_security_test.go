@@ -240,6 +240,8 @@ func TestNamespacePidHost(t *testing.T) {
 func TestNamespaceContainer(t *testing.T) {
 	e := newCtrEnv(t)
 	donor := e.runD("--name", "donor", "--ipc", "shareable", box, "sh", "-c", "echo shared > /dev/shm/mark; exec sleep 1000")
+	// Its shell writes the mark, then execs sleep 1000: after run -d.
+	e.waitTree(donor, "sleep 1000")
 	donorPid := e.cstate(donor).Pid
 	joiner := e.runD("--pid", "container:donor", "--ipc", "container:donor", box, "sleep", "1001")
 	joinerPid := e.cstate(joiner).Pid

@@ -345,6 +345,19 @@ func (e *ctrEnv) waitTree(id, initCmd string, children ...string) {
 	})
 }
 
+// waitCaught waits until the host process pid (a container's shell)
+// catches sig, that is until the shell has run its `trap ... SIG`: run -d
+// returns before it has, and a pid 1 without a handler ignores a stop
+// signal sent meanwhile.
+func waitCaught(t *testing.T, pid int, sig syscall.Signal) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("process %d to catch %v", pid, sig), func() bool {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		mask, err := strconv.ParseUint(statusField(string(b), "SigCgt"), 16, 64)
+		return err == nil && mask&(1<<(uint(sig)-1)) != 0
+	})
+}
+
 // mountsUnder lists the mount points at or below dir.
 func mountsUnder(dir string) []string {
 	f, err := os.Open("/proc/self/mountinfo")

@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"encoding/base64"
 	"encoding/json"
+	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	testregistry "github.com/berthproject/berth/test/registry"
 )
@@ -663,6 +666,36 @@ func TestPullFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Unmount(e.root, syscall.MNT_DETACH) }) // before newEnv's check for leftover mounts
+	// The big layer is served once the small one is in the store (its
+	// blob, its file unpacked): served together, the big one could fill
+	// the disk first and the pull fail on the small one's write instead.
+	smallBlob := filepath.Join(e.root, "content", "blobs", "sha256", strings.TrimPrefix(small.Digest(), "sha256:"))
+	smallIn := func() bool {
+		if _, err := os.Stat(smallBlob); err != nil {
+			return false
+		}
+		if _, err := os.Stat(filepath.Join(e.root, "snapshots", "overlay")); err != nil {
+			return true // unpacked after the downloads: the blob is enough
+		}
+		found := false
+		filepath.WalkDir(filepath.Join(e.root, "snapshots"), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() && d.Name() == "small" {
+				b, _ := os.ReadFile(p)
+				found = found || string(b) == "fits"
+			}
+			return nil
+		})
+		return found
+	}
+	bigBlob := "/v2/e2e/big/blobs/" + big.Digest()
+	reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodGet && r.URL.Path == bigBlob {
+			for deadline := time.Now().Add(commandGuard); !smallIn() && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		return false
+	})
 	ref := reg.Host + "/e2e/big:1"
 	r := e.fails("pull", ref)
 	// The layers unpack at once: the big one fills the disk, and either
