@@ -52,17 +52,27 @@ func (e *Engine) kill(ctx context.Context, c *Container, sig unix.Signal, wait b
 	if sig == unix.SIGKILL {
 		all = []string{"kill", "--all", c.ID, "9"}
 	}
+	// The signal and its event under the container's lock, as Docker's
+	// daemon does: the die of the exit it causes is told by the monitor's
+	// exit command, which takes the lock first, so "kill" always comes
+	// before "die" in events.
+	lk, err := e.lockContainerWait(ctx, c.ID)
+	if err != nil {
+		return err
+	}
 	if err := e.runtime(ctx, all...); err != nil {
+		lk.Close()
 		if _, werr := e.waitShim(ctx, c, 0); werr == nil {
 			return nil // it had exited meanwhile
 		}
 		return err
 	}
 	e.containerEvent(c, events.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
+	lk.Close()
 	if !wait {
 		return nil
 	}
-	_, err := e.waitShim(ctx, c, 0)
+	_, err = e.waitShim(ctx, c, 0)
 	return err
 }
 
@@ -180,6 +190,14 @@ func (e *Engine) waitShim(ctx context.Context, c *Container, timeout time.Durati
 func (e *Engine) Wait(ctx context.Context, ref string) (int, error) {
 	c, err := e.Lookup(ctx, ref)
 	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			// An --rm container its monitor's exit command removed before
+			// this wait began (a foreground run that could not take the
+			// exit over waits by ID): the exit was left behind for it.
+			if ex, terr := e.takeTombstone(ref); terr == nil {
+				return ex.ExitCode, nil
+			}
+		}
 		return -1, err
 	}
 	if c.State.Status == StatusRunning || c.State.Status == StatusPaused || c.State.Status == StatusRestarting {
@@ -439,6 +457,9 @@ func (e *Engine) leaveTombstone(id string, ex *shim.Exit) {
 }
 
 func (e *Engine) takeTombstone(id string) (*shim.Exit, error) {
+	if !isContainerID(id) { // a name or anything a user typed: not a path
+		return nil, os.ErrNotExist
+	}
 	p := filepath.Join(e.tombstoneDir(), id)
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -450,6 +471,20 @@ func (e *Engine) takeTombstone(id string) (*shim.Exit, error) {
 		return nil, err
 	}
 	return &shim.Exit{ExitCode: code}, nil
+}
+
+// isContainerID reports whether s is a full container ID (64 lowercase
+// hex digits).
+func isContainerID(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // Prune removes every stopped container.
