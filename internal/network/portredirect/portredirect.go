@@ -175,6 +175,9 @@ func (o *objects) pins() []struct {
 		{&o.connect, pinConnect}, {&o.peer, pinPeerName}, {&o.connect6, pinConnect6}, {&o.peer6, pinPeerName6}}
 }
 
+// progs are the programs' fds, in the order of hooks.
+func (o *objects) progs() [4]*int { return [4]*int{&o.connect, &o.peer, &o.connect6, &o.peer6} }
+
 func (o *objects) close() {
 	for _, fd := range []int{o.services, o.revnat, o.connect, o.peer, o.services6, o.revnat6, o.connect6, o.peer6} {
 		if fd > 0 {
@@ -240,23 +243,20 @@ func Sync(name string, netns uint64, entries []Entry) error {
 	if err := syncMap(o.services6, keySize6, want6); err != nil {
 		return err
 	}
-	for _, p := range []struct {
-		fd  int
-		typ uint32
-	}{{o.connect, unix.BPF_CGROUP_INET4_CONNECT}, {o.peer, unix.BPF_CGROUP_INET4_GETPEERNAME},
-		{o.connect6, unix.BPF_CGROUP_INET6_CONNECT}, {o.peer6, unix.BPF_CGROUP_INET6_GETPEERNAME}} {
-		id, _, err := bpf.ProgInfo(p.fd)
+	progs := o.progs()
+	for i, h := range hooks(name) {
+		id, _, err := bpf.ProgInfo(*progs[i])
 		if err != nil {
 			return err
 		}
-		ids, err := bpf.Query(cg, p.typ)
+		ids, err := bpf.Query(cg, h.typ)
 		if err != nil {
 			return err
 		}
 		if slices.Contains(ids, id) {
 			continue
 		}
-		if err := bpf.Attach(cg, p.fd, p.typ); err != nil {
+		if err := bpf.Attach(cg, *progs[i], h.typ); err != nil {
 			return fmt.Errorf("attach to %s: %w", root, err)
 		}
 	}
@@ -322,35 +322,22 @@ func create(name string) (_ *objects, err error) {
 	if o.revnat6, err = bpf.CreateMap(bpf.MapSpec{Type: unix.BPF_MAP_TYPE_LRU_HASH, KeySize: 8, ValueSize: 2 * valSize6, MaxEntries: maxRevNAT, Name: "brt_revnat6"}); err != nil {
 		return nil, err
 	}
-	cn, pn, cn6, pn6 := programNames(name)
-	insns, err := ConnectProgram(o.services, o.revnat)
-	if err != nil {
-		return nil, err
+	build := [...]func() ([]bpf.Insn, error){
+		func() ([]bpf.Insn, error) { return ConnectProgram(o.services, o.revnat) },
+		func() ([]bpf.Insn, error) { return PeerNameProgram(o.revnat) },
+		func() ([]bpf.Insn, error) { return Connect6Program(o.services6, o.revnat6) },
+		func() ([]bpf.Insn, error) { return PeerName6Program(o.revnat6) },
 	}
-	if o.connect, err = bpf.LoadProg(bpf.ProgSpec{Type: unix.BPF_PROG_TYPE_CGROUP_SOCK_ADDR, AttachType: unix.BPF_CGROUP_INET4_CONNECT,
-		Name: cn, Insns: insns, License: "Apache-2.0"}); err != nil {
-		return nil, err
-	}
-	if insns, err = PeerNameProgram(o.revnat); err != nil {
-		return nil, err
-	}
-	if o.peer, err = bpf.LoadProg(bpf.ProgSpec{Type: unix.BPF_PROG_TYPE_CGROUP_SOCK_ADDR, AttachType: unix.BPF_CGROUP_INET4_GETPEERNAME,
-		Name: pn, Insns: insns, License: "Apache-2.0"}); err != nil {
-		return nil, err
-	}
-	if insns, err = Connect6Program(o.services6, o.revnat6); err != nil {
-		return nil, err
-	}
-	if o.connect6, err = bpf.LoadProg(bpf.ProgSpec{Type: unix.BPF_PROG_TYPE_CGROUP_SOCK_ADDR, AttachType: unix.BPF_CGROUP_INET6_CONNECT,
-		Name: cn6, Insns: insns, License: "Apache-2.0"}); err != nil {
-		return nil, err
-	}
-	if insns, err = PeerName6Program(o.revnat6); err != nil {
-		return nil, err
-	}
-	if o.peer6, err = bpf.LoadProg(bpf.ProgSpec{Type: unix.BPF_PROG_TYPE_CGROUP_SOCK_ADDR, AttachType: unix.BPF_CGROUP_INET6_GETPEERNAME,
-		Name: pn6, Insns: insns, License: "Apache-2.0"}); err != nil {
-		return nil, err
+	progs := o.progs()
+	for i, h := range hooks(name) {
+		insns, err := build[i]()
+		if err != nil {
+			return nil, err
+		}
+		if *progs[i], err = bpf.LoadProg(bpf.ProgSpec{Type: unix.BPF_PROG_TYPE_CGROUP_SOCK_ADDR, AttachType: h.typ,
+			Name: h.name, Insns: insns, License: "Apache-2.0"}); err != nil {
+			return nil, err
+		}
 	}
 	dir := Dir(name)
 	if err := os.Mkdir(dir, 0o700); err != nil {
