@@ -85,12 +85,11 @@ func newIdle(shimPath string, env func(string) string, resume *resumeState) *idl
 	}
 	p := filepath.Join(filepath.Dir(shimPath), idleBinary)
 	if resume != nil {
-		// The binaries pinned by the first start came along.
-		if resume.idleFd >= 0 && resume.shimFd >= 0 {
-			d.path, d.fd, d.shimFd = p, resume.idleFd, resume.shimFd
-			unix.CloseOnExec(d.fd)
-			unix.CloseOnExec(d.shimFd)
-		}
+		// The binaries pinned by the first start came along (a resume
+		// state without them does not parse).
+		d.path, d.fd, d.shimFd = p, resume.idleFd, resume.shimFd
+		unix.CloseOnExec(d.fd)
+		unix.CloseOnExec(d.shimFd)
 		return d
 	}
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)

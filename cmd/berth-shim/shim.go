@@ -674,31 +674,31 @@ func (s *shim) writeExit(e protocol.Exit) {
 // oomCount reads the "oom_kill N" counter of --oom-file (cgroup v1
 // memory.oom_control or v2 memory.events); -1 when unknown.
 func (s *shim) oomCount() int64 {
-	if s.cfg.oomFile == "" {
-		return -1
-	}
-	b, err := os.ReadFile(s.cfg.oomFile)
-	if err != nil {
-		return -1
-	}
-	return parseOOMKill(b)
+	n, _ := s.readOOMCount()
+	return n
 }
 
 // oomCountBefore is the oom_kill count a run starts from: the cgroup's
 // current count when it exists already, 0 when it does not (the runtime
 // makes it anew, counting from 0).
 func (s *shim) oomCountBefore() int64 {
-	if s.cfg.oomFile == "" {
-		return -1
-	}
-	b, err := os.ReadFile(s.cfg.oomFile)
+	n, err := s.readOOMCount()
 	if errors.Is(err, os.ErrNotExist) {
 		return 0
 	}
-	if err != nil {
-		return -1
+	return n
+}
+
+// readOOMCount reads the oom_kill count of --oom-file (-1 when unknown).
+func (s *shim) readOOMCount() (int64, error) {
+	if s.cfg.oomFile == "" {
+		return -1, nil
 	}
-	return parseOOMKill(b)
+	b, err := os.ReadFile(s.cfg.oomFile)
+	if err != nil {
+		return -1, err
+	}
+	return parseOOMKill(b), nil
 }
 
 // parseOOMKill returns N of the "oom_kill N" line of a cgroup file, -1
