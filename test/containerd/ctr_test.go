@@ -275,21 +275,7 @@ func (c *container) runTTYDrained(t *testing.T, extra []string, script string) (
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", scriptBin, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	released := false
-	for waiting := true; waiting; {
-		select {
-		case err = <-done:
-			waiting = false
-		case <-time.After(20 * time.Millisecond):
-			if !released && containsLine(out.String(), endMark) {
-				stdin.Write([]byte("\n"))
-				stdin.Close()
-				released = true
-			}
-		}
-	}
+	err = waitReleasing(cmd, stdin, func() bool { return containsLine(out.String(), endMark) })
 	code := 0
 	var exit *exec.ExitError
 	switch {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -246,21 +247,9 @@ func (c *container) runDrained(extra []string, script string) result {
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start %s: %v", env.ctr, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	released := false
-	for waiting := true; waiting; {
-		select {
-		case err = <-done:
-			waiting = false
-		case <-time.After(20 * time.Millisecond):
-			if !released && containsLine(stdout.String(), endMark) && containsLine(stderr.String(), endMark) {
-				stdin.Write([]byte("\n"))
-				stdin.Close()
-				released = true
-			}
-		}
-	}
+	err = waitReleasing(cmd, stdin, func() bool {
+		return containsLine(stdout.String(), endMark) && containsLine(stderr.String(), endMark)
+	})
 	r := result{args: append([]string{"ctr"}, full...),
 		stdout: strings.Replace(stdout.String(), endMark+"\n", "", 1),
 		stderr: strings.Replace(stderr.String(), endMark+"\n", "", 1)}
@@ -277,6 +266,27 @@ func (c *container) runDrained(extra []string, script string) result {
 		c.t.Fatalf("%v\ndaemon log:\n%s", r, logSince(from))
 	}
 	return r
+}
+
+// waitReleasing waits for cmd, started with stdin, and writes the line that
+// releases the container's exit once printed says ctr has printed the end
+// mark (see runDrained).
+func waitReleasing(cmd *exec.Cmd, stdin io.WriteCloser, printed func() bool) error {
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	released := false
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(20 * time.Millisecond):
+			if !released && printed() {
+				stdin.Write([]byte("\n"))
+				stdin.Close()
+				released = true
+			}
+		}
+	}
 }
 
 // syncBuffer is a strings.Builder safe to read while a command writes it.
